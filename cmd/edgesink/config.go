@@ -1,0 +1,446 @@
+package main
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/edgesink/edgesink/forward/broker"
+	"github.com/edgesink/edgesink/forward/mqtt"
+	"github.com/edgesink/edgesink/forward/serial"
+	"github.com/edgesink/edgesink/sink"
+)
+
+// Config is the whole configuration file. Every key is documented in
+// deploy/edgesink.yaml, which the tests check against DefaultConfig.
+type Config struct {
+	Log    LogConfig    `yaml:"log"`
+	SMTP   SMTPConfig   `yaml:"smtp"`
+	MQTT   MQTTConfig   `yaml:"mqtt"`
+	Serial SerialConfig `yaml:"serial"`
+}
+
+// LogConfig sets how edgesink logs.
+type LogConfig struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"`
+}
+
+// SMTPConfig is the device-facing side.
+type SMTPConfig struct {
+	Listen            string   `yaml:"listen"`
+	Domain            string   `yaml:"domain"`
+	MaxMessageSize    ByteSize `yaml:"max_message_size"`
+	MaxRecipients     int      `yaml:"max_recipients"`
+	MaxLineLength     int      `yaml:"max_line_length"`
+	MaxConnections    int      `yaml:"max_connections"`
+	ReadTimeout       Duration `yaml:"read_timeout"`
+	WriteTimeout      Duration `yaml:"write_timeout"`
+	DataTimeout       Duration `yaml:"data_timeout"`
+	DeliveryTimeout   Duration `yaml:"delivery_timeout"`
+	ShutdownGrace     Duration `yaml:"shutdown_grace"`
+	StrictLineEndings bool     `yaml:"strict_line_endings"`
+}
+
+// MQTTConfig is the MQTT output.
+type MQTTConfig struct {
+	Broker               string        `yaml:"broker"`
+	EmbeddedListen       string        `yaml:"embedded_listen"`
+	ClientID             string        `yaml:"client_id"`
+	Username             string        `yaml:"username"`
+	Password             string        `yaml:"password"`
+	Topic                string        `yaml:"topic"`
+	AvailabilityTopic    string        `yaml:"availability_topic"`
+	QoS                  int           `yaml:"qos"`
+	Retain               bool          `yaml:"retain"`
+	KeepAlive            Duration      `yaml:"keep_alive"`
+	ConnectTimeout       Duration      `yaml:"connect_timeout"`
+	MaxReconnectInterval Duration      `yaml:"max_reconnect_interval"`
+	TLS                  MQTTTLSConfig `yaml:"tls"`
+}
+
+// MQTTTLSConfig is how edgesink trusts, and proves itself to, a TLS broker.
+type MQTTTLSConfig struct {
+	CAFile             string `yaml:"ca_file"`
+	CertFile           string `yaml:"cert_file"`
+	KeyFile            string `yaml:"key_file"`
+	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
+}
+
+// SerialConfig is the serial output; an empty device disables it.
+type SerialConfig struct {
+	Device        string   `yaml:"device"`
+	Baud          int      `yaml:"baud"`
+	DataBits      int      `yaml:"data_bits"`
+	Parity        string   `yaml:"parity"`
+	StopBits      string   `yaml:"stop_bits"`
+	Template      string   `yaml:"template"`
+	MaxLineLength int      `yaml:"max_line_length"`
+	WriteTimeout  Duration `yaml:"write_timeout"`
+}
+
+// Broker values with a meaning of their own.
+const (
+	brokerEmbedded = "embedded"
+	brokerNone     = "none"
+)
+
+// DefaultConfig is what edgesink runs with when given no file: SMTP on
+// loopback port 2525, alerts to the embedded broker on loopback port 1883.
+func DefaultConfig() Config {
+	s := sink.DefaultConfig()
+	return Config{
+		Log: LogConfig{Level: "info", Format: "text"},
+		SMTP: SMTPConfig{
+			Listen:          "127.0.0.1:2525",
+			Domain:          s.Domain,
+			MaxMessageSize:  ByteSize(s.MaxMessageBytes),
+			MaxRecipients:   s.MaxRecipients,
+			MaxLineLength:   s.MaxLineLength,
+			MaxConnections:  s.MaxConnections,
+			ReadTimeout:     Duration(s.ReadTimeout),
+			WriteTimeout:    Duration(s.WriteTimeout),
+			DataTimeout:     Duration(s.DataTimeout),
+			DeliveryTimeout: Duration(s.HandlerTimeout),
+			ShutdownGrace:   Duration(30 * time.Second),
+		},
+		MQTT: MQTTConfig{
+			Broker:               brokerEmbedded,
+			EmbeddedListen:       broker.DefaultAddr,
+			Topic:                mqtt.DefaultTopic,
+			AvailabilityTopic:    mqtt.DefaultAvailabilityTopic,
+			QoS:                  1,
+			KeepAlive:            Duration(mqtt.DefaultKeepAlive),
+			ConnectTimeout:       Duration(mqtt.DefaultConnectTimeout),
+			MaxReconnectInterval: Duration(mqtt.DefaultMaxReconnect),
+		},
+		Serial: SerialConfig{
+			Baud:          serial.DefaultBaud,
+			DataBits:      serial.DefaultDataBits,
+			Parity:        serial.DefaultParity,
+			StopBits:      serial.DefaultStopBits,
+			Template:      serial.DefaultTemplate,
+			MaxLineLength: serial.DefaultMaxLineLength,
+			WriteTimeout:  Duration(serial.DefaultWriteTimeout),
+		},
+	}
+}
+
+// LoadConfig reads and validates a YAML file on top of the defaults.
+func LoadConfig(path string) (Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("read config: %w", err)
+	}
+	cfg, err := ParseConfig(data)
+	if err != nil {
+		return Config{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// ParseConfig decodes YAML on top of the defaults. Unknown keys, bad values
+// and impossible settings are errors that name the line.
+func ParseConfig(data []byte) (Config, error) {
+	cfg := DefaultConfig()
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+		return Config{}, tidyYAMLError(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		var ke *keyError
+		if errors.As(err, &ke) {
+			if line := keyLine(data, ke.key); line > 0 {
+				return Config{}, fmt.Errorf("line %d: %w", line, err)
+			}
+		}
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+// tidyYAMLError drops yaml.v3's "yaml: unmarshal errors:" preamble so the
+// first thing a user reads is "line N: ...".
+func tidyYAMLError(err error) error {
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		return errors.New(strings.Join(te.Errors, "; "))
+	}
+	return errors.New(strings.TrimPrefix(err.Error(), "yaml: "))
+}
+
+// keyError is a validation failure of one dotted key, e.g. "smtp.listen".
+type keyError struct {
+	key string
+	err error
+}
+
+func (e *keyError) Error() string { return e.key + ": " + e.err.Error() }
+func (e *keyError) Unwrap() error { return e.err }
+
+func bad(key string, format string, args ...any) error {
+	return &keyError{key: key, err: fmt.Errorf(format, args...)}
+}
+
+// keyLine finds the line of a dotted key in a YAML document, 0 if absent.
+func keyLine(data []byte, key string) int {
+	var root yaml.Node
+	if yaml.Unmarshal(data, &root) != nil || len(root.Content) == 0 {
+		return 0
+	}
+	node := root.Content[0]
+	line := 0
+	for _, part := range strings.Split(key, ".") {
+		if node.Kind != yaml.MappingNode {
+			return line
+		}
+		found := false
+		for i := 0; i+1 < len(node.Content); i += 2 {
+			if node.Content[i].Value == part {
+				line, node, found = node.Content[i].Line, node.Content[i+1], true
+				break
+			}
+		}
+		if !found {
+			return line
+		}
+	}
+	return line
+}
+
+// Validate checks everything that can be checked without touching the
+// network or devices.
+func (c Config) Validate() error {
+	if _, err := parseLevel(c.Log.Level); err != nil {
+		return bad("log.level", "%v", err)
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		return bad("log.format", "%q: want text or json", c.Log.Format)
+	}
+	if err := checkHostPort(c.SMTP.Listen); err != nil {
+		return bad("smtp.listen", "%v", err)
+	}
+	if err := c.SMTP.sinkConfig().Validate(); err != nil {
+		return bad("smtp", "%v", err)
+	}
+	for key, v := range map[string]int64{
+		"smtp.max_message_size": int64(c.SMTP.MaxMessageSize), "smtp.max_recipients": int64(c.SMTP.MaxRecipients),
+		"smtp.max_connections": int64(c.SMTP.MaxConnections), "smtp.read_timeout": int64(c.SMTP.ReadTimeout),
+		"smtp.write_timeout": int64(c.SMTP.WriteTimeout), "smtp.data_timeout": int64(c.SMTP.DataTimeout),
+		"smtp.delivery_timeout": int64(c.SMTP.DeliveryTimeout), "smtp.shutdown_grace": int64(c.SMTP.ShutdownGrace),
+	} {
+		if v <= 0 {
+			return bad(key, "must be greater than zero")
+		}
+	}
+	if c.SMTP.MaxLineLength < 1000 {
+		return bad("smtp.max_line_length", "%d: must be at least 1000 (RFC 5321)", c.SMTP.MaxLineLength)
+	}
+	switch c.MQTT.Broker {
+	case brokerNone:
+	case brokerEmbedded:
+		if err := checkHostPort(c.MQTT.EmbeddedListen); err != nil {
+			return bad("mqtt.embedded_listen", "%v", err)
+		}
+	default:
+		if _, err := c.MQTT.publisherConfig(c.MQTT.Broker); err != nil {
+			return bad("mqtt.broker", "%v", err)
+		}
+	}
+	if c.MQTT.Broker != brokerNone {
+		if _, err := mqtt.ParseTopic(c.MQTT.Topic); err != nil {
+			return bad("mqtt.topic", "%v", err)
+		}
+		if c.MQTT.QoS != 1 && c.MQTT.QoS != 2 {
+			return bad("mqtt.qos", "%d: want 1 or 2 (QoS 0 gives no proof of delivery)", c.MQTT.QoS)
+		}
+	}
+	if c.Serial.Device != "" {
+		if _, err := c.Serial.portConfig().Mode(); err != nil {
+			return bad("serial", "%v", err)
+		}
+		if _, err := serial.New(c.Serial.portConfig(), nil); err != nil {
+			return bad("serial", "%v", err)
+		}
+	}
+	if c.MQTT.Broker == brokerNone && c.Serial.Device == "" {
+		return bad("mqtt.broker", "no output configured: set mqtt.broker or serial.device")
+	}
+	return nil
+}
+
+func checkHostPort(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q: want host:port, e.g. 0.0.0.0:25", addr)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("%q: bad port", addr)
+	}
+	if host != "" && net.ParseIP(host) == nil && host != "localhost" {
+		return fmt.Errorf("%q: host must be an IP address (or empty for all)", addr)
+	}
+	return nil
+}
+
+func (s SMTPConfig) sinkConfig() sink.Config {
+	return sink.Config{
+		Domain:            s.Domain,
+		MaxMessageBytes:   int64(s.MaxMessageSize),
+		MaxRecipients:     s.MaxRecipients,
+		MaxLineLength:     s.MaxLineLength,
+		MaxConnections:    s.MaxConnections,
+		ReadTimeout:       time.Duration(s.ReadTimeout),
+		WriteTimeout:      time.Duration(s.WriteTimeout),
+		DataTimeout:       time.Duration(s.DataTimeout),
+		HandlerTimeout:    time.Duration(s.DeliveryTimeout),
+		StrictLineEndings: s.StrictLineEndings,
+	}
+}
+
+// publisherConfig builds the MQTT output's settings for brokerURL, loading
+// TLS files where given.
+func (m MQTTConfig) publisherConfig(brokerURL string) (mqtt.Config, error) {
+	cfg := mqtt.Config{
+		Broker:            brokerURL,
+		ClientID:          m.ClientID,
+		Username:          m.Username,
+		Password:          m.Password,
+		Topic:             m.Topic,
+		QoS:               byte(m.QoS),
+		Retain:            m.Retain,
+		KeepAlive:         time.Duration(m.KeepAlive),
+		ConnectTimeout:    time.Duration(m.ConnectTimeout),
+		MaxReconnect:      time.Duration(m.MaxReconnectInterval),
+		AvailabilityTopic: m.AvailabilityTopic,
+	}
+	if !strings.Contains(brokerURL, "://") {
+		return cfg, fmt.Errorf("%q: want tcp://host:port, ssl://host:port, %s or %s", brokerURL, brokerEmbedded, brokerNone)
+	}
+	if !strings.HasPrefix(brokerURL, "tcp://") && !strings.HasPrefix(brokerURL, "mqtt://") &&
+		!strings.HasPrefix(brokerURL, "ws://") {
+		tc, err := m.TLS.load()
+		if err != nil {
+			return cfg, err
+		}
+		cfg.TLS = tc
+	}
+	if _, err := mqtt.ValidateConfig(cfg); err != nil {
+		return cfg, err
+	}
+	return cfg, nil
+}
+
+func (t MQTTTLSConfig) load() (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: t.InsecureSkipVerify} //nolint:gosec // opt-in, documented
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("mqtt tls: read ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("mqtt tls: ca_file %s: no PEM certificate in it", t.CAFile)
+		}
+		tc.RootCAs = pool
+	}
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		return nil, errors.New("mqtt tls: cert_file and key_file go together")
+	}
+	if t.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("mqtt tls: load client certificate: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
+
+func (s SerialConfig) portConfig() serial.Config {
+	return serial.Config{
+		Device:        s.Device,
+		Baud:          s.Baud,
+		DataBits:      s.DataBits,
+		Parity:        s.Parity,
+		StopBits:      s.StopBits,
+		Template:      s.Template,
+		MaxLineLength: s.MaxLineLength,
+		WriteTimeout:  time.Duration(s.WriteTimeout),
+	}
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("%q: want debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+// Duration is a time.Duration written as "30s", "5m" or "1h30m".
+type Duration time.Duration
+
+// UnmarshalYAML parses a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration (e.g. 30s, 5m, 1h)", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML writes the duration back as text.
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// ByteSize is a size written as a number of bytes or with a unit: 512KiB,
+// 25MiB, 10MB.
+type ByteSize int64
+
+// UnmarshalYAML parses a size.
+func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
+	v, err := parseByteSize(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*b = ByteSize(v)
+	return nil
+}
+
+var sizeUnits = []struct {
+	suffix string
+	mult   int64
+}{
+	{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30},
+	{"KB", 1000}, {"MB", 1000 * 1000}, {"GB", 1000 * 1000 * 1000},
+	{"B", 1},
+}
+
+func parseByteSize(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	mult := int64(1)
+	for _, u := range sizeUnits {
+		if strings.HasSuffix(strings.ToUpper(t), strings.ToUpper(u.suffix)) {
+			t, mult = strings.TrimSpace(t[:len(t)-len(u.suffix)]), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n < 0 || n > (1<<40)/mult {
+		return 0, fmt.Errorf("%q is not a size (e.g. 25MiB, 512KiB, 1000000)", s)
+	}
+	return n * mult, nil
+}

@@ -1,0 +1,215 @@
+// Command edgesink is a tiny SMTP server for old devices that can only report
+// trouble by e-mail: it turns each alert mail into an MQTT message and/or a
+// line on a serial port, and never relays mail onward.
+//
+// This file holds the command line only: subcommands, flags, exit codes.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"syscall"
+
+	"github.com/edgesink/edgesink/board"
+)
+
+// Set at build time with -ldflags "-X main.version=... -X main.commit=...".
+var (
+	version = "dev"
+	commit  = "unknown"
+)
+
+// Exit codes: 2 means "fix your command line or config", 1 "something failed
+// at run time". The systemd unit does not restart on 2.
+const (
+	exitOK      = 0
+	exitRuntime = 1
+	exitUsage   = 2
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+const usageText = `edgesink - an SMTP sink that bridges device alert mail to MQTT and serial
+
+Usage:
+  edgesink [serve] [flags]          run the sink (the default)
+  edgesink check-config FILE        validate a config file and exit
+  edgesink send-test [flags] [FILE] send a sample alert (or FILE.eml) to a running sink
+  edgesink board                    show the board edgesink detects here
+  edgesink version                  print version information
+
+Run 'edgesink COMMAND --help' for the flags of a command.
+With no config file edgesink listens for SMTP on 127.0.0.1:2525 and
+publishes alerts to an embedded MQTT broker on 127.0.0.1:1883.
+`
+
+// run is main without the process: tests drive it with their own arguments.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cmd := "serve"
+	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve":
+		return runServe(ctx, args, stdout, stderr)
+	case "check-config":
+		return runCheckConfig(args, stdout, stderr)
+	case "send-test":
+		return runSendTest(ctx, args, stdout, stderr)
+	case "board":
+		return runBoard(args, stdout, stderr)
+	case "version":
+		fmt.Fprintf(stdout, "edgesink %s (commit %s) %s/%s %s\n", version, commit, runtime.GOOS, runtime.GOARCH, runtime.Version())
+		return exitOK
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usageText)
+		return exitOK
+	default:
+		fmt.Fprintf(stderr, "edgesink: unknown command %q\n\n%s", cmd, usageText)
+		return exitUsage
+	}
+}
+
+// newFlagSet returns a flag set that prints its usage to stderr and reports
+// errors instead of exiting.
+func newFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: %s\n\nFlags:\n", synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseFlags parses args; the int is the exit code when the caller should
+// stop (help was asked for, or the flags were wrong).
+func parseFlags(fs *flag.FlagSet, args []string) (bool, int) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return false, exitOK
+		}
+		return false, exitUsage
+	}
+	return true, exitOK
+}
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("serve", "edgesink [serve] [flags]", stderr)
+	configPath := fs.String("config", "", "YAML config `file` (default: built-in defaults)")
+	smtpListen := fs.String("smtp-listen", "", "SMTP listen `address`, e.g. 0.0.0.0:25 (config smtp.listen)")
+	mqttBroker := fs.String("mqtt-broker", "", "MQTT broker: tcp://host:port, ssl://host:port, embedded or none (config mqtt.broker)")
+	mqttTopic := fs.String("mqtt-topic", "", "MQTT topic `template`, e.g. edgesink/{device}/alert (config mqtt.topic)")
+	serialDevice := fs.String("serial-device", "", "serial output `device`, e.g. /dev/serial0 (config serial.device)")
+	serialBaud := fs.Int("serial-baud", 0, "serial baud `rate` (config serial.baud)")
+	logLevel := fs.String("log-level", "", "log `level`: debug, info, warn, error (config log.level)")
+	if ok, code := parseFlags(fs, args); !ok {
+		return code
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "edgesink serve: unexpected argument %q\n", fs.Arg(0))
+		return exitUsage
+	}
+
+	cfg := DefaultConfig()
+	if *configPath != "" {
+		var err error
+		if cfg, err = LoadConfig(*configPath); err != nil {
+			fmt.Fprintf(stderr, "edgesink: %v\n", err)
+			return exitUsage
+		}
+	}
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "smtp-listen":
+			cfg.SMTP.Listen = *smtpListen
+		case "mqtt-broker":
+			cfg.MQTT.Broker = *mqttBroker
+		case "mqtt-topic":
+			cfg.MQTT.Topic = *mqttTopic
+		case "serial-device":
+			cfg.Serial.Device = *serialDevice
+		case "serial-baud":
+			cfg.Serial.Baud = *serialBaud
+		case "log-level":
+			cfg.Log.Level = *logLevel
+		}
+	})
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintf(stderr, "edgesink: config: %v\n", err)
+		return exitUsage
+	}
+
+	log := newLogger(cfg.Log, stderr)
+	if err := serve(ctx, cfg, log, nil); err != nil {
+		log.Error("edgesink stopped", "err", err)
+		var ce *configError
+		if errors.As(err, &ce) {
+			return exitUsage
+		}
+		return exitRuntime
+	}
+	return exitOK
+}
+
+func newLogger(c LogConfig, w io.Writer) *slog.Logger {
+	level, _ := parseLevel(c.Level)
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func runCheckConfig(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("check-config", "edgesink check-config FILE", stderr)
+	if ok, code := parseFlags(fs, args); !ok {
+		return code
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return exitUsage
+	}
+	if _, err := LoadConfig(fs.Arg(0)); err != nil {
+		fmt.Fprintf(stderr, "edgesink: %v\n", err)
+		return exitUsage
+	}
+	fmt.Fprintf(stdout, "%s: OK\n", fs.Arg(0))
+	return exitOK
+}
+
+func runBoard(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("board", "edgesink board", stderr)
+	if ok, code := parseFlags(fs, args); !ok {
+		return code
+	}
+	p, model, known := board.Detect()
+	if model == "" {
+		model = "(no " + board.DeviceTreeModel + ")"
+	}
+	fmt.Fprintf(stdout, "model:         %s\nprofile:       %s (%s)\nknown board:   %t\ntarget:        %s/%s", model, p.Name, p.Description, known, p.GOOS, p.GOARCH)
+	if p.GOARM != "" {
+		fmt.Fprintf(stdout, " GOARM=%s", p.GOARM)
+	}
+	fmt.Fprintf(stdout, "\nserial device: %s\nactivity LED:  %s\nstate dir:     %s\n", orNone(p.SerialDevice), orNone(p.LED), p.StateDir)
+	return exitOK
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}

@@ -1,0 +1,108 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/smtp"
+	"os"
+	"strings"
+	"time"
+)
+
+const sampleAlert = `From: "edgesink test" <{from}>
+To: {to}
+Subject: edgesink test alert
+Date: {date}
+Message-ID: <{date_id}@edgesink.test>
+MIME-Version: 1.0
+Content-Type: text/plain; charset=UTF-8
+
+This is a test alert sent by 'edgesink send-test' at {date}.
+If it reached your MQTT subscriber or serial device, the whole path works.
+`
+
+func runSendTest(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("send-test", "edgesink send-test [flags] [FILE.eml]", stderr)
+	server := fs.String("server", "127.0.0.1:2525", "edgesink SMTP `address` to send to")
+	to := fs.String("to", "alerts@edgesink.lan", "envelope recipient `address`")
+	from := fs.String("from", "edgesink-test@edgesink.lan", "envelope sender `address` (its local part becomes the device name)")
+	helo := fs.String("helo", "edgesink-send-test", "HELO `name` to announce")
+	timeout := fs.Duration("timeout", time.Minute, "give up after this `duration`")
+	if ok, code := parseFlags(fs, args); !ok {
+		return code
+	}
+	if fs.NArg() > 1 {
+		fs.Usage()
+		return exitUsage
+	}
+
+	var msg []byte
+	what := "sample alert"
+	if fs.NArg() == 1 {
+		var err error
+		if msg, err = os.ReadFile(fs.Arg(0)); err != nil {
+			fmt.Fprintf(stderr, "edgesink send-test: %v\n", err)
+			return exitUsage
+		}
+		what = fs.Arg(0)
+	} else {
+		now := time.Now()
+		msg = []byte(strings.NewReplacer("{from}", *from, "{to}", *to,
+			"{date}", now.Format(time.RFC1123Z), "{date_id}", fmt.Sprint(now.UnixNano())).Replace(sampleAlert))
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	start := time.Now()
+	if err := sendMail(ctx, *server, *helo, *from, []string{*to}, msg); err != nil {
+		fmt.Fprintf(stderr, "edgesink send-test: %s to %s not accepted: %v\n", what, *server, err)
+		return exitRuntime
+	}
+	fmt.Fprintf(stdout, "%s accepted by %s in %s\n", what, *server, time.Since(start).Round(time.Millisecond))
+	return exitOK
+}
+
+// sendMail delivers one message over plain SMTP and returns the server's
+// refusal, if any, as the error.
+func sendMail(ctx context.Context, addr, helo, from string, to []string, msg []byte) error {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	host, _, _ := net.SplitHostPort(addr)
+	c, err := smtp.NewClient(conn, host)
+	if err != nil {
+		conn.Close()
+		return err
+	}
+	defer c.Close()
+	if err := c.Hello(helo); err != nil {
+		return err
+	}
+	if err := c.Mail(from); err != nil {
+		return err
+	}
+	for _, r := range to {
+		if err := c.Rcpt(r); err != nil {
+			return err
+		}
+	}
+	w, err := c.Data()
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(w, bytes.NewReader(msg)); err != nil {
+		return err
+	}
+	if err := w.Close(); err != nil {
+		return err
+	}
+	return c.Quit()
+}

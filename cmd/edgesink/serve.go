@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/edgesink/edgesink/forward"
+	"github.com/edgesink/edgesink/forward/broker"
+	"github.com/edgesink/edgesink/forward/mqtt"
+	"github.com/edgesink/edgesink/forward/serial"
+	"github.com/edgesink/edgesink/sink"
+)
+
+// configError is a start-up failure the user must fix in the config; it
+// exits with code 2 so systemd does not restart in a loop.
+type configError struct{ err error }
+
+func (e *configError) Error() string { return e.err.Error() }
+func (e *configError) Unwrap() error { return e.err }
+
+// readyInfo tells tests (and the log) where edgesink ended up listening.
+type readyInfo struct {
+	SMTPAddr   string
+	BrokerAddr string // embedded broker, "" if none
+	Outputs    []string
+}
+
+// serve wires the sink to its outputs and runs until ctx ends, then drains:
+// mail in transfer is finished and answered, outputs are closed last.
+// ready, if not nil, is called once everything listens.
+func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyInfo)) (err error) {
+	var closers []func() error
+	defer func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			if cerr := closers[i](); cerr != nil {
+				log.Warn("close failed", "err", cerr)
+			}
+		}
+	}()
+	info := readyInfo{}
+
+	var outputs []forward.Forwarder
+	brokerURL := cfg.MQTT.Broker
+	if brokerURL == brokerEmbedded {
+		b, err := broker.Start(cfg.MQTT.EmbeddedListen, log)
+		if err != nil {
+			return fmt.Errorf("start embedded broker: %w", err)
+		}
+		closers = append(closers, b.Close)
+		brokerURL, info.BrokerAddr = b.URL(), b.Addr()
+		log.Info("embedded MQTT broker listening", "addr", b.Addr())
+	}
+	if brokerURL != brokerNone {
+		pcfg, err := cfg.MQTT.publisherConfig(brokerURL)
+		if err != nil {
+			return &configError{fmt.Errorf("mqtt: %w", err)}
+		}
+		pub, err := mqtt.New(pcfg, log)
+		if err != nil {
+			return &configError{err}
+		}
+		closers = append(closers, pub.Close)
+		outputs = append(outputs, pub)
+		if info.BrokerAddr != "" {
+			// The embedded broker is in this process: being connected before
+			// the first device mails costs nothing and avoids a spurious 451.
+			wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			if err := pub.WaitConnected(wctx); err != nil {
+				log.Warn("not yet connected to embedded broker", "err", err)
+			}
+			cancel()
+		}
+	}
+	if cfg.Serial.Device != "" {
+		port, err := serial.New(cfg.Serial.portConfig(), log)
+		if err != nil {
+			return &configError{err}
+		}
+		closers = append(closers, port.Close)
+		outputs = append(outputs, port)
+	}
+	if len(outputs) == 0 {
+		return &configError{errors.New("no output configured: set mqtt.broker or serial.device")}
+	}
+
+	fan := forward.NewFanout(log, outputs...)
+	srv, err := sink.New(cfg.SMTP.sinkConfig(), fan, log)
+	if err != nil {
+		return &configError{err}
+	}
+	l, err := net.Listen("tcp", cfg.SMTP.Listen)
+	if err != nil {
+		return fmt.Errorf("smtp: %w", err)
+	}
+	info.SMTPAddr, info.Outputs = l.Addr().String(), fan.Outputs()
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	log.Info("edgesink ready", "version", version, "smtp", info.SMTPAddr, "outputs", info.Outputs,
+		"mqtt_broker", brokerURL, "mqtt_topic", cfg.MQTT.Topic, "serial_device", cfg.Serial.Device)
+	if ready != nil {
+		ready(info)
+	}
+
+	select {
+	case err := <-served:
+		_ = srv.Close()
+		return err
+	case <-ctx.Done():
+	}
+	grace := time.Duration(cfg.SMTP.ShutdownGrace)
+	log.Info("shutting down: finishing mail in transfer", "grace", grace)
+	sctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("shutdown grace period over, connections closed", "err", err)
+	}
+	<-served
+	log.Info("edgesink stopped")
+	return nil
+}

@@ -1,0 +1,314 @@
+// Package mqtt publishes alerts to an MQTT broker. It is the only package
+// that imports the paho client.
+//
+// An alert counts as delivered when the broker acknowledged it (PUBACK at
+// QoS 1, PUBCOMP at QoS 2). While the broker is unreachable Forward fails at
+// once with a temporary error, so the sink tells the device to retry instead
+// of letting alerts pile up in memory.
+package mqtt
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/edgesink/edgesink/forward"
+	"github.com/edgesink/edgesink/sink"
+)
+
+// Defaults for Config fields left empty.
+const (
+	DefaultTopic             = "edgesink/{device}/alert"
+	DefaultAvailabilityTopic = "edgesink/status"
+	DefaultKeepAlive         = 30 * time.Second
+	DefaultConnectTimeout    = 10 * time.Second
+	DefaultMaxReconnect      = 30 * time.Second
+)
+
+// ErrNotConnected is returned (marked temporary) while the broker is down.
+var ErrNotConnected = errors.New("mqtt: not connected to broker")
+
+// Config says where and how to publish.
+type Config struct {
+	Broker            string      // tcp://host:port, ssl://host:port, ws://...
+	ClientID          string      // default edgesink-<hostname>
+	Username          string      // empty: no login
+	Password          string      //
+	TLS               *tls.Config // used for ssl://, tls://, mqtts:// and wss:// brokers
+	Topic             string      // template, default DefaultTopic
+	QoS               byte        // 1 (default) or 2; 0 gives no delivery proof and is refused
+	Retain            bool        // retain each alert on its topic
+	KeepAlive         time.Duration
+	ConnectTimeout    time.Duration
+	MaxReconnect      time.Duration // longest wait between reconnect attempts
+	AvailabilityTopic string        // "online"/"offline" (last will), retained; "-" disables
+}
+
+// Publisher is the MQTT output.
+type Publisher struct {
+	cfg    Config
+	topic  *forward.Template
+	client paho.Client
+	log    *slog.Logger
+
+	closeOnce sync.Once
+}
+
+var _ forward.Forwarder = (*Publisher)(nil)
+
+// New checks cfg and starts connecting in the background: a broker that is
+// down at boot is not an error, edgesink answers 451 until it is up.
+func New(cfg Config, log *slog.Logger) (*Publisher, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	tmpl, err := ParseTopic(cfg.Topic)
+	if err != nil {
+		return nil, err
+	}
+	p := &Publisher{cfg: cfg, topic: tmpl, log: log.With("output", "mqtt", "broker", cfg.Broker)}
+
+	opts := paho.NewClientOptions().
+		AddBroker(cfg.Broker).
+		SetClientID(cfg.ClientID).
+		SetUsername(cfg.Username).
+		SetPassword(cfg.Password).
+		SetKeepAlive(cfg.KeepAlive).
+		SetConnectTimeout(cfg.ConnectTimeout).
+		SetAutoReconnect(true).
+		SetConnectRetry(true).
+		SetConnectRetryInterval(time.Second).
+		SetMaxReconnectInterval(cfg.MaxReconnect).
+		SetCleanSession(true).
+		SetOrderMatters(false).
+		SetOnConnectHandler(p.onConnect).
+		SetConnectionLostHandler(p.onLost)
+	if cfg.TLS != nil {
+		opts.SetTLSConfig(cfg.TLS)
+	}
+	if cfg.AvailabilityTopic != "" {
+		opts.SetWill(cfg.AvailabilityTopic, "offline", 1, true)
+	}
+	p.client = paho.NewClient(opts)
+	p.client.Connect() // retries in the background; progress is logged by the handlers
+	return p, nil
+}
+
+// ValidateConfig checks cfg and returns it with defaults filled in.
+func ValidateConfig(cfg Config) (Config, error) { return cfg.withDefaults() }
+
+func (c Config) withDefaults() (Config, error) {
+	u, err := url.Parse(c.Broker)
+	if err != nil || u.Host == "" {
+		return c, fmt.Errorf("mqtt: broker %q: want scheme://host:port, e.g. tcp://192.168.1.10:1883", c.Broker)
+	}
+	switch u.Scheme {
+	case "tcp", "mqtt", "ssl", "tls", "mqtts", "ws", "wss":
+	default:
+		return c, fmt.Errorf("mqtt: broker %q: unknown scheme %q (use tcp, ssl, ws or wss)", c.Broker, u.Scheme)
+	}
+	if c.ClientID == "" {
+		host, _ := os.Hostname()
+		c.ClientID = "edgesink-" + sink.SafeName(host)
+	}
+	if c.Topic == "" {
+		c.Topic = DefaultTopic
+	}
+	switch c.QoS {
+	case 0:
+		c.QoS = 1
+	case 1, 2:
+	default:
+		return c, fmt.Errorf("mqtt: qos %d: want 1 or 2", c.QoS)
+	}
+	if c.KeepAlive == 0 {
+		c.KeepAlive = DefaultKeepAlive
+	}
+	if c.ConnectTimeout == 0 {
+		c.ConnectTimeout = DefaultConnectTimeout
+	}
+	if c.MaxReconnect == 0 {
+		c.MaxReconnect = DefaultMaxReconnect
+	}
+	switch c.AvailabilityTopic {
+	case "":
+		c.AvailabilityTopic = DefaultAvailabilityTopic
+	case "-":
+		c.AvailabilityTopic = ""
+	}
+	if c.AvailabilityTopic != "" {
+		if err := checkTopicLiteral(c.AvailabilityTopic); err != nil {
+			return c, fmt.Errorf("mqtt: availability topic: %w", err)
+		}
+	}
+	return c, nil
+}
+
+// Name implements forward.Forwarder.
+func (p *Publisher) Name() string { return "mqtt" }
+
+// Topic returns the topic a would be published on.
+func (p *Publisher) Topic(a *sink.Alert) string {
+	return SanitizeTopic(p.topic.Execute(a, topicValue))
+}
+
+// Forward publishes a as JSON and waits for the broker's acknowledgement.
+func (p *Publisher) Forward(ctx context.Context, a *sink.Alert) error {
+	if !p.client.IsConnectionOpen() {
+		return forward.Temporary(ErrNotConnected)
+	}
+	payload, err := json.Marshal(a)
+	if err != nil {
+		return fmt.Errorf("mqtt: encode alert %s: %w", a.ID, err)
+	}
+	topic := p.Topic(a)
+	tok := p.client.Publish(topic, p.cfg.QoS, p.cfg.Retain, payload)
+	select {
+	case <-tok.Done():
+	case <-ctx.Done():
+		return fmt.Errorf("mqtt: publish %s to %s: no acknowledgement: %w", a.ID, topic, ctx.Err())
+	}
+	if err := tok.Error(); err != nil {
+		// A publish the client could not complete is worth retrying: the
+		// connection dropped or the broker went away mid-flight.
+		return forward.Temporary(fmt.Errorf("mqtt: publish %s to %s: %w", a.ID, topic, err))
+	}
+	return nil
+}
+
+// WaitConnected blocks until the client is connected or ctx ends.
+func (p *Publisher) WaitConnected(ctx context.Context) error {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for !p.client.IsConnectionOpen() {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("mqtt: connect to %s: %w", p.cfg.Broker, ctx.Err())
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+// Close announces "offline" and disconnects. It is safe to call twice.
+func (p *Publisher) Close() error {
+	p.closeOnce.Do(func() {
+		if p.cfg.AvailabilityTopic != "" && p.client.IsConnectionOpen() {
+			tok := p.client.Publish(p.cfg.AvailabilityTopic, 1, true, "offline")
+			tok.WaitTimeout(2 * time.Second)
+		}
+		p.client.Disconnect(250)
+	})
+	return nil
+}
+
+func (p *Publisher) onConnect(c paho.Client) {
+	defer p.recoverCallback()
+	p.log.Info("mqtt connected")
+	if p.cfg.AvailabilityTopic != "" {
+		// Not waited on: paho runs this handler on its own goroutine and the
+		// announcement needs no confirmation.
+		c.Publish(p.cfg.AvailabilityTopic, 1, true, "online")
+	}
+}
+
+func (p *Publisher) onLost(_ paho.Client, err error) {
+	defer p.recoverCallback()
+	p.log.Warn("mqtt connection lost, reconnecting", "err", err)
+}
+
+func (p *Publisher) recoverCallback() {
+	if r := recover(); r != nil {
+		p.log.Error("mqtt callback panicked", "panic", r)
+	}
+}
+
+// ParseTopic parses a topic template and checks its literal text: no
+// wildcards, no NUL, no empty levels, not a $SYS-style topic.
+func ParseTopic(s string) (*forward.Template, error) {
+	t, err := forward.ParseTemplate(s)
+	if err != nil {
+		return nil, fmt.Errorf("mqtt: topic: %w", err)
+	}
+	if err := checkTopicLiteral(s); err != nil {
+		return nil, fmt.Errorf("mqtt: topic %q: %w", s, err)
+	}
+	return t, nil
+}
+
+func checkTopicLiteral(s string) error {
+	switch {
+	case s == "":
+		return errors.New("empty")
+	case strings.ContainsAny(s, "+#\x00"):
+		return errors.New("must not contain '+', '#' or NUL")
+	case strings.HasPrefix(s, "$"):
+		return errors.New("must not start with '$' (reserved for the broker)")
+	case strings.HasPrefix(s, "/") || strings.HasSuffix(s, "/") || strings.Contains(s, "//"):
+		return errors.New("must not have empty levels (leading, trailing or double '/')")
+	}
+	return nil
+}
+
+// topicValue makes one placeholder value a single safe topic level.
+func topicValue(v string) string {
+	v = strings.Map(func(r rune) rune {
+		switch r {
+		case '/', '+', '#', 0:
+			return '_'
+		}
+		if r < 0x20 || r == 0x7f {
+			return '_'
+		}
+		return r
+	}, strings.TrimSpace(v))
+	if v == "" {
+		return sink.UnknownDevice
+	}
+	return v
+}
+
+// maxTopicBytes keeps topics well inside MQTT's 65535-byte limit.
+const maxTopicBytes = 1024
+
+// SanitizeTopic is the last guard before the broker: it replaces wildcards
+// and NUL, fills empty levels with "_", and caps the length.
+func SanitizeTopic(t string) string {
+	t = strings.Map(func(r rune) rune {
+		switch r {
+		case '+', '#', 0:
+			return '_'
+		}
+		return r
+	}, strings.ToValidUTF8(t, "_"))
+	levels := strings.Split(t, "/")
+	for i, l := range levels {
+		if l == "" {
+			levels[i] = "_"
+		}
+	}
+	t = strings.Join(levels, "/")
+	if strings.HasPrefix(t, "$") {
+		t = "_" + t[1:]
+	}
+	for len(t) > maxTopicBytes {
+		_, size := utf8.DecodeLastRuneInString(t)
+		t = t[:len(t)-size]
+	}
+	return t
+}

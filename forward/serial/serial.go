@@ -1,0 +1,256 @@
+// Package serial writes one line per alert to a serial device: an LED sign,
+// a GSM modem, a PLC. It is the only package that imports go.bug.st/serial.
+//
+// A write counts as delivered once the whole line is in the kernel's tty
+// buffer. A device that disappears (USB unplugged) fails the write; the port
+// is closed and reopened on the next alert, so it works again as soon as the
+// device is back, and the failed alert is retried by its sender.
+package serial
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	bugst "go.bug.st/serial"
+
+	"github.com/edgesink/edgesink/forward"
+	"github.com/edgesink/edgesink/sink"
+)
+
+// Defaults for Config fields left empty.
+const (
+	DefaultTemplate      = "{received_at} {device} {subject}: {text_first_line}"
+	DefaultBaud          = 9600
+	DefaultDataBits      = 8
+	DefaultParity        = "none"
+	DefaultStopBits      = "1"
+	DefaultMaxLineLength = 256
+	DefaultWriteTimeout  = 5 * time.Second
+)
+
+// ErrBusy reports that an earlier write is still stuck in the device (flow
+// control holding it, or nobody reading a pseudo-terminal).
+var ErrBusy = errors.New("serial: previous write has not completed")
+
+// Config describes the port and the line format.
+type Config struct {
+	Device        string // e.g. /dev/serial0, /dev/ttyUSB0
+	Baud          int
+	DataBits      int    // 5 to 8
+	Parity        string // none, odd, even, mark, space
+	StopBits      string // 1, 1.5, 2
+	Template      string // placeholders as in forward.Placeholders
+	MaxLineLength int    // bytes before the CRLF; longer lines are cut
+	WriteTimeout  time.Duration
+}
+
+// Port is the serial output.
+type Port struct {
+	cfg  Config
+	mode *bugst.Mode
+	tmpl *forward.Template
+	log  *slog.Logger
+
+	// slot holds the open port (or nil when closed). Taking it from the
+	// channel is the right to write; a write stuck in the kernel keeps it, so
+	// later alerts fail fast with ErrBusy instead of queueing behind it.
+	slot chan bugst.Port
+}
+
+var _ forward.Forwarder = (*Port)(nil)
+
+// New checks cfg. The device is opened on the first alert, so edgesink
+// starts even while it is unplugged.
+func New(cfg Config, log *slog.Logger) (*Port, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cfg = cfg.withDefaults()
+	if cfg.Device == "" {
+		return nil, errors.New("serial: no device given")
+	}
+	mode, err := cfg.Mode()
+	if err != nil {
+		return nil, err
+	}
+	tmpl, err := forward.ParseTemplate(cfg.Template)
+	if err != nil {
+		return nil, fmt.Errorf("serial: %w", err)
+	}
+	if cfg.MaxLineLength < 8 {
+		return nil, fmt.Errorf("serial: max line length %d: want at least 8", cfg.MaxLineLength)
+	}
+	p := &Port{cfg: cfg, mode: mode, tmpl: tmpl, log: log.With("output", "serial", "device", cfg.Device),
+		slot: make(chan bugst.Port, 1)}
+	p.slot <- nil
+	return p, nil
+}
+
+func (c Config) withDefaults() Config {
+	if c.Baud == 0 {
+		c.Baud = DefaultBaud
+	}
+	if c.DataBits == 0 {
+		c.DataBits = DefaultDataBits
+	}
+	if c.Parity == "" {
+		c.Parity = DefaultParity
+	}
+	if c.StopBits == "" {
+		c.StopBits = DefaultStopBits
+	}
+	if c.Template == "" {
+		c.Template = DefaultTemplate
+	}
+	if c.MaxLineLength == 0 {
+		c.MaxLineLength = DefaultMaxLineLength
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = DefaultWriteTimeout
+	}
+	return c
+}
+
+// Mode translates the line settings, rejecting impossible ones.
+func (c Config) Mode() (*bugst.Mode, error) {
+	c = c.withDefaults()
+	m := &bugst.Mode{BaudRate: c.Baud, DataBits: c.DataBits}
+	if c.Baud < 50 || c.Baud > 4000000 {
+		return nil, fmt.Errorf("serial: baud %d: out of range", c.Baud)
+	}
+	if c.DataBits < 5 || c.DataBits > 8 {
+		return nil, fmt.Errorf("serial: data bits %d: want 5 to 8", c.DataBits)
+	}
+	switch strings.ToLower(c.Parity) {
+	case "none", "n":
+		m.Parity = bugst.NoParity
+	case "odd", "o":
+		m.Parity = bugst.OddParity
+	case "even", "e":
+		m.Parity = bugst.EvenParity
+	case "mark", "m":
+		m.Parity = bugst.MarkParity
+	case "space", "s":
+		m.Parity = bugst.SpaceParity
+	default:
+		return nil, fmt.Errorf("serial: parity %q: want none, odd, even, mark or space", c.Parity)
+	}
+	switch c.StopBits {
+	case "1":
+		m.StopBits = bugst.OneStopBit
+	case "1.5":
+		m.StopBits = bugst.OnePointFiveStopBits
+	case "2":
+		m.StopBits = bugst.TwoStopBits
+	default:
+		return nil, fmt.Errorf("serial: stop bits %q: want 1, 1.5 or 2", c.StopBits)
+	}
+	return m, nil
+}
+
+// Name implements forward.Forwarder.
+func (p *Port) Name() string { return "serial" }
+
+// Line renders a as the bytes written to the port: the template, control
+// characters removed, cut to MaxLineLength bytes on a character boundary,
+// then CRLF.
+func (p *Port) Line(a *sink.Alert) []byte {
+	s := strings.Map(func(r rune) rune {
+		if r == '\t' || r == '\n' || r == '\r' {
+			return ' '
+		}
+		if unicode.IsControl(r) || r == utf8.RuneError {
+			return -1
+		}
+		return r
+	}, p.tmpl.Execute(a, nil))
+	s = strings.TrimSpace(s)
+	for len(s) > p.cfg.MaxLineLength {
+		_, size := utf8.DecodeLastRuneInString(s)
+		s = s[:len(s)-size]
+	}
+	return append([]byte(s), '\r', '\n')
+}
+
+// Forward writes a's line. It fails with a temporary error when the device
+// cannot be opened, the write fails, or the write does not finish in time.
+func (p *Port) Forward(ctx context.Context, a *sink.Alert) error {
+	line := p.Line(a)
+	var port bugst.Port
+	select {
+	case port = <-p.slot:
+	case <-ctx.Done():
+		return forward.Temporary(fmt.Errorf("%w: %w", ErrBusy, ctx.Err()))
+	}
+	if port == nil {
+		var err error
+		if port, err = bugst.Open(p.cfg.Device, p.mode); err != nil {
+			p.slot <- nil
+			return forward.Temporary(fmt.Errorf("serial: open %s: %w", p.cfg.Device, err))
+		}
+		p.log.Info("serial port opened")
+	}
+
+	done := make(chan error, 1)
+	go func() {
+		// This goroutine owns the port until the write returns, even when
+		// Forward gave up waiting: it puts the port (or nil) back itself.
+		err := writeAll(port, line)
+		if err != nil {
+			_ = port.Close()
+			p.log.Warn("serial write failed, port closed; reopening on next alert", "err", err)
+			p.slot <- nil
+		} else {
+			p.slot <- port
+		}
+		done <- err
+	}()
+
+	timer := time.NewTimer(p.cfg.WriteTimeout)
+	defer timer.Stop()
+	select {
+	case err := <-done:
+		if err != nil {
+			return forward.Temporary(fmt.Errorf("serial: write %s: %w", p.cfg.Device, err))
+		}
+		return nil
+	case <-timer.C:
+		return forward.Temporary(fmt.Errorf("serial: write %s: %w", p.cfg.Device, ErrBusy))
+	case <-ctx.Done():
+		return forward.Temporary(fmt.Errorf("serial: write %s: %w", p.cfg.Device, ctx.Err()))
+	}
+}
+
+func writeAll(port bugst.Port, b []byte) error {
+	for len(b) > 0 {
+		n, err := port.Write(b)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return errors.New("device accepted no bytes")
+		}
+		b = b[n:]
+	}
+	return nil
+}
+
+// Close closes the port if it is open and no write is stuck in it. Safe to
+// call twice.
+func (p *Port) Close() error {
+	select {
+	case port := <-p.slot:
+		p.slot <- nil
+		if port != nil {
+			return port.Close()
+		}
+	default:
+	}
+	return nil
+}

@@ -1,0 +1,135 @@
+package forward
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/edgesink/edgesink/sink"
+)
+
+// fields are the placeholders a Template may use, each reading one value of
+// an alert. Values are raw: the output escapes them for its medium.
+var fields = map[string]func(a *sink.Alert) string{
+	"id":              func(a *sink.Alert) string { return a.ID },
+	"received_at":     func(a *sink.Alert) string { return a.ReceivedAt.Format(time.RFC3339) },
+	"remote_addr":     func(a *sink.Alert) string { return a.RemoteAddr },
+	"helo":            func(a *sink.Alert) string { return a.Helo },
+	"mail_from":       func(a *sink.Alert) string { return a.MailFrom },
+	"device":          func(a *sink.Alert) string { return a.Device },
+	"subject":         func(a *sink.Alert) string { return a.Subject },
+	"text_first_line": func(a *sink.Alert) string { return FirstLine(a.Text) },
+	"from":            func(a *sink.Alert) string { return first(a.From) },
+	"from_domain":     fromDomain,
+	"to":              func(a *sink.Alert) string { return first(a.To) },
+	"rcpt_to":         func(a *sink.Alert) string { return first(a.RcptTo) },
+	"rcpt_local":      func(a *sink.Alert) string { return sink.LocalPart(first(a.RcptTo)) },
+	"attachments":     func(a *sink.Alert) string { return strconv.Itoa(len(a.Attachments)) },
+	"size":            func(a *sink.Alert) string { return strconv.Itoa(a.Size) },
+}
+
+// Placeholders lists the names a Template accepts, sorted.
+func Placeholders() []string {
+	names := make([]string, 0, len(fields))
+	for n := range fields {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Template is a text with {placeholder}s, parsed once and filled per alert.
+type Template struct {
+	src   string
+	parts []templatePart
+}
+
+type templatePart struct {
+	literal string
+	field   func(a *sink.Alert) string // nil for a literal
+}
+
+// ParseTemplate parses s. Unknown placeholders and unbalanced braces are
+// errors, so a typo in the config is caught at start, not per alert.
+func ParseTemplate(s string) (*Template, error) {
+	t := &Template{src: s}
+	rest := s
+	for rest != "" {
+		open := strings.IndexAny(rest, "{}")
+		if open < 0 {
+			t.parts = append(t.parts, templatePart{literal: rest})
+			break
+		}
+		if rest[open] == '}' {
+			return nil, fmt.Errorf("template %q: '}' without '{'", s)
+		}
+		if open > 0 {
+			t.parts = append(t.parts, templatePart{literal: rest[:open]})
+		}
+		end := strings.IndexByte(rest[open:], '}')
+		if end < 0 {
+			return nil, fmt.Errorf("template %q: '{' without '}'", s)
+		}
+		name := rest[open+1 : open+end]
+		f, ok := fields[name]
+		if !ok {
+			return nil, fmt.Errorf("template %q: unknown placeholder {%s} (known: %s)",
+				s, name, strings.Join(Placeholders(), ", "))
+		}
+		t.parts = append(t.parts, templatePart{field: f})
+		rest = rest[open+end+1:]
+	}
+	return t, nil
+}
+
+// String returns the template's source text.
+func (t *Template) String() string { return t.src }
+
+// Execute fills the template from a, passing every placeholder's value
+// through escape (nil leaves values as they are).
+func (t *Template) Execute(a *sink.Alert, escape func(string) string) string {
+	var b strings.Builder
+	for _, p := range t.parts {
+		if p.field == nil {
+			b.WriteString(p.literal)
+			continue
+		}
+		v := p.field(a)
+		if escape != nil {
+			v = escape(v)
+		}
+		b.WriteString(v)
+	}
+	return b.String()
+}
+
+// FirstLine returns the first line of text that says something (has a
+// letter or digit), trimmed: rules such as the "-----" html2text draws under
+// headings are skipped.
+func FirstLine(text string) string {
+	for _, line := range strings.Split(text, "\n") {
+		if strings.IndexFunc(line, func(r rune) bool { return unicode.IsLetter(r) || unicode.IsDigit(r) }) >= 0 {
+			return strings.TrimSpace(line)
+		}
+	}
+	return ""
+}
+
+func first(list []string) string {
+	if len(list) == 0 {
+		return ""
+	}
+	return list[0]
+}
+
+// fromDomain is the domain of the header sender, or of the envelope sender
+// when the mail had no usable From header.
+func fromDomain(a *sink.Alert) string {
+	if d := sink.DomainPart(first(a.From)); d != "" {
+		return d
+	}
+	return sink.DomainPart(a.MailFrom)
+}

@@ -1,0 +1,213 @@
+package sink
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/mail"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/jhillyerd/enmime/v2"
+	"golang.org/x/text/encoding/charmap"
+)
+
+// ErrNoContent reports a mail from which nothing usable could be read: no
+// subject, no text, no HTML and no attachment. The sink answers it with 554.
+var ErrNoContent = errors.New("sink: message has no usable content")
+
+// Envelope is what the SMTP transaction said about a mail, before its content.
+type Envelope struct {
+	ReceivedAt time.Time
+	RemoteAddr string
+	Helo       string
+	MailFrom   string
+	RcptTo     []string
+	AuthUser   string // empty unless the client authenticated
+}
+
+// maxParseErrors bounds parse_errors so a mail with thousands of broken
+// parts cannot blow up the alert.
+const maxParseErrors = 20
+
+var parser = enmime.NewParser(
+	enmime.SetReadPartErrorPolicy(enmime.AllowCorruptTextPartErrorPolicy),
+	enmime.MaxStoredPartErrors(maxParseErrors),
+	enmime.MultipartWOBoundaryAsSinglePart(true),
+	enmime.StripMediaTypeInvalidCharacters(true),
+)
+
+// Extract turns a raw message and its SMTP envelope into an Alert. A
+// malformed message still yields an alert with whatever could be read and its
+// problems listed in ParseErrors; only a message with no usable content at all
+// returns ErrNoContent.
+func Extract(raw []byte, env Envelope) (*Alert, error) {
+	a := &Alert{
+		ID:          NewID(env.ReceivedAt),
+		ReceivedAt:  env.ReceivedAt.UTC(),
+		RemoteAddr:  toUTF8(env.RemoteAddr),
+		Helo:        toUTF8(env.Helo),
+		MailFrom:    toUTF8(env.MailFrom),
+		RcptTo:      make([]string, 0, len(env.RcptTo)),
+		From:        []string{},
+		To:          []string{},
+		Attachments: []Attachment{},
+		ParseErrors: []string{},
+		Size:        len(raw),
+	}
+	for _, r := range env.RcptTo {
+		a.RcptTo = append(a.RcptTo, toUTF8(r))
+	}
+
+	e, err := parser.ReadEnvelope(bytes.NewReader(raw))
+	if err != nil {
+		// enmime gives up only on a message it cannot split into header and
+		// body at all; the bytes are still the device's words, so pass them on.
+		a.addParseError(fmt.Sprintf("unreadable MIME structure: %v", err))
+		a.Text = cleanText(toUTF8(string(raw)))
+	} else {
+		fillFromEnvelope(a, e)
+	}
+
+	a.Device = DeviceName(env.AuthUser, env.MailFrom, a.From)
+	if strings.TrimSpace(a.Subject) == "" && strings.TrimSpace(a.Text) == "" &&
+		strings.TrimSpace(a.HTML) == "" && len(a.Attachments) == 0 {
+		return a, ErrNoContent
+	}
+	return a, nil
+}
+
+func fillFromEnvelope(a *Alert, e *enmime.Envelope) {
+	a.Subject = cleanHeader(toUTF8(e.GetHeader("Subject")))
+	a.From = addresses(a, e, "From")
+	a.To = addresses(a, e, "To")
+	a.Text = cleanText(toUTF8(e.Text))
+	a.HTML = toUTF8(e.HTML)
+
+	parts := make([]*enmime.Part, 0, len(e.Attachments)+len(e.Inlines))
+	parts = append(parts, e.Attachments...)
+	parts = append(parts, e.Inlines...)
+	for _, p := range e.OtherParts {
+		if !strings.HasPrefix(p.ContentType, "multipart/") {
+			parts = append(parts, p)
+		}
+	}
+	for _, p := range parts {
+		sum := sha256.Sum256(p.Content)
+		a.Attachments = append(a.Attachments, Attachment{
+			Filename:    cleanHeader(toUTF8(p.FileName)),
+			ContentType: toUTF8(p.ContentType),
+			Size:        len(p.Content),
+			SHA256:      hex.EncodeToString(sum[:]),
+		})
+	}
+
+	for _, pe := range e.Errors {
+		// enmime notes every HTML-only mail; that is expected, not a problem.
+		if pe.Name == enmime.ErrorPlainTextFromHTML && !pe.Severe {
+			continue
+		}
+		a.addParseError(pe.Name + ": " + pe.Detail)
+	}
+	if len(e.GetHeaderKeys()) == 0 {
+		a.addParseError("missing headers: message has no header block")
+	}
+}
+
+// addresses decodes an address header into bare addresses. A header that
+// does not parse as RFC 5322 is split leniently instead of dropped.
+func addresses(a *Alert, e *enmime.Envelope, key string) []string {
+	raw := e.GetHeader(key)
+	if strings.TrimSpace(raw) == "" {
+		return []string{}
+	}
+	list, err := e.AddressList(key)
+	if err == nil {
+		out := make([]string, 0, len(list))
+		for _, addr := range list {
+			out = append(out, toUTF8(addr.Address))
+		}
+		return out
+	}
+	a.addParseError(fmt.Sprintf("%s header: %v", key, err))
+	out := []string{}
+	for _, field := range strings.Split(toUTF8(raw), ",") {
+		field = strings.TrimSpace(field)
+		if i, j := strings.LastIndexByte(field, '<'), strings.LastIndexByte(field, '>'); i >= 0 && j > i {
+			field = field[i+1 : j]
+		} else if addr, err := mail.ParseAddress(field); err == nil {
+			field = addr.Address
+		}
+		if field = cleanHeader(field); field != "" {
+			out = append(out, field)
+		}
+	}
+	return out
+}
+
+func (a *Alert) addParseError(msg string) {
+	if len(a.ParseErrors) < maxParseErrors {
+		a.ParseErrors = append(a.ParseErrors, toUTF8(msg))
+	}
+}
+
+// toUTF8 returns s unchanged when it is valid UTF-8. Otherwise the bytes are
+// read as Windows-1252, the charset that undeclared 8-bit text from old
+// devices is by far most often in; every byte maps to a character, so the
+// result is always valid UTF-8 and nothing is silently dropped.
+func toUTF8(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	out, err := charmap.Windows1252.NewDecoder().String(s)
+	if err != nil || !utf8.ValidString(out) {
+		return strings.ToValidUTF8(s, "\uFFFD")
+	}
+	return out
+}
+
+// cleanHeader removes control characters (CR, LF, NUL, ...) from a one-line
+// value and trims it.
+func cleanHeader(s string) string {
+	return strings.TrimSpace(strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			if r == '\t' {
+				return ' '
+			}
+			return -1
+		}
+		return r
+	}, s))
+}
+
+// cleanText normalises line endings to LF and drops control characters other
+// than tab and newline, so consumers see plain text.
+func cleanText(s string) string {
+	s = strings.ReplaceAll(s, "\r\n", "\n")
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r == '\n' || r == '\t':
+			return r
+		case r == '\r':
+			return '\n'
+		case unicode.IsControl(r):
+			return -1
+		}
+		return r
+	}, s)
+}
+
+// NewID returns a 24-character hex id whose first 16 characters are the
+// receive time in nanoseconds, so ids sort by arrival.
+func NewID(t time.Time) string {
+	var b [12]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(t.UnixNano()))
+	_, _ = rand.Read(b[8:])
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,348 @@
+package sink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+// Config bounds what one SMTP server accepts. The zero value of a field means
+// "use the default" from DefaultConfig.
+type Config struct {
+	Domain            string        // name in the greeting
+	MaxMessageBytes   int64         // larger messages get 552
+	MaxRecipients     int           // more RCPT get 452
+	MaxLineLength     int           // longer lines end the session with 500
+	MaxConnections    int           // more concurrent clients get 421
+	ReadTimeout       time.Duration // idle time allowed between commands
+	WriteTimeout      time.Duration // time allowed to write one reply
+	DataTimeout       time.Duration // time allowed for a whole DATA transfer
+	HandlerTimeout    time.Duration // time the outputs get before the reply is 451
+	StrictLineEndings bool          // refuse bare LF (RFC 5321) instead of reading it as CRLF
+}
+
+// DefaultConfig returns the limits edgesink uses unless told otherwise. They
+// suit a Raspberry Pi serving a LAN of cameras and printers: a 25 MiB message
+// holds several camera snapshots; 64 connections are far more than a home or
+// small office produces, yet bound memory.
+func DefaultConfig() Config {
+	return Config{
+		Domain:          "edgesink",
+		MaxMessageBytes: 25 << 20,
+		MaxRecipients:   50,
+		MaxLineLength:   4096,
+		MaxConnections:  64,
+		ReadTimeout:     60 * time.Second,
+		WriteTimeout:    60 * time.Second,
+		DataTimeout:     10 * time.Minute,
+		HandlerTimeout:  30 * time.Second,
+	}
+}
+
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.Domain == "" {
+		c.Domain = d.Domain
+	}
+	if c.MaxMessageBytes == 0 {
+		c.MaxMessageBytes = d.MaxMessageBytes
+	}
+	if c.MaxRecipients == 0 {
+		c.MaxRecipients = d.MaxRecipients
+	}
+	if c.MaxLineLength == 0 {
+		c.MaxLineLength = d.MaxLineLength
+	}
+	if c.MaxConnections == 0 {
+		c.MaxConnections = d.MaxConnections
+	}
+	if c.ReadTimeout == 0 {
+		c.ReadTimeout = d.ReadTimeout
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = d.WriteTimeout
+	}
+	if c.DataTimeout == 0 {
+		c.DataTimeout = d.DataTimeout
+	}
+	if c.HandlerTimeout == 0 {
+		c.HandlerTimeout = d.HandlerTimeout
+	}
+	return c
+}
+
+// Validate reports the first limit that cannot work.
+func (c Config) Validate() error {
+	switch {
+	case c.MaxMessageBytes < 0:
+		return errors.New("max message size must be positive")
+	case c.MaxRecipients < 0:
+		return errors.New("max recipients must be positive")
+	case c.MaxLineLength < 0 || (c.MaxLineLength > 0 && c.MaxLineLength < 1000):
+		return errors.New("max line length must be at least 1000 (RFC 5321)")
+	case c.MaxConnections < 0:
+		return errors.New("max connections must be positive")
+	case c.ReadTimeout < 0 || c.WriteTimeout < 0 || c.DataTimeout < 0 || c.HandlerTimeout < 0:
+		return errors.New("timeouts must be positive")
+	}
+	return nil
+}
+
+// Outputs is implemented by a Handler that can name where it delivers; the
+// sink puts the names in its per-alert log line.
+type Outputs interface {
+	Outputs() []string
+}
+
+// Server is an SMTP server that turns every mail into an Alert for a Handler.
+type Server struct {
+	cfg     Config
+	handler Handler
+	log     *slog.Logger
+	smtp    *smtp.Server
+
+	ctx    context.Context // parent of handler contexts; cancelled by Close
+	cancel context.CancelFunc
+
+	closing   atomic.Bool
+	mu        sync.Mutex
+	listeners []*listener
+}
+
+// New validates cfg and returns a server that hands alerts to h.
+func New(cfg Config, h Handler, log *slog.Logger) (*Server, error) {
+	if h == nil {
+		return nil, errors.New("sink: nil handler")
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("sink: %w", err)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cfg = cfg.withDefaults()
+	s := &Server{cfg: cfg, handler: h, log: log}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+
+	srv := smtp.NewServer(smtp.BackendFunc(s.newSession))
+	srv.Domain = cfg.Domain
+	srv.MaxMessageBytes = cfg.MaxMessageBytes
+	srv.MaxRecipients = cfg.MaxRecipients
+	srv.MaxLineLength = cfg.MaxLineLength
+	srv.ReadTimeout = cfg.ReadTimeout
+	srv.WriteTimeout = cfg.WriteTimeout
+	srv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
+	s.smtp = srv
+	return s, nil
+}
+
+// Config returns the limits in force, defaults filled in.
+func (s *Server) Config() Config { return s.cfg }
+
+// Serve answers SMTP on l until Shutdown or Close; it then returns nil.
+func (s *Server) Serve(l net.Listener) error {
+	wl := newListener(l, s)
+	s.mu.Lock()
+	s.listeners = append(s.listeners, wl)
+	s.mu.Unlock()
+	if err := s.smtp.Serve(wl); err != nil && !errors.Is(err, net.ErrClosed) {
+		return fmt.Errorf("sink: serve %s: %w", l.Addr(), err)
+	}
+	return nil
+}
+
+func (s *Server) draining() bool { return s.closing.Load() }
+
+// Shutdown stops accepting connections, lets every mail already in transfer
+// finish (its device gets its final reply), ends idle sessions with 421, and
+// waits for all sessions to end. When ctx expires first, the remaining
+// connections are closed and ctx's error is returned.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.closing.Store(true)
+	s.mu.Lock()
+	for _, l := range s.listeners {
+		l.drainAll()
+	}
+	s.mu.Unlock()
+	err := s.smtp.Shutdown(ctx)
+	if errors.Is(err, smtp.ErrServerClosed) {
+		err = nil
+	}
+	if ctx.Err() != nil {
+		s.Close()
+		return ctx.Err()
+	}
+	s.cancel()
+	return err
+}
+
+// Close closes every listener and connection at once and cancels alerts in
+// delivery. It is safe to call more than once.
+func (s *Server) Close() error {
+	s.closing.Store(true)
+	s.cancel()
+	err := s.smtp.Close()
+	if errors.Is(err, smtp.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
+		err = nil
+	}
+	return err
+}
+
+func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
+	sess := &session{srv: s, conn: c}
+	nc := c.Conn()
+	if u, ok := nc.(interface{ NetConn() net.Conn }); ok {
+		nc = u.NetConn() // under TLS
+	}
+	sess.lc, _ = nc.(*legacyConn)
+	return sess, nil
+}
+
+// session is one SMTP session as go-smtp sees it.
+type session struct {
+	srv   *Server
+	conn  *smtp.Conn
+	lc    *legacyConn // nil only if Serve was bypassed
+	from  string
+	rcpts []string
+}
+
+func (s *session) Reset() {
+	s.from, s.rcpts = "", nil
+	if s.lc != nil {
+		s.lc.transactionDone()
+	}
+}
+
+func (s *session) Logout() error { return nil }
+
+func (s *session) Mail(from string, _ *smtp.MailOptions) error {
+	s.from = from
+	return nil
+}
+
+func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	s.rcpts = append(s.rcpts, to)
+	return nil
+}
+
+// Data reads the whole message, extracts the alert and returns only when the
+// handler has decided its fate; go-smtp turns the result into the reply.
+func (s *session) Data(r io.Reader) error {
+	start := time.Now()
+	remote := s.conn.Conn().RemoteAddr().String()
+	log := s.srv.log.With("remote_addr", remote, "mail_from", s.from)
+
+	raw, err := io.ReadAll(r)
+	if err != nil {
+		if errors.Is(err, smtp.ErrDataTooLarge) {
+			log.Warn("mail refused: message too large", "max_bytes", s.srv.cfg.MaxMessageBytes)
+			return smtp.ErrDataTooLarge
+		}
+		log.Warn("mail refused: reading message failed", "err", err)
+		return errReadFailed
+	}
+
+	helo := s.conn.Hostname()
+	if s.lc != nil && s.lc.heloWasEmpty() {
+		helo = ""
+	}
+	alert, err := Extract(raw, Envelope{
+		ReceivedAt: start,
+		RemoteAddr: remote,
+		Helo:       helo,
+		MailFrom:   s.from,
+		RcptTo:     s.rcpts,
+	})
+	if err != nil {
+		log.Warn("mail refused: no usable content", "size", len(raw), "parse_errors", alert.ParseErrors)
+		return errNoContent
+	}
+
+	ctx, cancel := context.WithTimeout(s.srv.ctx, s.srv.cfg.HandlerTimeout)
+	defer cancel()
+	if err := s.srv.handler.Handle(ctx, alert); err != nil {
+		reply := replyFor(err)
+		log.Error("alert not delivered", "id", alert.ID, "device", alert.Device,
+			"subject", alert.Subject, "reply", reply.Code, "err", err)
+		return reply
+	}
+
+	attrs := []any{"id", alert.ID, "device", alert.Device, "subject", alert.Subject,
+		"size", alert.Size, "attachments", len(alert.Attachments)}
+	if o, ok := s.srv.handler.(Outputs); ok {
+		attrs = append(attrs, "outputs", o.Outputs())
+	}
+	if len(alert.ParseErrors) > 0 {
+		attrs = append(attrs, "parse_errors", len(alert.ParseErrors))
+	}
+	attrs = append(attrs, "took", time.Since(start).Round(time.Microsecond))
+	log.Info("alert accepted", attrs...)
+	return nil
+}
+
+var (
+	errReadFailed = &smtp.SMTPError{
+		Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0},
+		Message: "Error reading message, try again later",
+	}
+	errNoContent = &smtp.SMTPError{
+		Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
+		Message: "Message has no usable content (no subject, text or attachment)",
+	}
+	errOutputsDown = &smtp.SMTPError{
+		Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 0},
+		Message: "Alert not delivered, outputs unavailable; try again later",
+	}
+	errOutputsRefused = &smtp.SMTPError{
+		Code: 554, EnhancedCode: smtp.EnhancedCode{5, 3, 0},
+		Message: "Alert refused by an output",
+	}
+)
+
+// replyFor translates a handler error into the SMTP reply the device gets.
+// Details stay in the log: devices only need to know whether to retry.
+func replyFor(err error) *smtp.SMTPError {
+	var se *smtp.SMTPError
+	if errors.As(err, &se) {
+		return se
+	}
+	if Temporary(err) {
+		return errOutputsDown
+	}
+	return errOutputsRefused
+}
+
+// Temporary reports whether err says that trying again later may succeed: a
+// context deadline or cancellation, or any error in the tree (errors.Join
+// included) with a Temporary() bool method that reports true.
+func Temporary(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return true
+	}
+	if t, ok := err.(interface{ Temporary() bool }); ok && t.Temporary() {
+		return true
+	}
+	switch u := err.(type) {
+	case interface{ Unwrap() error }:
+		return Temporary(u.Unwrap())
+	case interface{ Unwrap() []error }:
+		for _, e := range u.Unwrap() {
+			if Temporary(e) {
+				return true
+			}
+		}
+	}
+	return false
+}
