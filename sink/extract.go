@@ -8,7 +8,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
+	"mime"
 	"net/mail"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -16,6 +19,7 @@ import (
 
 	"github.com/jhillyerd/enmime/v2"
 	"golang.org/x/text/encoding/charmap"
+	"golang.org/x/text/encoding/htmlindex"
 )
 
 // ErrNoContent reports a mail from which nothing usable could be read: no
@@ -84,7 +88,7 @@ func Extract(raw []byte, env Envelope) (*Alert, error) {
 }
 
 func fillFromEnvelope(a *Alert, e *enmime.Envelope) {
-	a.Subject = cleanHeader(toUTF8(e.GetHeader("Subject")))
+	a.Subject = cleanHeader(a.decodeLeftoverWords("Subject", toUTF8(e.GetHeader("Subject"))))
 	a.From = addresses(a, e, "From")
 	a.To = addresses(a, e, "To")
 	a.Text = cleanText(toUTF8(e.Text))
@@ -101,7 +105,7 @@ func fillFromEnvelope(a *Alert, e *enmime.Envelope) {
 	for _, p := range parts {
 		sum := sha256.Sum256(p.Content)
 		a.Attachments = append(a.Attachments, Attachment{
-			Filename:    cleanHeader(toUTF8(p.FileName)),
+			Filename:    cleanHeader(a.decodeLeftoverWords("attachment filename", toUTF8(p.FileName))),
 			ContentType: toUTF8(p.ContentType),
 			Size:        len(p.Content),
 			SHA256:      hex.EncodeToString(sum[:]),
@@ -151,10 +155,39 @@ func addresses(a *Alert, e *enmime.Envelope, key string) []string {
 	return out
 }
 
+// addParseError records a problem once; repeats of the same text (enmime
+// reports each bad base64 byte) add nothing.
 func (a *Alert) addParseError(msg string) {
-	if len(a.ParseErrors) < maxParseErrors {
-		a.ParseErrors = append(a.ParseErrors, toUTF8(msg))
+	msg = toUTF8(msg)
+	if len(a.ParseErrors) >= maxParseErrors || slices.Contains(a.ParseErrors, msg) {
+		return
 	}
+	a.ParseErrors = append(a.ParseErrors, msg)
+}
+
+// decodeLeftoverWords decodes RFC 2047 encoded-words that enmime left as they
+// were because their charset is unknown to it: the decoded bytes go through
+// the same fallback as raw 8-bit text, and the problem is noted.
+func (a *Alert) decodeLeftoverWords(what, s string) string {
+	if !strings.Contains(s, "=?") || !strings.Contains(s, "?=") {
+		return s
+	}
+	var unknown []string
+	dec := mime.WordDecoder{CharsetReader: func(charset string, input io.Reader) (io.Reader, error) {
+		if enc, err := htmlindex.Get(charset); err == nil {
+			return enc.NewDecoder().Reader(input), nil
+		}
+		unknown = append(unknown, charset)
+		return input, nil // raw bytes; toUTF8 below makes them valid
+	}}
+	out, err := dec.DecodeHeader(s)
+	if err != nil {
+		return s
+	}
+	for _, cs := range unknown {
+		a.addParseError(fmt.Sprintf("%s: unknown charset %q, read as Windows-1252", what, cs))
+	}
+	return toUTF8(out)
 }
 
 // toUTF8 returns s unchanged when it is valid UTF-8. Otherwise the bytes are

@@ -1,0 +1,103 @@
+package sink
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"testing"
+	"time"
+)
+
+// scriptConn is a net.Conn whose reader delivers a script in small pieces.
+type scriptConn struct {
+	r     io.Reader
+	chunk int
+	wrote bytes.Buffer
+}
+
+func (c *scriptConn) Read(p []byte) (int, error) {
+	if len(p) > c.chunk {
+		p = p[:c.chunk]
+	}
+	return c.r.Read(p)
+}
+func (c *scriptConn) Write(p []byte) (int, error)      { return c.wrote.Write(p) }
+func (c *scriptConn) Close() error                     { return nil }
+func (c *scriptConn) LocalAddr() net.Addr              { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 25} }
+func (c *scriptConn) RemoteAddr() net.Addr             { return &net.TCPAddr{IP: net.IPv4(192, 0, 2, 7), Port: 5000} }
+func (c *scriptConn) SetDeadline(time.Time) error      { return nil }
+func (c *scriptConn) SetReadDeadline(time.Time) error  { return nil }
+func (c *scriptConn) SetWriteDeadline(time.Time) error { return nil }
+
+// TestLegacyConnCommandMode checks the client-side rewriting, delivered in
+// 1-, 3- and 4096-byte pieces so state across reads is exercised.
+func TestLegacyConnCommandMode(t *testing.T) {
+	tests := []struct {
+		name, in, want string
+		strict         bool
+		emptyHelo      bool
+	}{
+		{name: "crlf untouched", in: "EHLO cam\r\nNOOP\r\n", want: "EHLO cam\r\nNOOP\r\n"},
+		{name: "bare lf", in: "EHLO cam\nNOOP\n", want: "EHLO cam\r\nNOOP\r\n"},
+		{name: "mixed", in: "EHLO cam\r\nNOOP\nQUIT\r\n", want: "EHLO cam\r\nNOOP\r\nQUIT\r\n"},
+		{name: "empty helo", in: "HELO\r\n", want: "HELO [192.0.2.7]\r\n", emptyHelo: true},
+		{name: "blank ehlo bare lf", in: "ehlo   \n", want: "ehlo [192.0.2.7]\r\n", emptyHelo: true},
+		{name: "odd helo kept", in: "HELO my camera!\r\n", want: "HELO my camera!\r\n"},
+		{name: "helo then named ehlo", in: "HELO\r\nEHLO cam\r\n", want: "HELO [192.0.2.7]\r\nEHLO cam\r\n"},
+		{name: "strict keeps bare lf", in: "NOOP\n", want: "NOOP\n", strict: true},
+		{name: "strict still fixes helo", in: "HELO\n", want: "HELO [192.0.2.7]\r\n", strict: true, emptyHelo: true},
+		{name: "bdat chunk untouched", in: "BDAT 5 LAST\r\na\nb\nc\nNOOP\n", want: "BDAT 5 LAST\r\na\nb\nc\r\nNOOP\r\n"},
+		{name: "bad bdat is a command", in: "BDAT x\nNOOP\n", want: "BDAT x\r\nNOOP\r\n"},
+		{name: "bdat with bad keyword passes no chunk", in: "BDAT 3 MORE\nab\n", want: "BDAT 3 MORE\r\nab\r\n"},
+	}
+	for _, tt := range tests {
+		for _, chunk := range []int{1, 3, 4096} {
+			sc := &scriptConn{r: bytes.NewReader([]byte(tt.in)), chunk: chunk}
+			lc := newLegacyConn(sc, !tt.strict, 0)
+			got, err := io.ReadAll(lc)
+			if err != nil {
+				t.Fatalf("%s/%d: %v", tt.name, chunk, err)
+			}
+			if string(got) != tt.want {
+				t.Errorf("%s/%d: got %q, want %q", tt.name, chunk, got, tt.want)
+			}
+			if lc.heloWasEmpty() != tt.emptyHelo {
+				t.Errorf("%s/%d: heloWasEmpty = %v", tt.name, chunk, lc.heloWasEmpty())
+			}
+		}
+	}
+}
+
+// TestLegacyConnDataMode checks that DATA content is translated but never
+// rewritten as commands, and that command mode resumes after CRLF.CRLF.
+func TestLegacyConnDataMode(t *testing.T) {
+	sc := &scriptConn{r: bytes.NewReader([]byte("HELO\nBDAT 2\nSTARTTLS\n.\nHELO\n")), chunk: 1}
+	lc := newLegacyConn(sc, true, 0)
+	// The server has just answered DATA with 354.
+	if _, err := lc.Write([]byte("354 go ahead\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(lc)
+	want := "HELO\r\nBDAT 2\r\nSTARTTLS\r\n.\r\nHELO [192.0.2.7]\r\n"
+	if string(got) != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+// TestLegacyConnStartTLS checks that after the 220 reply to STARTTLS the
+// stream passes through untouched (it is TLS records from then on).
+func TestLegacyConnStartTLS(t *testing.T) {
+	tls := "\x16\x03\x01\n\n\x00"
+	sc := &scriptConn{r: bytes.NewReader([]byte("STARTTLS\n" + tls)), chunk: 9}
+	lc := newLegacyConn(sc, true, 0)
+	buf := make([]byte, 64)
+	n, _ := lc.Read(buf)
+	if string(buf[:n]) != "STARTTLS\r\n" {
+		t.Fatalf("got %q", buf[:n])
+	}
+	_, _ = lc.Write([]byte("220 2.0.0 Ready to start TLS\r\n"))
+	rest, _ := io.ReadAll(lc)
+	if string(rest) != tls {
+		t.Errorf("TLS bytes changed: %q", rest)
+	}
+}
