@@ -56,12 +56,25 @@ type Config struct {
 }
 
 // Publisher is the MQTT output.
+//
+// It owns one goroutine, the connection loop: it connects a fresh paho
+// client, waits until that connection is lost, then connects another after a
+// backoff. paho's own auto-reconnect is off on purpose: it re-sends in-flight
+// packets from an in-memory store on reconnect (racy in paho 1.5, see
+// eclipse-paho/paho.mqtt.golang#703), and that store would be a hidden,
+// volatile queue. Here a publish in flight when the connection drops fails,
+// so the device is told to retry.
 type Publisher struct {
-	cfg    Config
-	topic  *forward.Template
-	client paho.Client
-	log    *slog.Logger
+	cfg   Config
+	topic *forward.Template
+	opts  paho.ClientOptions
+	log   *slog.Logger
 
+	mu     sync.Mutex
+	client paho.Client // nil while disconnected
+
+	stop      chan struct{}
+	done      chan struct{}
 	closeOnce sync.Once
 }
 
@@ -81,7 +94,8 @@ func New(cfg Config, log *slog.Logger) (*Publisher, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Publisher{cfg: cfg, topic: tmpl, log: log.With("output", "mqtt", "broker", cfg.Broker)}
+	p := &Publisher{cfg: cfg, topic: tmpl, log: log.With("output", "mqtt", "broker", cfg.Broker),
+		stop: make(chan struct{}), done: make(chan struct{})}
 
 	opts := paho.NewClientOptions().
 		AddBroker(cfg.Broker).
@@ -90,22 +104,18 @@ func New(cfg Config, log *slog.Logger) (*Publisher, error) {
 		SetPassword(cfg.Password).
 		SetKeepAlive(cfg.KeepAlive).
 		SetConnectTimeout(cfg.ConnectTimeout).
-		SetAutoReconnect(true).
-		SetConnectRetry(true).
-		SetConnectRetryInterval(time.Second).
-		SetMaxReconnectInterval(cfg.MaxReconnect).
+		SetAutoReconnect(false).
+		SetConnectRetry(false).
 		SetCleanSession(true).
-		SetOrderMatters(false).
-		SetOnConnectHandler(p.onConnect).
-		SetConnectionLostHandler(p.onLost)
+		SetOrderMatters(false)
 	if cfg.TLS != nil {
 		opts.SetTLSConfig(cfg.TLS)
 	}
 	if cfg.AvailabilityTopic != "" {
 		opts.SetWill(cfg.AvailabilityTopic, "offline", 1, true)
 	}
-	p.client = paho.NewClient(opts)
-	p.client.Connect() // retries in the background; progress is logged by the handlers
+	p.opts = *opts
+	go p.connectLoop()
 	return p, nil
 }
 
@@ -167,9 +177,16 @@ func (p *Publisher) Topic(a *sink.Alert) string {
 	return SanitizeTopic(p.topic.Execute(a, topicValue))
 }
 
+func (p *Publisher) current() paho.Client {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.client
+}
+
 // Forward publishes a as JSON and waits for the broker's acknowledgement.
 func (p *Publisher) Forward(ctx context.Context, a *sink.Alert) error {
-	if !p.client.IsConnectionOpen() {
+	client := p.current()
+	if client == nil {
 		return forward.Temporary(ErrNotConnected)
 	}
 	payload, err := json.Marshal(a)
@@ -177,15 +194,14 @@ func (p *Publisher) Forward(ctx context.Context, a *sink.Alert) error {
 		return fmt.Errorf("mqtt: encode alert %s: %w", a.ID, err)
 	}
 	topic := p.Topic(a)
-	tok := p.client.Publish(topic, p.cfg.QoS, p.cfg.Retain, payload)
+	tok := client.Publish(topic, p.cfg.QoS, p.cfg.Retain, payload)
 	select {
 	case <-tok.Done():
 	case <-ctx.Done():
 		return fmt.Errorf("mqtt: publish %s to %s: no acknowledgement: %w", a.ID, topic, ctx.Err())
 	}
 	if err := tok.Error(); err != nil {
-		// A publish the client could not complete is worth retrying: the
-		// connection dropped or the broker went away mid-flight.
+		// The connection dropped or the broker went away mid-flight.
 		return forward.Temporary(fmt.Errorf("mqtt: publish %s to %s: %w", a.ID, topic, err))
 	}
 	return nil
@@ -195,7 +211,7 @@ func (p *Publisher) Forward(ctx context.Context, a *sink.Alert) error {
 func (p *Publisher) WaitConnected(ctx context.Context) error {
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
-	for !p.client.IsConnectionOpen() {
+	for p.current() == nil {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("mqtt: connect to %s: %w", p.cfg.Broker, ctx.Err())
@@ -205,36 +221,81 @@ func (p *Publisher) WaitConnected(ctx context.Context) error {
 	return nil
 }
 
-// Close announces "offline" and disconnects. It is safe to call twice.
+// Close stops reconnecting, announces "offline" and disconnects. It is safe
+// to call twice.
 func (p *Publisher) Close() error {
 	p.closeOnce.Do(func() {
-		if p.cfg.AvailabilityTopic != "" && p.client.IsConnectionOpen() {
-			tok := p.client.Publish(p.cfg.AvailabilityTopic, 1, true, "offline")
-			tok.WaitTimeout(2 * time.Second)
-		}
-		p.client.Disconnect(250)
+		close(p.stop)
+		<-p.done
 	})
 	return nil
 }
 
-func (p *Publisher) onConnect(c paho.Client) {
-	defer p.recoverCallback()
-	p.log.Info("mqtt connected")
-	if p.cfg.AvailabilityTopic != "" {
-		// Not waited on: paho runs this handler on its own goroutine and the
-		// announcement needs no confirmation.
-		c.Publish(p.cfg.AvailabilityTopic, 1, true, "online")
-	}
-}
+// connectLoop is the Publisher's one goroutine; Close stops it.
+func (p *Publisher) connectLoop() {
+	defer close(p.done)
+	defer func() {
+		if r := recover(); r != nil {
+			p.log.Error("mqtt connection loop panicked", "panic", r)
+		}
+	}()
+	backoff := time.Second
+	failures := 0
+	for {
+		lost := make(chan error, 1)
+		opts := p.opts // a fresh client, with a fresh in-memory store, per connection
+		opts.SetConnectionLostHandler(func(_ paho.Client, err error) {
+			select {
+			case lost <- err:
+			default:
+			}
+		})
+		client := paho.NewClient(&opts)
+		tok := client.Connect()
+		select {
+		case <-tok.Done():
+		case <-p.stop:
+			client.Disconnect(0)
+			return
+		}
+		if err := tok.Error(); err != nil {
+			failures++
+			if failures == 1 || failures%10 == 0 {
+				p.log.Warn("mqtt connect failed, retrying", "err", err, "attempts", failures, "next_in", backoff)
+			}
+			select {
+			case <-time.After(backoff):
+			case <-p.stop:
+				return
+			}
+			backoff = min(backoff*2, p.cfg.MaxReconnect)
+			continue
+		}
+		failures, backoff = 0, time.Second
+		p.log.Info("mqtt connected")
+		if p.cfg.AvailabilityTopic != "" {
+			client.Publish(p.cfg.AvailabilityTopic, 1, true, "online")
+		}
+		p.mu.Lock()
+		p.client = client
+		p.mu.Unlock()
 
-func (p *Publisher) onLost(_ paho.Client, err error) {
-	defer p.recoverCallback()
-	p.log.Warn("mqtt connection lost, reconnecting", "err", err)
-}
-
-func (p *Publisher) recoverCallback() {
-	if r := recover(); r != nil {
-		p.log.Error("mqtt callback panicked", "panic", r)
+		select {
+		case err := <-lost:
+			p.mu.Lock()
+			p.client = nil
+			p.mu.Unlock()
+			p.log.Warn("mqtt connection lost, reconnecting", "err", err)
+		case <-p.stop:
+			p.mu.Lock()
+			p.client = nil
+			p.mu.Unlock()
+			if p.cfg.AvailabilityTopic != "" {
+				client.Publish(p.cfg.AvailabilityTopic, 1, true, "offline").WaitTimeout(2 * time.Second)
+			}
+			client.Disconnect(250)
+			return
+		}
 	}
 }
 

@@ -1,0 +1,333 @@
+// Package forwardtest starts the real peers that edgesink's tests talk to: a
+// mosquitto broker on a free loopback port, a mosquitto_sub subscriber, and
+// socat pseudo-terminal pairs standing in for serial devices.
+//
+// A missing tool skips the test on a developer machine (with a hint to run
+// make test, which installs it) and fails it under CI=true: CI never passes
+// by skipping.
+package forwardtest
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// RequireTool returns the path of an external program the test needs.
+func RequireTool(t testing.TB, name string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err == nil {
+		return path
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("%s not installed: CI must run every test (make test installs it)", name)
+	}
+	t.Skipf("%s not installed; run 'make test' to install the test tools", name)
+	return ""
+}
+
+// FreePort returns a loopback TCP port that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Mosquitto is a mosquitto broker owned by one test.
+type Mosquitto struct {
+	t    testing.TB
+	bin  string
+	conf string
+	Port int
+
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	exited chan struct{}
+	log    *bytes.Buffer
+}
+
+// StartMosquitto starts a broker on a free loopback port and stops it when
+// the test ends.
+func StartMosquitto(t testing.TB) *Mosquitto {
+	t.Helper()
+	m := &Mosquitto{t: t, bin: RequireTool(t, "mosquitto")}
+	dir := t.TempDir()
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		m.Port = FreePort(t)
+		m.conf = filepath.Join(dir, "mosquitto.conf")
+		conf := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\n", m.Port)
+		if err = os.WriteFile(m.conf, []byte(conf), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err = m.start(); err == nil {
+			t.Cleanup(m.Stop)
+			return m
+		}
+	}
+	t.Fatalf("mosquitto did not start: %v", err)
+	return nil
+}
+
+// URL is the broker's address for a client, tcp://127.0.0.1:PORT.
+func (m *Mosquitto) URL() string { return "tcp://" + m.Addr() }
+
+// Addr is 127.0.0.1:PORT.
+func (m *Mosquitto) Addr() string { return "127.0.0.1:" + strconv.Itoa(m.Port) }
+
+func (m *Mosquitto) start() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cmd := exec.Command(m.bin, "-c", m.conf)
+	m.log = &bytes.Buffer{}
+	cmd.Stdout, cmd.Stderr = m.log, m.log
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-exited:
+			return fmt.Errorf("mosquitto exited: %s", m.log.String())
+		default:
+		}
+		if c, err := net.DialTimeout("tcp", m.Addr(), 200*time.Millisecond); err == nil {
+			c.Close()
+			m.cmd, m.exited = cmd, exited
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	_ = cmd.Process.Kill()
+	<-exited
+	return fmt.Errorf("mosquitto not listening on %s after 10s", m.Addr())
+}
+
+// Stop stops the broker (a broker outage, as the test sees it).
+func (m *Mosquitto) Stop() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.cmd == nil {
+		return
+	}
+	_ = m.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-m.exited:
+	case <-time.After(5 * time.Second):
+		_ = m.cmd.Process.Kill()
+		<-m.exited
+	}
+	m.cmd = nil
+}
+
+// Restart starts a stopped broker again on the same port.
+func (m *Mosquitto) Restart() {
+	m.t.Helper()
+	if err := m.start(); err != nil {
+		m.t.Fatal(err)
+	}
+}
+
+// Message is one MQTT message as a subscriber saw it.
+type Message struct {
+	Topic   string
+	Payload string
+}
+
+// Subscriber is a mosquitto_sub process subscribed to a topic filter.
+type Subscriber struct {
+	msgs chan Message
+}
+
+// Subscribe runs mosquitto_sub on filter and returns once it is certainly
+// subscribed (a probe message went round).
+func Subscribe(t testing.TB, m *Mosquitto, filter string) *Subscriber {
+	t.Helper()
+	sub := RequireTool(t, "mosquitto_sub")
+	pub := RequireTool(t, "mosquitto_pub")
+	probe := "forwardtest/probe/" + randomHex(6)
+	cmd := exec.Command(sub, "-h", "127.0.0.1", "-p", strconv.Itoa(m.Port), "-q", "1",
+		"-t", filter, "-t", probe, "-F", "%t\t%p")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+
+	s := &Subscriber{msgs: make(chan Message, 100000)}
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(out)
+		sc.Buffer(make([]byte, 1<<20), 64<<20)
+		once := sync.Once{}
+		for sc.Scan() {
+			topic, payload, _ := strings.Cut(sc.Text(), "\t")
+			if topic == probe {
+				once.Do(func() { close(ready) })
+				continue
+			}
+			s.msgs <- Message{Topic: topic, Payload: payload}
+		}
+	}()
+	deadline := time.After(10 * time.Second)
+	for {
+		_ = exec.Command(pub, "-h", "127.0.0.1", "-p", strconv.Itoa(m.Port), "-t", probe, "-m", "probe").Run()
+		select {
+		case <-ready:
+			return s
+		case <-deadline:
+			t.Fatal("mosquitto_sub did not subscribe within 10s")
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Next returns the next message on a topic for which keep returns true
+// (nil keeps all), failing the test after timeout.
+func (s *Subscriber) Next(t testing.TB, timeout time.Duration, keep func(Message) bool) Message {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		select {
+		case m := <-s.msgs:
+			if keep == nil || keep(m) {
+				return m
+			}
+		case <-deadline:
+			t.Fatalf("no MQTT message within %s", timeout)
+			return Message{}
+		}
+	}
+}
+
+// C exposes the message stream for tests that count.
+func (s *Subscriber) C() <-chan Message { return s.msgs }
+
+// Pty is a socat pseudo-terminal pair: edgesink opens Dev, the test reads
+// what arrives on the other end.
+type Pty struct {
+	t     testing.TB
+	bin   string
+	Dev   string
+	peer  string
+	lines chan string
+
+	mu       sync.Mutex
+	cmd      *exec.Cmd
+	peerFile *os.File
+}
+
+// StartPty creates the pair and starts reading lines from the peer end.
+func StartPty(t testing.TB) *Pty {
+	t.Helper()
+	dir := t.TempDir()
+	p := &Pty{t: t, bin: RequireTool(t, "socat"), Dev: filepath.Join(dir, "ttyEDGE"),
+		peer: filepath.Join(dir, "ttyPEER"), lines: make(chan string, 10000)}
+	p.Plug()
+	t.Cleanup(p.Unplug)
+	return p
+}
+
+// Plug (re)creates the pair at the same paths, like a USB adapter that is
+// plugged back in.
+func (p *Pty) Plug() {
+	p.t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cmd := exec.Command(p.bin, "pty,raw,echo=0,link="+p.Dev, "pty,raw,echo=0,link="+p.peer)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		p.t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, e1 := os.Stat(p.Dev)
+		_, e2 := os.Stat(p.peer)
+		if e1 == nil && e2 == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			p.t.Fatal("socat did not create the pty links within 10s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	f, err := os.OpenFile(p.peer, os.O_RDONLY|syscall.O_NOCTTY, 0)
+	if err != nil {
+		_ = cmd.Process.Kill()
+		p.t.Fatal(err)
+	}
+	p.cmd, p.peerFile = cmd, f
+	go func() {
+		r := bufio.NewReader(f)
+		for {
+			line, err := r.ReadString('\n')
+			if line != "" {
+				p.lines <- line
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+}
+
+// Unplug kills socat: both ends vanish, as when a USB adapter is pulled.
+func (p *Pty) Unplug() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return
+	}
+	_ = p.cmd.Process.Kill()
+	_ = p.cmd.Wait()
+	_ = p.peerFile.Close()
+	_ = os.Remove(p.Dev)
+	_ = os.Remove(p.peer)
+	p.cmd, p.peerFile = nil, nil
+}
+
+// NextLine returns the next line (with its line ending) the device received.
+func (p *Pty) NextLine(t testing.TB, timeout time.Duration) string {
+	t.Helper()
+	select {
+	case l := <-p.lines:
+		return l
+	case <-time.After(timeout):
+		t.Fatalf("no serial line within %s", timeout)
+		return ""
+	}
+}
+
+// Lines exposes the stream of received lines.
+func (p *Pty) Lines() <-chan string { return p.lines }
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = io.ReadFull(rand.Reader, b)
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,176 @@
+package mqtt
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edgesink/edgesink/forward/forwardtest"
+	"github.com/edgesink/edgesink/sink"
+)
+
+func alert(device string) *sink.Alert {
+	return &sink.Alert{
+		ID:          sink.NewID(time.Now()),
+		ReceivedAt:  time.Now().UTC().Truncate(time.Second),
+		MailFrom:    device + "@cams.lan",
+		RcptTo:      []string{"alerts@edgesink.lan"},
+		From:        []string{device + "@cams.lan"},
+		To:          []string{},
+		Subject:     "Motion",
+		Text:        "Motion on camera",
+		Device:      device,
+		Attachments: []sink.Attachment{},
+		ParseErrors: []string{},
+	}
+}
+
+func newPublisher(t *testing.T, cfg Config) *Publisher {
+	t.Helper()
+	p, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.WaitConnected(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestPublishToMosquitto(t *testing.T) {
+	broker := forwardtest.StartMosquitto(t)
+	sub := forwardtest.Subscribe(t, broker, "edgesink/#")
+	p := newPublisher(t, Config{Broker: broker.URL(), ClientID: "edgesink-test-publish"})
+
+	status := sub.Next(t, 10*time.Second, func(m forwardtest.Message) bool { return m.Topic == "edgesink/status" })
+	if status.Payload != "online" {
+		t.Errorf("availability = %q, want online", status.Payload)
+	}
+
+	a := alert("cam-garage")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.Forward(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	msg := sub.Next(t, 10*time.Second, func(m forwardtest.Message) bool { return strings.HasSuffix(m.Topic, "/alert") })
+	if msg.Topic != "edgesink/cam-garage/alert" {
+		t.Errorf("topic %q", msg.Topic)
+	}
+	var got sink.Alert
+	if err := json.Unmarshal([]byte(msg.Payload), &got); err != nil {
+		t.Fatalf("payload is not an alert: %v\n%s", err, msg.Payload)
+	}
+	if got.ID != a.ID || got.Subject != "Motion" || !got.ReceivedAt.Equal(a.ReceivedAt) || got.Device != "cam-garage" {
+		t.Errorf("payload %+v", got)
+	}
+
+	_ = p.Close()
+	off := sub.Next(t, 10*time.Second, func(m forwardtest.Message) bool { return m.Topic == "edgesink/status" })
+	if off.Payload != "offline" {
+		t.Errorf("after Close availability = %q, want offline", off.Payload)
+	}
+}
+
+// TestBrokerOutage: while the broker is down Forward fails at once with a
+// temporary error (the device will retry); once it is back, publishing works
+// again without restarting edgesink.
+func TestBrokerOutage(t *testing.T) {
+	broker := forwardtest.StartMosquitto(t)
+	p := newPublisher(t, Config{Broker: broker.URL(), ClientID: "edgesink-test-outage", MaxReconnect: time.Second})
+
+	broker.Stop()
+	// Every failure is temporary; soon the publisher knows the connection is
+	// gone and fails at once without trying.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		start := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := p.Forward(ctx, alert("ups"))
+		cancel()
+		if err == nil {
+			t.Log("published before the outage was noticed")
+		} else if !sink.Temporary(err) {
+			t.Fatalf("Forward with broker down: %v, want a temporary error", err)
+		}
+		if errors.Is(err, ErrNotConnected) {
+			if took := time.Since(start); took > time.Second {
+				t.Fatalf("ErrNotConnected took %s", took)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still not ErrNotConnected 10s into the outage: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	broker.Restart()
+	sub := forwardtest.Subscribe(t, broker, "edgesink/+/alert")
+	wctx, wcancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer wcancel()
+	if err := p.WaitConnected(wctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Forward(wctx, alert("ups")); err != nil {
+		t.Fatalf("after broker restart: %v", err)
+	}
+	if m := sub.Next(t, 10*time.Second, nil); m.Topic != "edgesink/ups/alert" {
+		t.Errorf("topic %q", m.Topic)
+	}
+}
+
+func TestTopicSanitising(t *testing.T) {
+	tm, err := ParseTopic("alerts/{device}/{subject}/{from_domain}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &Publisher{topic: tm}
+	a := alert("cam")
+	a.Subject = "a/b+c#d\x00e"
+	a.From, a.MailFrom = nil, ""
+	if got := p.Topic(a); got != "alerts/cam/a_b_c_d_e/unknown" {
+		t.Errorf("topic %q", got)
+	}
+	tests := map[string]string{
+		"a//b":       "a/_/b",
+		"/a/":        "_/a/_",
+		"$SYS/x":     "_SYS/x",
+		"a+/#\x00":   "a_/__",
+		"ok/topic":   "ok/topic",
+		"bad\xffutf": "bad_utf",
+	}
+	for in, want := range tests {
+		if got := SanitizeTopic(in); got != want {
+			t.Errorf("SanitizeTopic(%q) = %q, want %q", in, got, want)
+		}
+	}
+	if got := SanitizeTopic(strings.Repeat("é", 1000)); len(got) > maxTopicBytes || !strings.HasPrefix(got, "é") {
+		t.Errorf("long topic not capped on a rune boundary: %d bytes", len(got))
+	}
+	for _, bad := range []string{"", "a/+/b", "a/#", "$SYS/{device}", "/a", "a/", "a//b", "{nope}"} {
+		if _, err := ParseTopic(bad); err == nil {
+			t.Errorf("ParseTopic(%q) accepted", bad)
+		}
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	for _, c := range []Config{
+		{Broker: "localhost:1883"},
+		{Broker: "http://x:1"},
+		{Broker: "tcp://x:1", QoS: 3},
+		{Broker: "tcp://x:1", AvailabilityTopic: "a/#"},
+		{Broker: "tcp://x:1", Topic: "a/+"},
+	} {
+		if _, err := New(c, nil); err == nil {
+			t.Errorf("New(%+v) accepted", c)
+		}
+	}
+}
