@@ -232,6 +232,9 @@ func (c Config) Validate() error {
 	if err := checkHostPort(c.SMTP.Listen); err != nil {
 		return bad("smtp.listen", "%v", err)
 	}
+	if c.SMTP.MaxLineLength < 1000 {
+		return bad("smtp.max_line_length", "%d: must be at least 1000 (RFC 5321)", c.SMTP.MaxLineLength)
+	}
 	if err := c.SMTP.sinkConfig().Validate(); err != nil {
 		return bad("smtp", "%v", err)
 	}
@@ -244,9 +247,6 @@ func (c Config) Validate() error {
 		if v <= 0 {
 			return bad(key, "must be greater than zero")
 		}
-	}
-	if c.SMTP.MaxLineLength < 1000 {
-		return bad("smtp.max_line_length", "%d: must be at least 1000 (RFC 5321)", c.SMTP.MaxLineLength)
 	}
 	switch c.MQTT.Broker {
 	case brokerNone:
@@ -444,3 +444,6 @@ func parseByteSize(s string) (int64, error) {
 	}
 	return n * mult, nil
 }
+
+// String formats the duration as Go does ("1m30s").
+func (d Duration) String() string { return time.Duration(d).String() }

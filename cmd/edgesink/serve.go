@@ -65,15 +65,13 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 		}
 		closers = append(closers, pub.Close)
 		outputs = append(outputs, pub)
-		if info.BrokerAddr != "" {
-			// The embedded broker is in this process: being connected before
-			// the first device mails costs nothing and avoids a spurious 451.
-			wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			if err := pub.WaitConnected(wctx); err != nil {
-				log.Warn("not yet connected to embedded broker", "err", err)
-			}
-			cancel()
+		// Being connected before the first device mails avoids a needless
+		// 451; a broker that is down must not keep the sink from starting.
+		wctx, cancel := context.WithTimeout(ctx, min(time.Duration(cfg.MQTT.ConnectTimeout), 5*time.Second))
+		if err := pub.WaitConnected(wctx); err != nil {
+			log.Warn("MQTT broker not reachable yet; devices get 451 until it is", "broker", brokerURL)
 		}
+		cancel()
 	}
 	if cfg.Serial.Device != "" {
 		port, err := serial.New(cfg.Serial.portConfig(), log)

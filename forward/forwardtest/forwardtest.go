@@ -159,14 +159,18 @@ type Subscriber struct {
 	msgs chan Message
 }
 
-// Subscribe runs mosquitto_sub on filter and returns once it is certainly
-// subscribed (a probe message went round).
-func Subscribe(t testing.TB, m *Mosquitto, filter string) *Subscriber {
+// Subscribe runs mosquitto_sub against the broker at addr (host:port) on
+// filter and returns once it is certainly subscribed (a probe went round).
+func Subscribe(t testing.TB, addr string, filter string) *Subscriber {
 	t.Helper()
 	sub := RequireTool(t, "mosquitto_sub")
 	pub := RequireTool(t, "mosquitto_pub")
 	probe := "forwardtest/probe/" + randomHex(6)
-	cmd := exec.Command(sub, "-h", "127.0.0.1", "-p", strconv.Itoa(m.Port), "-q", "1",
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(sub, "-h", host, "-p", port, "-q", "1",
 		"-t", filter, "-t", probe, "-F", "%t\t%p")
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -195,7 +199,7 @@ func Subscribe(t testing.TB, m *Mosquitto, filter string) *Subscriber {
 	}()
 	deadline := time.After(10 * time.Second)
 	for {
-		_ = exec.Command(pub, "-h", "127.0.0.1", "-p", strconv.Itoa(m.Port), "-t", probe, "-m", "probe").Run()
+		_ = exec.Command(pub, "-h", host, "-p", port, "-t", probe, "-m", "probe").Run()
 		select {
 		case <-ready:
 			return s

@@ -45,7 +45,7 @@ func newPublisher(t *testing.T, cfg Config) *Publisher {
 
 func TestPublishToMosquitto(t *testing.T) {
 	broker := forwardtest.StartMosquitto(t)
-	sub := forwardtest.Subscribe(t, broker, "edgesink/#")
+	sub := forwardtest.Subscribe(t, broker.Addr(), "edgesink/#")
 	p := newPublisher(t, Config{Broker: broker.URL(), ClientID: "edgesink-test-publish"})
 
 	status := sub.Next(t, 10*time.Second, func(m forwardtest.Message) bool { return m.Topic == "edgesink/status" })
@@ -112,7 +112,7 @@ func TestBrokerOutage(t *testing.T) {
 	}
 
 	broker.Restart()
-	sub := forwardtest.Subscribe(t, broker, "edgesink/+/alert")
+	sub := forwardtest.Subscribe(t, broker.Addr(), "edgesink/+/alert")
 	wctx, wcancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer wcancel()
 	if err := p.WaitConnected(wctx); err != nil {

@@ -1,0 +1,152 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+)
+
+const exampleConfig = "../../deploy/edgesink.yaml"
+
+// TestExampleConfigIsTheDefaults keeps the documented example honest: it
+// parses, it equals DefaultConfig, and it mentions every key there is.
+func TestExampleConfigIsTheDefaults(t *testing.T) {
+	cfg, err := LoadConfig(exampleConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(cfg, DefaultConfig()) {
+		t.Errorf("example config differs from DefaultConfig:\n%+v\n%+v", cfg, DefaultConfig())
+	}
+	data, _ := os.ReadFile(exampleConfig)
+	var doc map[string]any
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		t.Fatal(err)
+	}
+	got, want := keysOf(doc, ""), yamlKeys(reflect.TypeOf(Config{}), "")
+	sort.Strings(got)
+	sort.Strings(want)
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("example keys:\n%v\nconfig keys:\n%v", got, want)
+	}
+}
+
+func keysOf(m map[string]any, prefix string) []string {
+	var out []string
+	for k, v := range m {
+		if sub, ok := v.(map[string]any); ok {
+			out = append(out, keysOf(sub, prefix+k+".")...)
+		} else {
+			out = append(out, prefix+k)
+		}
+	}
+	return out
+}
+
+func yamlKeys(t reflect.Type, prefix string) []string {
+	var out []string
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name := strings.Split(f.Tag.Get("yaml"), ",")[0]
+		if f.Type.Kind() == reflect.Struct {
+			out = append(out, yamlKeys(f.Type, prefix+name+".")...)
+		} else {
+			out = append(out, prefix+name)
+		}
+	}
+	return out
+}
+
+func TestConfigErrorsNameTheLine(t *testing.T) {
+	tests := []struct {
+		name, yaml, want string
+	}{
+		{"unknown key", "smtp:\n  listen: 127.0.0.1:25\n  max_size: 10\n", "line 3: field max_size not found"},
+		{"bad duration", "smtp:\n  read_timeout: soon\n", `line 2: "soon" is not a duration`},
+		{"bad size", "smtp:\n\n  max_message_size: lots\n", `line 3: "lots" is not a size`},
+		{"wrong type", "smtp:\n  max_recipients: many\n", "line 2: cannot unmarshal"},
+		{"bad listen", "log:\n  level: info\nsmtp:\n  listen: nowhere\n", "line 4: smtp.listen"},
+		{"bad topic", "mqtt:\n  topic: alerts/#\n", "line 2: mqtt.topic"},
+		{"bad placeholder", "mqtt:\n  topic: alerts/{devise}\n", "unknown placeholder {devise}"},
+		{"qos 0", "mqtt:\n  broker: tcp://10.0.0.2:1883\n  qos: 0\n", "line 3: mqtt.qos"},
+		{"bad broker", "mqtt:\n  broker: 10.0.0.2\n", "line 2: mqtt.broker"},
+		{"bad parity", "serial:\n  device: /dev/ttyUSB0\n  parity: maybe\n", "serial: serial: parity"},
+		{"no outputs", "mqtt:\n  broker: none\n", "no output configured"},
+		{"bad level", "log:\n  level: loud\n", "line 2: log.level"},
+		{"short lines", "smtp:\n  max_line_length: 80\n", "line 2: smtp.max_line_length"},
+		{"zero timeout", "smtp:\n  data_timeout: 0s\n", "line 2: smtp.data_timeout"},
+		{"not yaml", "smtp: [\n", "line 1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ParseConfig([]byte(tt.yaml))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error %v, want it to contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestConfigValues(t *testing.T) {
+	cfg, err := ParseConfig([]byte(`
+smtp:
+  listen: 0.0.0.0:25
+  max_message_size: 10MB
+  data_timeout: 2m
+mqtt:
+  broker: tcp://192.168.1.10:1883
+  username: edge
+serial:
+  device: /dev/serial0
+  baud: 115200
+  stop_bits: "2"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.SMTP.Listen != "0.0.0.0:25" || cfg.SMTP.MaxMessageSize != 10_000_000 || cfg.SMTP.DataTimeout.String() != "2m0s" ||
+		cfg.MQTT.Broker != "tcp://192.168.1.10:1883" || cfg.MQTT.Username != "edge" || cfg.MQTT.QoS != 1 ||
+		cfg.Serial.Baud != 115200 || cfg.Serial.StopBits != "2" || cfg.Serial.Parity != "none" {
+		t.Errorf("parsed %+v", cfg)
+	}
+	if empty, err := ParseConfig(nil); err != nil || !reflect.DeepEqual(empty, DefaultConfig()) {
+		t.Errorf("empty file: %v", err)
+	}
+}
+
+func TestParseByteSize(t *testing.T) {
+	tests := map[string]int64{"0": 0, "1024": 1024, "25MiB": 25 << 20, "10MB": 10_000_000, "512 KiB": 512 << 10, "1gib": 1 << 30, "7B": 7}
+	for in, want := range tests {
+		if got, err := parseByteSize(in); err != nil || got != want {
+			t.Errorf("parseByteSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "-1", "1.5MB", "MB", "10XB", "99999999999GiB"} {
+		if _, err := parseByteSize(bad); err == nil {
+			t.Errorf("parseByteSize(%q) accepted", bad)
+		}
+	}
+}
+
+func TestMQTTTLSFiles(t *testing.T) {
+	dir := t.TempDir()
+	notPEM := filepath.Join(dir, "ca.pem")
+	os.WriteFile(notPEM, []byte("hello"), 0o644)
+	for _, tt := range []struct{ yaml, want string }{
+		{"mqtt:\n  broker: ssl://h:8883\n  tls:\n    ca_file: " + filepath.Join(dir, "missing.pem") + "\n", "read ca_file"},
+		{"mqtt:\n  broker: ssl://h:8883\n  tls:\n    ca_file: " + notPEM + "\n", "no PEM certificate"},
+		{"mqtt:\n  broker: ssl://h:8883\n  tls:\n    cert_file: x.pem\n", "go together"},
+	} {
+		if _, err := ParseConfig([]byte(tt.yaml)); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%q: %v, want %q", tt.yaml, err, tt.want)
+		}
+	}
+	if _, err := ParseConfig([]byte("mqtt:\n  broker: ssl://h:8883\n")); err != nil {
+		t.Errorf("ssl broker with system roots: %v", err)
+	}
+}

@@ -1,0 +1,373 @@
+package main
+
+// End-to-end tests: the real serve() wiring, a real mosquitto broker on a
+// free loopback port, a real socat pty pair as the serial device, and mail
+// sent over real SMTP by net/smtp, swaks and a raw socket.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edgesink/edgesink/forward/forwardtest"
+	"github.com/edgesink/edgesink/sink"
+	"github.com/edgesink/edgesink/sink/sinktest"
+)
+
+// edgesink is one in-process instance under test.
+type edgesink struct {
+	readyInfo
+	stop func() error // cancels serve and waits for it
+}
+
+func startEdgesink(t *testing.T, cfg Config) *edgesink {
+	t.Helper()
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("test config: %v", err)
+	}
+	log := slog.New(slog.NewTextHandler(logWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan readyInfo, 1)
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, cfg, log, func(r readyInfo) { ready <- r }) }()
+	e := &edgesink{}
+	select {
+	case e.readyInfo = <-ready:
+	case err := <-done:
+		cancel()
+		t.Fatalf("serve: %v", err)
+	case <-time.After(20 * time.Second):
+		cancel()
+		t.Fatal("edgesink not ready after 20s")
+	}
+	stopped := false
+	var result error
+	e.stop = func() error {
+		if !stopped {
+			stopped = true
+			cancel()
+			result = <-done
+		}
+		return result
+	}
+	t.Cleanup(func() {
+		if err := e.stop(); err != nil {
+			t.Errorf("serve returned %v", err)
+		}
+	})
+	return e
+}
+
+type logWriter struct{ t *testing.T }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func testConfig(t *testing.T, brokerURL, serialDev string) Config {
+	cfg := DefaultConfig()
+	cfg.SMTP.Listen = "127.0.0.1:0"
+	cfg.SMTP.DeliveryTimeout = Duration(5 * time.Second)
+	cfg.MQTT.Broker = brokerURL
+	cfg.MQTT.ClientID = "edgesink-" + strings.ReplaceAll(strings.ToLower(t.Name()), "/", "-")
+	cfg.Serial.Device = serialDev
+	cfg.Serial.Baud = 115200
+	cfg.Serial.MaxLineLength = 1024
+	return cfg
+}
+
+// e2eCase is one sample mail and what must come out of it. Envelope
+// senders and serial lines are written out by hand, independently of the
+// code under test.
+type e2eCase struct {
+	file     string // under testdata/
+	mailFrom string
+	device   string
+	serial   string // line after the timestamp, without CRLF
+	rawLF    bool   // send byte-for-byte with bare LF over a raw socket
+}
+
+var e2eCases = []e2eCase{
+	{"corpus/apc-ups-onbattery.eml", "ups@rack.lan", "ups", "ups UPS On Battery: Smart-UPS 1500 (SN: AS1234567890) at Server Room", false},
+	{"corpus/hikvision-motion.eml", "cam-garage@cams.lan", "cam-garage", "cam-garage Motion Detection Alarm: This is an automatically generated e-mail from your DVR.", false},
+	{"corpus/hp-printer-toner.eml", "printer@office.lan", "printer", "printer Niveau de toner très bas: Imprimante HP LaserJet M404dn", false},
+	{"corpus/synology-volume.eml", "nas@home.lan", "nas", "nas [DiskStation] ボリューム1の空き容量が不足しています ⚠: DiskStationのボリューム1の空き容量が5%未満です。", false},
+	{"mail/bare-lf.eml", "plc@factory.lan", "plc", "plc Pump 2 overcurrent: Pump 2 tripped on overcurrent.", true},
+	{"mail/broken-multipart.eml", "nvr@cams.lan", "nvr", "nvr Video loss: Video loss on channel 4.", false},
+	{"mail/html-windows-1252.eml", "mfp@office.lan", "mfp", "mfp Paper jam – tray 2: “Paper jam” in tray 2 – open door B.", false},
+	{"mail/inline-image.eml", "doorbell@cams.lan", "doorbell", "doorbell Someone at the door: Visitor detected", false},
+	{"mail/japanese-charsets.eml", "nas@home.lan", "nas", "nas 温度警告: ディスク温度が高すぎます: 61°C", false},
+	{"mail/missing-headers.eml", "", "unknown", "unknown Door open: Rear door has been open for 5 minutes.", false},
+	{"mail/no-headers.eml", "ups@rack.lan", "ups", "ups : UPS ALERT", false},
+	{"mail/raw-8bit-headers.eml", "Camera-Entree@cams.lan", "camera-entree", "camera-entree Détection de mouvement à l'entrée: Mouvement détecté sur la caméra Entrée.", false},
+	{"mail/unknown-charset.eml", "panel@alarm.lan", "panel", "panel Zone 3 Alarm: Zone 3 « Garage »: alarm triggered", false},
+}
+
+const e2eHelo = "edgesink-e2e"
+
+// TestEndToEnd sends every sample over SMTP and checks the exact JSON on
+// MQTT (against the golden alert) and the exact line on the serial port.
+func TestEndToEnd(t *testing.T) {
+	broker := forwardtest.StartMosquitto(t)
+	pty := forwardtest.StartPty(t)
+	sub := forwardtest.Subscribe(t, broker.Addr(), "edgesink/+/alert")
+	es := startEdgesink(t, testConfig(t, broker.URL(), pty.Dev))
+	if strings.Join(es.Outputs, ",") != "mqtt,serial" {
+		t.Fatalf("outputs %v", es.Outputs)
+	}
+
+	for _, tc := range e2eCases {
+		t.Run(filepath.Base(tc.file), func(t *testing.T) {
+			raw, err := os.ReadFile(filepath.Join("../../testdata", tc.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			before := time.Now().UTC()
+			if tc.rawLF {
+				if code := sendRawLF(t, es.SMTPAddr, tc.mailFrom, raw); code != 250 {
+					t.Fatalf("reply %d, want 250", code)
+				}
+			} else if err := sendMail(context.Background(), es.SMTPAddr, e2eHelo, tc.mailFrom, []string{"alerts@edgesink.lan"}, raw); err != nil {
+				t.Fatalf("send: %v", err)
+			}
+
+			msg := sub.Next(t, 10*time.Second, nil)
+			if want := "edgesink/" + tc.device + "/alert"; msg.Topic != want {
+				t.Errorf("topic %q, want %q", msg.Topic, want)
+			}
+			var got map[string]any
+			if err := json.Unmarshal([]byte(msg.Payload), &got); err != nil {
+				t.Fatalf("payload: %v\n%s", err, msg.Payload)
+			}
+			received, err := time.Parse(time.RFC3339Nano, fmt.Sprint(got["received_at"]))
+			if err != nil || received.Before(before.Add(-time.Second)) || received.After(time.Now().Add(time.Second)) {
+				t.Errorf("received_at %v not within the send window", got["received_at"])
+			}
+			if !regexp.MustCompile(`^[0-9a-f]{24}$`).MatchString(fmt.Sprint(got["id"])) {
+				t.Errorf("id %v", got["id"])
+			}
+			if !strings.HasPrefix(fmt.Sprint(got["remote_addr"]), "127.0.0.1:") {
+				t.Errorf("remote_addr %v", got["remote_addr"])
+			}
+
+			want := goldenAlert(t, tc.file)
+			want["id"], want["received_at"], want["remote_addr"] = got["id"], got["received_at"], got["remote_addr"]
+			want["mail_from"], want["device"], want["helo"] = tc.mailFrom, tc.device, e2eHelo
+			if tc.rawLF {
+				// The wire bytes were bare LF; the sink reads them as CRLF.
+				want["size"] = float64(len(bytes.ReplaceAll(raw, []byte("\n"), []byte("\r\n"))))
+			}
+			if !reflect.DeepEqual(got, want) {
+				gj, _ := json.MarshalIndent(got, "", "  ")
+				wj, _ := json.MarshalIndent(want, "", "  ")
+				t.Errorf("MQTT payload differs from golden\n--- got\n%s\n--- want\n%s", gj, wj)
+			}
+
+			line := pty.NextLine(t, 10*time.Second)
+			wantLine := received.Format(time.RFC3339) + " " + tc.serial + "\r\n"
+			if line != wantLine {
+				t.Errorf("serial line\n got %q\nwant %q", line, wantLine)
+			}
+		})
+	}
+
+	t.Run("empty mail is refused, nothing forwarded", func(t *testing.T) {
+		raw, _ := os.ReadFile("../../testdata/mail/empty.eml")
+		err := sendMail(context.Background(), es.SMTPAddr, e2eHelo, "ghost@nowhere.lan", []string{"a@b"}, raw)
+		if err == nil || !strings.Contains(err.Error(), "554") {
+			t.Fatalf("got %v, want a 554 refusal", err)
+		}
+		select {
+		case m := <-sub.C():
+			t.Errorf("refused mail reached MQTT: %v", m)
+		case l := <-pty.Lines():
+			t.Errorf("refused mail reached serial: %q", l)
+		case <-time.After(300 * time.Millisecond):
+		}
+	})
+}
+
+// goldenAlert loads the pinned extraction of a sample as generic JSON.
+func goldenAlert(t *testing.T, file string) map[string]any {
+	t.Helper()
+	name := strings.TrimSuffix(filepath.Base(file), ".eml")
+	data, err := os.ReadFile(filepath.Join("../../testdata/golden", name+".golden"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(data, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// sendRawLF speaks SMTP with bare LF line endings and a LF.LF end of data,
+// as some embedded stacks do, and returns the final reply code.
+func sendRawLF(t *testing.T, addr, from string, msg []byte) int {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
+	r := bufio.NewReader(conn)
+	reply := func() int {
+		var code int
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				t.Fatalf("read: %v", err)
+			}
+			if len(line) >= 4 && line[3] == ' ' {
+				fmt.Sscanf(line, "%d", &code)
+				return code
+			}
+		}
+	}
+	reply()
+	for _, step := range []struct {
+		line string
+		code int
+	}{{"HELO " + e2eHelo, 250}, {"MAIL FROM:<" + from + ">", 250}, {"RCPT TO:<alerts@edgesink.lan>", 250}, {"DATA", 354}} {
+		fmt.Fprintf(conn, "%s\n", step.line)
+		if got := reply(); got != step.code {
+			t.Fatalf("%s: %d, want %d", step.line, got, step.code)
+		}
+	}
+	// Dot-stuffing, as every SMTP client must, even a sloppy one.
+	stuffed := regexp.MustCompile(`(?m)^\.`).ReplaceAll(msg, []byte(".."))
+	conn.Write(stuffed)
+	conn.Write([]byte(".\n"))
+	code := reply()
+	fmt.Fprintf(conn, "QUIT\n")
+	return code
+}
+
+// TestSwaks uses swaks, the SMTP test tool many admins reach for, as the
+// device, and checks the corpus expectations on what reaches MQTT.
+func TestSwaks(t *testing.T) {
+	swaks := forwardtest.RequireTool(t, "swaks")
+	broker := forwardtest.StartMosquitto(t)
+	sub := forwardtest.Subscribe(t, broker.Addr(), "edgesink/+/alert")
+	es := startEdgesink(t, testConfig(t, broker.URL(), ""))
+
+	cases := sinktest.LoadCorpus(t, "../../testdata/corpus")
+	host, port, _ := net.SplitHostPort(es.SMTPAddr)
+	for file, want := range cases {
+		t.Run(file, func(t *testing.T) {
+			out, err := exec.Command(swaks, "--server", host, "--port", port, "--helo", "swaks",
+				"--from", want.From, "--to", "alerts@edgesink.lan", "--data", "@../../testdata/corpus/"+file).CombinedOutput()
+			if err != nil || !strings.Contains(string(out), "<-  250 2.0.0") {
+				t.Fatalf("swaks: %v\n%s", err, out)
+			}
+			msg := sub.Next(t, 10*time.Second, nil)
+			var a sink.Alert
+			if err := json.Unmarshal([]byte(msg.Payload), &a); err != nil {
+				t.Fatal(err)
+			}
+			sinktest.CheckCorpusAlert(t, &a, want)
+			if a.Helo != "swaks" || a.MailFrom != want.From {
+				t.Errorf("envelope helo %q mail_from %q", a.Helo, a.MailFrom)
+			}
+		})
+	}
+}
+
+// TestOutputsDown: with the broker stopped or the serial device unplugged,
+// devices are told 451 (retry later), never 250; once the output is back,
+// the same mail goes through.
+func TestOutputsDown(t *testing.T) {
+	broker := forwardtest.StartMosquitto(t)
+	pty := forwardtest.StartPty(t)
+	cfg := testConfig(t, broker.URL(), pty.Dev)
+	cfg.MQTT.MaxReconnectInterval = Duration(time.Second)
+	es := startEdgesink(t, cfg)
+	send := func() (int, string) {
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), []string{"send-test", "--server", es.SMTPAddr, "--timeout", "20s"}, &stdout, &stderr)
+		return code, stdout.String() + stderr.String()
+	}
+	if code, out := send(); code != exitOK {
+		t.Fatalf("healthy: exit %d: %s", code, out)
+	}
+	pty.NextLine(t, 5*time.Second)
+
+	broker.Stop()
+	if code, out := send(); code != exitRuntime || !strings.Contains(out, "451") {
+		t.Fatalf("broker down: exit %d: %s (want 451)", code, out)
+	}
+	broker.Restart()
+	sub := forwardtest.Subscribe(t, broker.Addr(), "edgesink/+/alert")
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		code, out := send()
+		if code == exitOK {
+			break
+		}
+		if !strings.Contains(out, "451") || time.Now().After(deadline) {
+			t.Fatalf("after broker restart: exit %d: %s", code, out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if m := sub.Next(t, 10*time.Second, nil); m.Topic != "edgesink/edgesink-test/alert" {
+		t.Errorf("topic %q", m.Topic)
+	}
+
+	pty.Unplug()
+	var code int
+	var out string
+	for i := 0; i < 5; i++ { // the first write may still land in the dying pty
+		if code, out = send(); code != exitOK {
+			break
+		}
+	}
+	if code != exitRuntime || !strings.Contains(out, "451") {
+		t.Fatalf("serial unplugged: exit %d: %s (want 451)", code, out)
+	}
+	pty.Plug()
+	if code, out := send(); code != exitOK {
+		t.Fatalf("serial back: exit %d: %s", code, out)
+	}
+	if line := pty.NextLine(t, 5*time.Second); !strings.Contains(line, "edgesink-test edgesink test alert: This is a test alert") {
+		t.Errorf("serial line %q", line)
+	}
+}
+
+// TestEmbeddedBroker is the make-run set-up: no broker configured, edgesink
+// runs its own, and a real MQTT client subscribes to it.
+func TestEmbeddedBroker(t *testing.T) {
+	cfg := testConfig(t, brokerEmbedded, "")
+	cfg.MQTT.EmbeddedListen = "127.0.0.1:0"
+	es := startEdgesink(t, cfg)
+	if es.BrokerAddr == "" {
+		t.Fatal("no embedded broker address")
+	}
+	sub := forwardtest.Subscribe(t, es.BrokerAddr, "edgesink/#")
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), []string{"send-test", "--server", es.SMTPAddr, "--from", "door-cam@cams.lan"}, &stdout, &stderr); code != exitOK {
+		t.Fatalf("send-test: %d %s", code, stderr.String())
+	}
+	msg := sub.Next(t, 10*time.Second, func(m forwardtest.Message) bool { return strings.HasSuffix(m.Topic, "/alert") })
+	var a sink.Alert
+	if err := json.Unmarshal([]byte(msg.Payload), &a); err != nil {
+		t.Fatal(err)
+	}
+	if msg.Topic != "edgesink/door-cam/alert" || a.Subject != "edgesink test alert" || a.Device != "door-cam" {
+		t.Errorf("got %s %+v", msg.Topic, a)
+	}
+}

@@ -1,0 +1,29 @@
+package sink_test
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/edgesink/edgesink/sink"
+	"github.com/edgesink/edgesink/sink/sinktest"
+)
+
+// TestExtractCorpus checks the device samples against the expectations that
+// came with them, independently of the golden files.
+func TestExtractCorpus(t *testing.T) {
+	for file, want := range sinktest.LoadCorpus(t, "../testdata/corpus") {
+		t.Run(file, func(t *testing.T) {
+			raw, err := os.ReadFile(filepath.Join("../testdata/corpus", file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			a, err := sink.Extract(raw, sink.Envelope{ReceivedAt: time.Now(), MailFrom: want.From})
+			if err != nil {
+				t.Fatal(err)
+			}
+			sinktest.CheckCorpusAlert(t, a, want)
+		})
+	}
+}
