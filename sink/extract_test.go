@@ -93,6 +93,7 @@ func TestExtractNasty(t *testing.T) {
 		{"missing-headers", "Door open", "Rear door has been open for 5 minutes.", 0, false, nil},
 		{"html-windows-1252", "Paper jam – tray 2", "“Paper jam” in tray 2 – open door B.", 0, false, nil},
 		{"inline-image", "Someone at the door", "Visitor detected", 1, false, nil},
+		{"undeclared-8bit", "Panne", "Panne de courant détectée à l'entrée du bâtiment", 0, false, nil},
 		{"empty", "", "", 0, false, ErrNoContent},
 	}
 	for _, tt := range tests {

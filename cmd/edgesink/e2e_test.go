@@ -113,6 +113,7 @@ var e2eCases = []e2eCase{
 	{"mail/missing-headers.eml", "", "unknown", "unknown Door open: Rear door has been open for 5 minutes.", false},
 	{"mail/no-headers.eml", "ups@rack.lan", "ups", "ups : UPS ALERT", false},
 	{"mail/raw-8bit-headers.eml", "Camera-Entree@cams.lan", "camera-entree", "camera-entree Détection de mouvement à l'entrée: Mouvement détecté sur la caméra Entrée.", false},
+	{"mail/undeclared-8bit.eml", "ups@rack.lan", "ups", "ups Panne: Panne de courant détectée à l'entrée du bâtiment, batterie à 97%. Arrêt prévu dans 41 minutes si le secteur ne revient pas.", false},
 	{"mail/unknown-charset.eml", "panel@alarm.lan", "panel", "panel Zone 3 Alarm: Zone 3 « Garage »: alarm triggered", false},
 }
 

@@ -104,6 +104,7 @@ func New(cfg Config, log *slog.Logger) (*Publisher, error) {
 		SetPassword(cfg.Password).
 		SetKeepAlive(cfg.KeepAlive).
 		SetConnectTimeout(cfg.ConnectTimeout).
+		SetWriteTimeout(cfg.ConnectTimeout).
 		SetAutoReconnect(false).
 		SetConnectRetry(false).
 		SetCleanSession(true).
@@ -194,7 +195,16 @@ func (p *Publisher) Forward(ctx context.Context, a *sink.Alert) error {
 		return fmt.Errorf("mqtt: encode alert %s: %w", a.ID, err)
 	}
 	topic := p.Topic(a)
-	tok := client.Publish(topic, p.cfg.QoS, p.cfg.Retain, payload)
+	// paho's Publish can itself block (up to its write timeout) when the
+	// connection died unnoticed; run it aside so ctx always bounds Forward.
+	tokc := make(chan paho.Token, 1)
+	go func() { tokc <- client.Publish(topic, p.cfg.QoS, p.cfg.Retain, payload) }()
+	var tok paho.Token
+	select {
+	case tok = <-tokc:
+	case <-ctx.Done():
+		return fmt.Errorf("mqtt: publish %s to %s: not sent: %w", a.ID, topic, ctx.Err())
+	}
 	select {
 	case <-tok.Done():
 	case <-ctx.Done():

@@ -1,0 +1,257 @@
+package main
+
+// make bench: throughput and latency of the whole path (SMTP in, MQTT out
+// to a real mosquitto, acknowledged) beside the ceiling, a bare go-smtp
+// server that discards mail, under the same load in the same run.
+//
+// go-smtp is imported here only to build that ceiling; edgesink itself
+// reaches go-smtp through the sink package alone.
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/smtp"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	gosmtp "github.com/emersion/go-smtp"
+
+	"github.com/edgesink/edgesink/forward/forwardtest"
+)
+
+const (
+	benchSenders  = 20
+	benchMailSize = 4 << 10
+)
+
+// loadResult is what one load run measured.
+type loadResult struct {
+	n         int
+	elapsed   time.Duration
+	latencies []time.Duration
+}
+
+func (r loadResult) perSecond() float64 { return float64(r.n) / r.elapsed.Seconds() }
+
+func (r loadResult) percentile(p float64) time.Duration {
+	if len(r.latencies) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), r.latencies...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[min(len(s)-1, int(float64(len(s))*p))]
+}
+
+func benchMail(token string) []byte {
+	var b strings.Builder
+	fmt.Fprintf(&b, "From: bench@cams.lan\r\nTo: alerts@edgesink.lan\r\nSubject: %s\r\n\r\n", token)
+	line := strings.Repeat("0123456789abcdef", 4) + "\r\n"
+	for b.Len() < benchMailSize {
+		b.WriteString(line)
+	}
+	return []byte(b.String())
+}
+
+// runLoad sends n mails over `senders` concurrent SMTP connections. For
+// each mail, endOfData is called with its token just before the final dot
+// is sent; done is called after the 250.
+func runLoad(b *testing.B, addr string, n int, endOfData func(token string), done func(token string)) time.Duration {
+	b.Helper()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, benchSenders)
+	start := time.Now()
+	for s := 0; s < benchSenders; s++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := smtp.Dial(addr)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close()
+			if err := c.Hello("bench"); err != nil {
+				errs <- err
+				return
+			}
+			for {
+				i := next.Add(1)
+				if i > int64(n) {
+					_ = c.Quit()
+					return
+				}
+				token := "bench-" + strconv.FormatInt(i, 10)
+				if err := c.Mail("bench@cams.lan"); err != nil {
+					errs <- err
+					return
+				}
+				if err := c.Rcpt("alerts@edgesink.lan"); err != nil {
+					errs <- err
+					return
+				}
+				w, err := c.Data()
+				if err != nil {
+					errs <- err
+					return
+				}
+				if _, err := w.Write(benchMail(token)); err != nil {
+					errs <- err
+					return
+				}
+				endOfData(token)
+				if err := w.Close(); err != nil {
+					errs <- fmt.Errorf("%s: %w", token, err)
+					return
+				}
+				done(token)
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+	return elapsed
+}
+
+// discardBackend is the ceiling: go-smtp reading and dropping every mail.
+type discardBackend struct{}
+
+func (discardBackend) NewSession(*gosmtp.Conn) (gosmtp.Session, error) { return discardSession{}, nil }
+
+type discardSession struct{}
+
+func (discardSession) Reset()                                 {}
+func (discardSession) Logout() error                          { return nil }
+func (discardSession) Mail(string, *gosmtp.MailOptions) error { return nil }
+func (discardSession) Rcpt(string, *gosmtp.RcptOptions) error { return nil }
+func (discardSession) Data(r io.Reader) error                 { _, err := io.Copy(io.Discard, r); return err }
+func (discardSession) AuthMechanisms() []string               { return nil }
+
+func benchCeiling(b *testing.B, n int) loadResult {
+	srv := gosmtp.NewServer(discardBackend{})
+	srv.ErrorLog = slog.NewLogLogger(slog.DiscardHandler, slog.LevelError)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go srv.Serve(l)
+	defer srv.Close()
+
+	var mu sync.Mutex
+	started := make(map[string]time.Time, n)
+	res := loadResult{n: n, latencies: make([]time.Duration, 0, n)}
+	res.elapsed = runLoad(b, l.Addr().String(), n,
+		func(tok string) { mu.Lock(); started[tok] = time.Now(); mu.Unlock() },
+		func(tok string) {
+			mu.Lock()
+			res.latencies = append(res.latencies, time.Since(started[tok]))
+			mu.Unlock()
+		})
+	return res
+}
+
+func benchEdgesink(b *testing.B, n int) loadResult {
+	broker := forwardtest.StartMosquitto(b)
+	sub := forwardtest.Subscribe(b, broker.Addr(), "edgesink/+/alert")
+
+	cfg := DefaultConfig()
+	cfg.SMTP.Listen = "127.0.0.1:0"
+	cfg.MQTT.Broker = broker.URL()
+	cfg.MQTT.ClientID = "edgesink-bench"
+	log := slog.New(slog.DiscardHandler)
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan readyInfo, 1)
+	served := make(chan error, 1)
+	go func() { served <- serve(ctx, cfg, log, func(r readyInfo) { ready <- r }) }()
+	defer func() { cancel(); <-served }()
+	var addr string
+	select {
+	case r := <-ready:
+		addr = r.SMTPAddr
+	case err := <-served:
+		b.Fatal(err)
+	}
+
+	var mu sync.Mutex
+	started := make(map[string]time.Time, n)
+	arrived := make(map[string]time.Time, n)
+	all := make(chan struct{})
+	go func() {
+		for m := range sub.C() {
+			// Payload holds "subject":"bench-N"; the token is what matters.
+			i := strings.Index(m.Payload, `"subject":"bench-`)
+			if i < 0 {
+				continue
+			}
+			tok := m.Payload[i+len(`"subject":"`):]
+			tok = tok[:strings.IndexByte(tok, '"')]
+			mu.Lock()
+			if _, dup := arrived[tok]; !dup {
+				arrived[tok] = time.Now()
+			}
+			full := len(arrived) == n
+			mu.Unlock()
+			if full {
+				close(all)
+				return
+			}
+		}
+	}()
+	res := loadResult{n: n}
+	res.elapsed = runLoad(b, addr, n,
+		func(tok string) { mu.Lock(); started[tok] = time.Now(); mu.Unlock() },
+		func(string) {})
+	select {
+	case <-all:
+	case <-time.After(30 * time.Second):
+		mu.Lock()
+		b.Fatalf("only %d of %d alerts reached the subscriber", len(arrived), n)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for tok, t0 := range started {
+		res.latencies = append(res.latencies, arrived[tok].Sub(t0))
+	}
+	return res
+}
+
+// BenchmarkEndToEnd reports, for 20 concurrent senders of 4 KiB mails:
+// edgesink's messages per second and its p50/p99 latency from the end of
+// DATA to the alert reaching an MQTT subscriber through mosquitto; the same
+// for the bare go-smtp ceiling (end of DATA to 250); and their ratio.
+func BenchmarkEndToEnd(b *testing.B) {
+	n := max(b.N, 200)
+	ceiling := benchCeiling(b, n)
+	b.ResetTimer()
+	es := benchEdgesink(b, n)
+	b.StopTimer()
+
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	b.ReportMetric(es.perSecond(), "msgs/s")
+	b.ReportMetric(ms(es.percentile(0.50)), "p50-ms")
+	b.ReportMetric(ms(es.percentile(0.99)), "p99-ms")
+	b.ReportMetric(ceiling.perSecond(), "ceiling-msgs/s")
+	b.ReportMetric(ms(ceiling.percentile(0.50)), "ceiling-p50-ms")
+	b.ReportMetric(ms(ceiling.percentile(0.99)), "ceiling-p99-ms")
+	b.ReportMetric(100*es.perSecond()/ceiling.perSecond(), "%-of-ceiling")
+	if b.N == 1 {
+		return // the framework's probe run; the real one follows
+	}
+	fmt.Fprintf(os.Stdout, "\n%d mails of %d KiB, %d concurrent senders\n", n, benchMailSize>>10, benchSenders)
+	fmt.Fprintf(os.Stdout, "  %-34s %9.0f msgs/s  p50 %7.2f ms  p99 %7.2f ms\n", "edgesink -> mosquitto (acked)", es.perSecond(), ms(es.percentile(0.5)), ms(es.percentile(0.99)))
+	fmt.Fprintf(os.Stdout, "  %-34s %9.0f msgs/s  p50 %7.2f ms  p99 %7.2f ms\n", "bare go-smtp, discard (ceiling)", ceiling.perSecond(), ms(ceiling.percentile(0.5)), ms(ceiling.percentile(0.99)))
+	fmt.Fprintf(os.Stdout, "  edgesink reaches %.0f%% of the ceiling's throughput\n\n", 100*es.perSecond()/ceiling.perSecond())
+}

@@ -1,0 +1,139 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/edgesink/edgesink/forward/forwardtest"
+)
+
+func runCLI(args ...string) (int, string, string) {
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), args, &stdout, &stderr)
+	return code, stdout.String(), stderr.String()
+}
+
+func TestCLIHelpAndUsage(t *testing.T) {
+	tests := []struct {
+		args []string
+		code int
+		out  string // in stdout+stderr
+	}{
+		{[]string{"--help"}, exitOK, "Usage:"},
+		{[]string{"help"}, exitOK, "edgesink check-config FILE"},
+		{[]string{"serve", "--help"}, exitOK, "-smtp-listen"},
+		{[]string{"--help-me"}, exitUsage, "flag provided but not defined"},
+		{[]string{"check-config", "--help"}, exitOK, "edgesink check-config FILE"},
+		{[]string{"check-config"}, exitUsage, "edgesink check-config FILE"},
+		{[]string{"send-test", "--help"}, exitOK, "-server"},
+		{[]string{"board", "--help"}, exitOK, "edgesink board"},
+		{[]string{"frobnicate"}, exitUsage, `unknown command "frobnicate"`},
+		{[]string{"serve", "extra"}, exitUsage, `unexpected argument "extra"`},
+		{[]string{"--mqtt-broker", "none"}, exitUsage, "no output configured"},
+		{[]string{"--smtp-listen", "nowhere"}, exitUsage, "smtp.listen"},
+		{[]string{"--config", "/nonexistent.yaml"}, exitUsage, "no such file"},
+		{[]string{"version"}, exitOK, "edgesink dev"},
+	}
+	for _, tt := range tests {
+		code, stdout, stderr := runCLI(tt.args...)
+		if code != tt.code || !strings.Contains(stdout+stderr, tt.out) {
+			t.Errorf("edgesink %v: exit %d, output:\n%s%s\nwant exit %d and %q", tt.args, code, stdout, stderr, tt.code, tt.out)
+		}
+	}
+}
+
+func TestCheckConfig(t *testing.T) {
+	code, stdout, _ := runCLI("check-config", exampleConfig)
+	if code != exitOK || !strings.Contains(stdout, "OK") {
+		t.Errorf("example config: exit %d %q", code, stdout)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(bad, []byte("smtp:\n  listen: 0.0.0.0:25\n  read_timout: 5s\n"), 0o644)
+	code, _, stderr := runCLI("check-config", bad)
+	if code != exitUsage || !strings.Contains(stderr, "bad.yaml: line 3: field read_timout not found") {
+		t.Errorf("bad config: exit %d %q", code, stderr)
+	}
+}
+
+func TestSendTestFile(t *testing.T) {
+	code, _, stderr := runCLI("send-test", "--server", "127.0.0.1:1", "/nonexistent.eml")
+	if code != exitUsage || !strings.Contains(stderr, "no such file") {
+		t.Errorf("missing file: exit %d %q", code, stderr)
+	}
+	code, _, stderr = runCLI("send-test", "--server", "127.0.0.1:1", "--timeout", "2s")
+	if code != exitRuntime || !strings.Contains(stderr, "not accepted") {
+		t.Errorf("no server: exit %d %q", code, stderr)
+	}
+}
+
+// TestBinarySIGTERM runs the real binary as a user would: it starts, says
+// where it listens, accepts a mail, and on SIGTERM exits 0.
+func TestBinarySIGTERM(t *testing.T) {
+	broker := forwardtest.StartMosquitto(t)
+	bin := filepath.Join(t.TempDir(), "edgesink")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, "--smtp-listen", "127.0.0.1:0", "--mqtt-broker", broker.URL(), "--log-level", "info")
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+
+	lines := make(chan string, 100)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	addr := ""
+	readyRE := regexp.MustCompile(`msg="edgesink ready".* smtp=(\S+)`)
+	timeout := time.After(20 * time.Second)
+	for addr == "" {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatal("edgesink exited before ready")
+			}
+			t.Log(l)
+			if m := readyRE.FindStringSubmatch(l); m != nil {
+				addr = m[1]
+			}
+		case <-timeout:
+			t.Fatal("no ready line within 20s")
+		}
+	}
+	out, err := exec.Command(bin, "send-test", "--server", addr).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "accepted") {
+		t.Fatalf("send-test: %v %s", err, out)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	sawStopped := false
+	for l := range lines {
+		t.Log(l)
+		sawStopped = sawStopped || strings.Contains(l, `msg="edgesink stopped"`)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit after SIGTERM: %v", err)
+	}
+	if !sawStopped {
+		t.Error("no 'edgesink stopped' log line")
+	}
+	_, _ = io.Copy(io.Discard, stderr)
+}
