@@ -22,6 +22,7 @@ type Config struct {
 	MaxRecipients     int           // more RCPT get 452
 	MaxLineLength     int           // longer lines end the session with 500
 	MaxConnections    int           // more concurrent clients get 421
+	MaxMemory         int64         // bytes of mail held at once, all connections together; beyond: 451
 	ReadTimeout       time.Duration // idle time allowed between commands
 	WriteTimeout      time.Duration // time allowed to write one reply
 	DataTimeout       time.Duration // time allowed for a whole DATA transfer
@@ -40,6 +41,7 @@ func DefaultConfig() Config {
 		MaxRecipients:   50,
 		MaxLineLength:   4096,
 		MaxConnections:  64,
+		MaxMemory:       64 << 20,
 		ReadTimeout:     60 * time.Second,
 		WriteTimeout:    60 * time.Second,
 		DataTimeout:     10 * time.Minute,
@@ -63,6 +65,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxConnections == 0 {
 		c.MaxConnections = d.MaxConnections
+	}
+	if c.MaxMemory == 0 {
+		c.MaxMemory = d.MaxMemory
 	}
 	if c.ReadTimeout == 0 {
 		c.ReadTimeout = d.ReadTimeout
@@ -90,6 +95,10 @@ func (c Config) Validate() error {
 		return errors.New("max line length must be at least 1000 (RFC 5321)")
 	case c.MaxConnections < 0:
 		return errors.New("max connections must be positive")
+	case c.MaxMemory < 0:
+		return errors.New("max memory must be positive")
+	case c.MaxMemory > 0 && c.MaxMemory < c.MaxMessageBytes+readSlack:
+		return fmt.Errorf("max memory must exceed the max message size by at least %d bytes", readSlack)
 	case c.ReadTimeout < 0 || c.WriteTimeout < 0 || c.DataTimeout < 0 || c.HandlerTimeout < 0:
 		return errors.New("timeouts must be positive")
 	}
@@ -113,6 +122,7 @@ type Server struct {
 	cancel context.CancelFunc
 
 	closing   atomic.Bool
+	buffered  atomic.Int64 // bytes of mail held by sessions now, bounded by cfg.MaxMemory
 	mu        sync.Mutex
 	listeners []*listener
 }
@@ -122,13 +132,13 @@ func New(cfg Config, h Handler, log *slog.Logger) (*Server, error) {
 	if h == nil {
 		return nil, errors.New("sink: nil handler")
 	}
+	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("sink: %w", err)
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	cfg = cfg.withDefaults()
 	s := &Server{cfg: cfg, handler: h, log: log}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 
@@ -241,11 +251,16 @@ func (s *session) Data(r io.Reader) error {
 	remote := s.conn.Conn().RemoteAddr().String()
 	log := s.srv.log.With("remote_addr", remote, "mail_from", s.from)
 
-	raw, err := io.ReadAll(r)
+	raw, held, err := s.srv.readMessage(r)
+	defer s.srv.buffered.Add(-held)
 	if err != nil {
-		if errors.Is(err, smtp.ErrDataTooLarge) {
+		switch {
+		case errors.Is(err, smtp.ErrDataTooLarge):
 			log.Warn("mail refused: message too large", "max_bytes", s.srv.cfg.MaxMessageBytes)
 			return smtp.ErrDataTooLarge
+		case errors.Is(err, errMemoryFull):
+			log.Warn("mail refused for now: too much mail in transfer at once", "max_memory", s.srv.cfg.MaxMemory)
+			return errBusy
 		}
 		log.Warn("mail refused: reading message failed", "err", err)
 		return errReadFailed
@@ -289,7 +304,51 @@ func (s *session) Data(r io.Reader) error {
 	return nil
 }
 
+// readSlack is the room beyond MaxMessageBytes that readMessage needs to see
+// go-smtp report an oversize message.
+const readSlack = 4 << 10
+
+var errMemoryFull = errors.New("sink: memory budget for mail in transfer used up")
+
+// readMessage reads a message while holding its size against the server's
+// memory budget, so many devices sending large mail at once get 451 instead
+// of exhausting a small board's memory. held is what the caller must give
+// back once it no longer needs raw.
+func (s *Server) readMessage(r io.Reader) (raw []byte, held int64, err error) {
+	var buf []byte
+	for {
+		if len(buf) == cap(buf) {
+			// Double, as append would, but never past what the largest
+			// allowed message needs, so the budget counts real need.
+			grow := min(max(cap(buf), 16<<10), int(s.cfg.MaxMessageBytes)+readSlack-cap(buf))
+			if grow <= 0 {
+				grow = readSlack
+			}
+			if s.buffered.Add(int64(grow)) > s.cfg.MaxMemory {
+				s.buffered.Add(-int64(grow))
+				return nil, held, errMemoryFull
+			}
+			held += int64(grow)
+			nb := make([]byte, len(buf), cap(buf)+grow)
+			copy(nb, buf)
+			buf = nb
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if errors.Is(err, io.EOF) {
+			return buf, held, nil
+		}
+		if err != nil {
+			return nil, held, err
+		}
+	}
+}
+
 var (
+	errBusy = &smtp.SMTPError{
+		Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 1},
+		Message: "Too much mail in transfer, try again later",
+	}
 	errReadFailed = &smtp.SMTPError{
 		Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0},
 		Message: "Error reading message, try again later",

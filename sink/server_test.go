@@ -344,6 +344,34 @@ func TestSessionReplyCodes(t *testing.T) {
 			t.Fatal("empty mail reached the handler")
 		}
 	})
+	t.Run("451 over the memory budget, released after", func(t *testing.T) {
+		rec := &recorder{}
+		_, addr := startServer(t, Config{MaxMemory: 64 << 10, MaxMessageBytes: 60 << 10}, rec)
+		first := dial(t, addr)
+		first.cmd("EHLO first", 250)
+		first.cmd("MAIL FROM:<cam@cams.lan>", 250)
+		first.cmd("RCPT TO:<a@b>", 250)
+		first.cmd("DATA", 354)
+		// 40 KiB in transfer: the first connection holds 64 KiB of budget.
+		first.send(simpleMail + strings.Repeat(strings.Repeat("x", 62)+"\r\n", 640))
+		time.Sleep(200 * time.Millisecond)
+
+		second := dial(t, addr)
+		second.cmd("EHLO second", 250)
+		code, text := second.mail("cam@cams.lan", simpleMail+strings.Repeat(strings.Repeat("y", 62)+"\r\n", 640))
+		if code != 451 || !strings.HasPrefix(text, "4.3.1") {
+			t.Fatalf("second sender over budget: %d %q, want 451 4.3.1", code, text)
+		}
+		first.send(".\r\n")
+		first.expect(250)
+		// The budget is free again.
+		if code, _ := second.mail("cam@cams.lan", simpleMail); code != 250 {
+			t.Fatalf("after release: %d, want 250", code)
+		}
+		if n := len(rec.got()); n != 2 {
+			t.Fatalf("%d alerts, want 2", n)
+		}
+	})
 	t.Run("421 over the connection cap", func(t *testing.T) {
 		_, addr := startServer(t, Config{MaxConnections: 1}, &recorder{})
 		first := dial(t, addr)
@@ -478,6 +506,7 @@ func TestConfigValidate(t *testing.T) {
 		{MaxLineLength: 100},
 		{ReadTimeout: -time.Second},
 		{MaxConnections: -2},
+		{MaxMemory: 1 << 20}, // less than the default max message size
 	}
 	for _, c := range bad {
 		if _, err := New(c, &recorder{}, nil); err == nil {

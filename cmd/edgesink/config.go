@@ -45,6 +45,7 @@ type SMTPConfig struct {
 	MaxRecipients     int      `yaml:"max_recipients"`
 	MaxLineLength     int      `yaml:"max_line_length"`
 	MaxConnections    int      `yaml:"max_connections"`
+	MaxMemory         ByteSize `yaml:"max_memory"`
 	ReadTimeout       Duration `yaml:"read_timeout"`
 	WriteTimeout      Duration `yaml:"write_timeout"`
 	DataTimeout       Duration `yaml:"data_timeout"`
@@ -109,6 +110,7 @@ func DefaultConfig() Config {
 			MaxRecipients:   s.MaxRecipients,
 			MaxLineLength:   s.MaxLineLength,
 			MaxConnections:  s.MaxConnections,
+			MaxMemory:       ByteSize(s.MaxMemory),
 			ReadTimeout:     Duration(s.ReadTimeout),
 			WriteTimeout:    Duration(s.WriteTimeout),
 			DataTimeout:     Duration(s.DataTimeout),
@@ -232,6 +234,10 @@ func (c Config) Validate() error {
 	if err := checkHostPort(c.SMTP.Listen); err != nil {
 		return bad("smtp.listen", "%v", err)
 	}
+	if c.SMTP.MaxMemory < c.SMTP.MaxMessageSize+4096 {
+		return bad("smtp.max_memory", "%d bytes: must exceed smtp.max_message_size (%d) by at least 4KiB, or the largest mail could never be received",
+			c.SMTP.MaxMemory, c.SMTP.MaxMessageSize)
+	}
 	if c.SMTP.MaxLineLength < 1000 {
 		return bad("smtp.max_line_length", "%d: must be at least 1000 (RFC 5321)", c.SMTP.MaxLineLength)
 	}
@@ -240,7 +246,8 @@ func (c Config) Validate() error {
 	}
 	for key, v := range map[string]int64{
 		"smtp.max_message_size": int64(c.SMTP.MaxMessageSize), "smtp.max_recipients": int64(c.SMTP.MaxRecipients),
-		"smtp.max_connections": int64(c.SMTP.MaxConnections), "smtp.read_timeout": int64(c.SMTP.ReadTimeout),
+		"smtp.max_connections": int64(c.SMTP.MaxConnections), "smtp.max_memory": int64(c.SMTP.MaxMemory),
+		"smtp.read_timeout":  int64(c.SMTP.ReadTimeout),
 		"smtp.write_timeout": int64(c.SMTP.WriteTimeout), "smtp.data_timeout": int64(c.SMTP.DataTimeout),
 		"smtp.delivery_timeout": int64(c.SMTP.DeliveryTimeout), "smtp.shutdown_grace": int64(c.SMTP.ShutdownGrace),
 	} {
@@ -302,6 +309,7 @@ func (s SMTPConfig) sinkConfig() sink.Config {
 		MaxRecipients:     s.MaxRecipients,
 		MaxLineLength:     s.MaxLineLength,
 		MaxConnections:    s.MaxConnections,
+		MaxMemory:         int64(s.MaxMemory),
 		ReadTimeout:       time.Duration(s.ReadTimeout),
 		WriteTimeout:      time.Duration(s.WriteTimeout),
 		DataTimeout:       time.Duration(s.DataTimeout),

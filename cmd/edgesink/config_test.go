@@ -81,6 +81,7 @@ func TestConfigErrorsNameTheLine(t *testing.T) {
 		{"short lines", "smtp:\n  max_line_length: 80\n", "line 2: smtp.max_line_length"},
 		{"zero timeout", "smtp:\n  data_timeout: 0s\n", "line 2: smtp.data_timeout"},
 		{"not yaml", "smtp: [\n", "line 1"},
+		{"memory below message size", "smtp:\n  max_message_size: 10MiB\n  max_memory: 8MiB\n", "line 3: smtp.max_memory"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"syscall"
 	"time"
 
 	"github.com/edgesink/edgesink/forward"
@@ -47,6 +48,10 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 	brokerURL := cfg.MQTT.Broker
 	if brokerURL == brokerEmbedded {
 		b, err := broker.Start(cfg.MQTT.EmbeddedListen, log)
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return fmt.Errorf("start embedded broker: %w (another MQTT broker, often a system mosquitto, "+
+				"holds this port: publish to it with --mqtt-broker tcp://%s, or set mqtt.embedded_listen)", err, cfg.MQTT.EmbeddedListen)
+		}
 		if err != nil {
 			return fmt.Errorf("start embedded broker: %w", err)
 		}
