@@ -64,9 +64,16 @@ type Mosquitto struct {
 	log    *bytes.Buffer
 }
 
-// StartMosquitto starts a broker on a free loopback port and stops it when
-// the test ends.
+// StartMosquitto starts a broker on a free loopback port that accepts any
+// client, and stops it when the test ends.
 func StartMosquitto(t testing.TB) *Mosquitto {
+	t.Helper()
+	return StartMosquittoWith(t, "allow_anonymous true\n")
+}
+
+// StartMosquittoWith is StartMosquitto with extra configuration lines for
+// the listener (TLS files, password_file, allow_anonymous, ...).
+func StartMosquittoWith(t testing.TB, listenerConf string) *Mosquitto {
 	t.Helper()
 	m := &Mosquitto{t: t, bin: RequireTool(t, "mosquitto")}
 	dir := t.TempDir()
@@ -74,7 +81,12 @@ func StartMosquitto(t testing.TB) *Mosquitto {
 	for attempt := 0; attempt < 5; attempt++ {
 		m.Port = FreePort(t)
 		m.conf = filepath.Join(dir, "mosquitto.conf")
-		conf := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\n", m.Port)
+		conf := fmt.Sprintf("per_listener_settings true\npersistence false\nmax_queued_messages 100000\nlistener %d 127.0.0.1\n%s", m.Port, listenerConf)
+		if os.Geteuid() == 0 {
+			// Run as root stays root, instead of dropping to a "mosquitto"
+			// user that cannot read the test's private temp files.
+			conf = "user root\n" + conf
+		}
 		if err = os.WriteFile(m.conf, []byte(conf), 0o644); err != nil {
 			t.Fatal(err)
 		}
