@@ -51,37 +51,25 @@ func DefaultConfig() Config {
 
 func (c Config) withDefaults() Config {
 	d := DefaultConfig()
-	if c.Domain == "" {
-		c.Domain = d.Domain
-	}
-	if c.MaxMessageBytes == 0 {
-		c.MaxMessageBytes = d.MaxMessageBytes
-	}
-	if c.MaxRecipients == 0 {
-		c.MaxRecipients = d.MaxRecipients
-	}
-	if c.MaxLineLength == 0 {
-		c.MaxLineLength = d.MaxLineLength
-	}
-	if c.MaxConnections == 0 {
-		c.MaxConnections = d.MaxConnections
-	}
-	if c.MaxMemory == 0 {
-		c.MaxMemory = d.MaxMemory
-	}
-	if c.ReadTimeout == 0 {
-		c.ReadTimeout = d.ReadTimeout
-	}
-	if c.WriteTimeout == 0 {
-		c.WriteTimeout = d.WriteTimeout
-	}
-	if c.DataTimeout == 0 {
-		c.DataTimeout = d.DataTimeout
-	}
-	if c.HandlerTimeout == 0 {
-		c.HandlerTimeout = d.HandlerTimeout
-	}
+	orDefault(&c.Domain, d.Domain)
+	orDefault(&c.MaxMessageBytes, d.MaxMessageBytes)
+	orDefault(&c.MaxRecipients, d.MaxRecipients)
+	orDefault(&c.MaxLineLength, d.MaxLineLength)
+	orDefault(&c.MaxConnections, d.MaxConnections)
+	orDefault(&c.MaxMemory, d.MaxMemory)
+	orDefault(&c.ReadTimeout, d.ReadTimeout)
+	orDefault(&c.WriteTimeout, d.WriteTimeout)
+	orDefault(&c.DataTimeout, d.DataTimeout)
+	orDefault(&c.HandlerTimeout, d.HandlerTimeout)
 	return c
+}
+
+// orDefault sets *v to d when *v is the zero value.
+func orDefault[T comparable](v *T, d T) {
+	var zero T
+	if *v == zero {
+		*v = d
+	}
 }
 
 // Validate reports the first limit that cannot work.

@@ -1,4 +1,4 @@
-package sink
+package sink_test
 
 import (
 	"bufio"
@@ -11,16 +11,19 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/edgesink/edgesink/sink"
+	"github.com/edgesink/edgesink/sink/sinktest"
 )
 
 // recorder is a Handler that keeps every alert and fails on demand.
 type recorder struct {
 	mu     sync.Mutex
-	alerts []*Alert
-	fail   func(ctx context.Context, a *Alert) error
+	alerts []*sink.Alert
+	fail   func(ctx context.Context, a *sink.Alert) error
 }
 
-func (r *recorder) Handle(ctx context.Context, a *Alert) error {
+func (r *recorder) Handle(ctx context.Context, a *sink.Alert) error {
 	if r.fail != nil {
 		if err := r.fail(ctx, a); err != nil {
 			return err
@@ -32,10 +35,10 @@ func (r *recorder) Handle(ctx context.Context, a *Alert) error {
 	return nil
 }
 
-func (r *recorder) got() []*Alert {
+func (r *recorder) got() []*sink.Alert {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return append([]*Alert(nil), r.alerts...)
+	return append([]*sink.Alert(nil), r.alerts...)
 }
 
 type tempErr struct{}
@@ -44,10 +47,10 @@ func (tempErr) Error() string   { return "broker down" }
 func (tempErr) Temporary() bool { return true }
 
 // startServer runs a sink on 127.0.0.1:0 and returns its address.
-func startServer(t *testing.T, cfg Config, h Handler) (*Server, string) {
+func startServer(t *testing.T, cfg sink.Config, h sink.Handler) (*sink.Server, string) {
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	s, err := New(cfg, h, log)
+	log := slog.New(slog.NewTextHandler(sinktest.LogWriter(t), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	s, err := sink.New(cfg, h, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,13 +67,6 @@ func startServer(t *testing.T, cfg Config, h Handler) (*Server, string) {
 		}
 	})
 	return s, l.Addr().String()
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
 }
 
 // client speaks raw SMTP so tests control every byte.
@@ -157,7 +153,7 @@ func (c *client) mail(from string, body string) (int, string) {
 
 func TestSessionHappyPath(t *testing.T) {
 	rec := &recorder{}
-	_, addr := startServer(t, Config{}, rec)
+	_, addr := startServer(t, sink.Config{}, rec)
 	c := dial(t, addr)
 	ehlo := c.cmd("EHLO cam.lan", 250)
 	if !strings.Contains(ehlo, "PIPELINING") || strings.Contains(ehlo, "AUTH") || strings.Contains(ehlo, "STARTTLS") {
@@ -218,7 +214,7 @@ func TestSessionLegacyClients(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rec := &recorder{}
-			_, addr := startServer(t, Config{}, rec)
+			_, addr := startServer(t, sink.Config{}, rec)
 			c := dial(t, addr)
 			// Pipelined in one write, as sloppy stacks do.
 			c.send(tt.script)
@@ -242,7 +238,7 @@ func TestSessionLegacyClients(t *testing.T) {
 
 func TestSessionStrictLineEndings(t *testing.T) {
 	rec := &recorder{}
-	_, addr := startServer(t, Config{StrictLineEndings: true, ReadTimeout: 5 * time.Second}, rec)
+	_, addr := startServer(t, sink.Config{StrictLineEndings: true, ReadTimeout: 5 * time.Second}, rec)
 	c := dial(t, addr)
 	c.cmd("HELO plc", 250)
 	c.cmd("MAIL FROM:<plc@factory.lan>", 250)
@@ -259,7 +255,7 @@ func TestSessionStrictLineEndings(t *testing.T) {
 func TestSessionReplyCodes(t *testing.T) {
 	t.Run("552 oversize, connection stays usable", func(t *testing.T) {
 		rec := &recorder{}
-		_, addr := startServer(t, Config{MaxMessageBytes: 1024}, rec)
+		_, addr := startServer(t, sink.Config{MaxMessageBytes: 1024}, rec)
 		c := dial(t, addr)
 		c.cmd("EHLO x", 250)
 		code, _ := c.mail("cam@cams.lan", simpleMail+strings.Repeat("0123456789abcdef\r\n", 200))
@@ -274,7 +270,7 @@ func TestSessionReplyCodes(t *testing.T) {
 		}
 	})
 	t.Run("452 too many recipients", func(t *testing.T) {
-		_, addr := startServer(t, Config{MaxRecipients: 2}, &recorder{})
+		_, addr := startServer(t, sink.Config{MaxRecipients: 2}, &recorder{})
 		c := dial(t, addr)
 		c.cmd("EHLO x", 250)
 		c.cmd("MAIL FROM:<a@b>", 250)
@@ -283,7 +279,7 @@ func TestSessionReplyCodes(t *testing.T) {
 		c.cmd("RCPT TO:<3@b>", 452)
 	})
 	t.Run("500 line too long closes", func(t *testing.T) {
-		_, addr := startServer(t, Config{MaxLineLength: 1000}, &recorder{})
+		_, addr := startServer(t, sink.Config{MaxLineLength: 1000}, &recorder{})
 		c := dial(t, addr)
 		c.send("EHLO " + strings.Repeat("x", 3000) + "\r\n")
 		c.expect(500)
@@ -292,7 +288,7 @@ func TestSessionReplyCodes(t *testing.T) {
 		}
 	})
 	t.Run("5xx bad commands and sequence", func(t *testing.T) {
-		_, addr := startServer(t, Config{}, &recorder{})
+		_, addr := startServer(t, sink.Config{}, &recorder{})
 		c := dial(t, addr)
 		c.cmd("MAIL FROM:<a@b>", 502) // before HELO
 		c.cmd("EHLO x", 250)
@@ -305,8 +301,8 @@ func TestSessionReplyCodes(t *testing.T) {
 		c.cmd("QUIT", 221)
 	})
 	t.Run("451 when an output is down", func(t *testing.T) {
-		rec := &recorder{fail: func(context.Context, *Alert) error { return fmt.Errorf("mqtt: %w", tempErr{}) }}
-		_, addr := startServer(t, Config{}, rec)
+		rec := &recorder{fail: func(context.Context, *sink.Alert) error { return fmt.Errorf("mqtt: %w", tempErr{}) }}
+		_, addr := startServer(t, sink.Config{}, rec)
 		c := dial(t, addr)
 		c.cmd("EHLO x", 250)
 		code, text := c.mail("cam@cams.lan", simpleMail)
@@ -315,8 +311,8 @@ func TestSessionReplyCodes(t *testing.T) {
 		}
 	})
 	t.Run("451 when outputs do not answer in time", func(t *testing.T) {
-		rec := &recorder{fail: func(ctx context.Context, _ *Alert) error { <-ctx.Done(); return ctx.Err() }}
-		_, addr := startServer(t, Config{HandlerTimeout: 100 * time.Millisecond}, rec)
+		rec := &recorder{fail: func(ctx context.Context, _ *sink.Alert) error { <-ctx.Done(); return ctx.Err() }}
+		_, addr := startServer(t, sink.Config{HandlerTimeout: 100 * time.Millisecond}, rec)
 		c := dial(t, addr)
 		c.cmd("EHLO x", 250)
 		if code, _ := c.mail("cam@cams.lan", simpleMail); code != 451 {
@@ -324,8 +320,8 @@ func TestSessionReplyCodes(t *testing.T) {
 		}
 	})
 	t.Run("554 when an output refuses for good", func(t *testing.T) {
-		rec := &recorder{fail: func(context.Context, *Alert) error { return errors.New("payload too large") }}
-		_, addr := startServer(t, Config{}, rec)
+		rec := &recorder{fail: func(context.Context, *sink.Alert) error { return errors.New("payload too large") }}
+		_, addr := startServer(t, sink.Config{}, rec)
 		c := dial(t, addr)
 		c.cmd("EHLO x", 250)
 		if code, text := c.mail("cam@cams.lan", simpleMail); code != 554 || !strings.HasPrefix(text, "5.3.0") {
@@ -334,7 +330,7 @@ func TestSessionReplyCodes(t *testing.T) {
 	})
 	t.Run("554 no usable content", func(t *testing.T) {
 		rec := &recorder{}
-		_, addr := startServer(t, Config{}, rec)
+		_, addr := startServer(t, sink.Config{}, rec)
 		c := dial(t, addr)
 		c.cmd("EHLO x", 250)
 		if code, text := c.mail("ghost@x.lan", "Subject: \r\n\r\n"); code != 554 || !strings.HasPrefix(text, "5.6.0") {
@@ -346,7 +342,7 @@ func TestSessionReplyCodes(t *testing.T) {
 	})
 	t.Run("451 over the memory budget, released after", func(t *testing.T) {
 		rec := &recorder{}
-		_, addr := startServer(t, Config{MaxMemory: 64 << 10, MaxMessageBytes: 60 << 10}, rec)
+		_, addr := startServer(t, sink.Config{MaxMemory: 64 << 10, MaxMessageBytes: 60 << 10}, rec)
 		first := dial(t, addr)
 		first.cmd("EHLO first", 250)
 		first.cmd("MAIL FROM:<cam@cams.lan>", 250)
@@ -373,7 +369,7 @@ func TestSessionReplyCodes(t *testing.T) {
 		}
 	})
 	t.Run("421 over the connection cap", func(t *testing.T) {
-		_, addr := startServer(t, Config{MaxConnections: 1}, &recorder{})
+		_, addr := startServer(t, sink.Config{MaxConnections: 1}, &recorder{})
 		first := dial(t, addr)
 		conn, err := net.Dial("tcp", addr)
 		if err != nil {
@@ -403,13 +399,13 @@ func TestSessionReplyCodes(t *testing.T) {
 		}
 	})
 	t.Run("421 idle timeout", func(t *testing.T) {
-		_, addr := startServer(t, Config{ReadTimeout: 200 * time.Millisecond}, &recorder{})
+		_, addr := startServer(t, sink.Config{ReadTimeout: 200 * time.Millisecond}, &recorder{})
 		c := dial(t, addr)
 		c.expect(421)
 	})
 	t.Run("BDAT chunk kept byte for byte", func(t *testing.T) {
 		rec := &recorder{}
-		_, addr := startServer(t, Config{}, rec)
+		_, addr := startServer(t, sink.Config{}, rec)
 		c := dial(t, addr)
 		c.cmd("EHLO x", 250)
 		c.cmd("MAIL FROM:<cam@cams.lan>", 250)
@@ -428,12 +424,12 @@ func TestSessionReplyCodes(t *testing.T) {
 func TestShutdownDrains(t *testing.T) {
 	release := make(chan struct{})
 	entered := make(chan struct{}, 1)
-	rec := &recorder{fail: func(ctx context.Context, _ *Alert) error {
+	rec := &recorder{fail: func(ctx context.Context, _ *sink.Alert) error {
 		entered <- struct{}{}
 		<-release
 		return nil
 	}}
-	s, addr := startServer(t, Config{}, rec)
+	s, addr := startServer(t, sink.Config{}, rec)
 	idle := dial(t, addr)
 	idle.cmd("EHLO idle", 250)
 	busy := dial(t, addr)
@@ -494,14 +490,14 @@ func TestTemporary(t *testing.T) {
 		{fmt.Errorf("x: %w", context.Canceled), true},
 	}
 	for _, tt := range tests {
-		if got := Temporary(tt.err); got != tt.want {
+		if got := sink.Temporary(tt.err); got != tt.want {
 			t.Errorf("Temporary(%v) = %v, want %v", tt.err, got, tt.want)
 		}
 	}
 }
 
 func TestConfigValidate(t *testing.T) {
-	bad := []Config{
+	bad := []sink.Config{
 		{MaxMessageBytes: -1},
 		{MaxLineLength: 100},
 		{ReadTimeout: -time.Second},
@@ -509,11 +505,11 @@ func TestConfigValidate(t *testing.T) {
 		{MaxMemory: 1 << 20}, // less than the default max message size
 	}
 	for _, c := range bad {
-		if _, err := New(c, &recorder{}, nil); err == nil {
+		if _, err := sink.New(c, &recorder{}, nil); err == nil {
 			t.Errorf("New(%+v) accepted", c)
 		}
 	}
-	if _, err := New(Config{}, nil, nil); err == nil {
+	if _, err := sink.New(sink.Config{}, nil, nil); err == nil {
 		t.Error("New with nil handler accepted")
 	}
 }

@@ -37,7 +37,7 @@ func startEdgesink(t *testing.T, cfg Config) *edgesink {
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("test config: %v", err)
 	}
-	log := slog.New(slog.NewTextHandler(logWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	log := slog.New(slog.NewTextHandler(sinktest.LogWriter(t), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan readyInfo, 1)
 	done := make(chan error, 1)
@@ -68,13 +68,6 @@ func startEdgesink(t *testing.T, cfg Config) *edgesink {
 		}
 	})
 	return e
-}
-
-type logWriter struct{ t *testing.T }
-
-func (w logWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
 }
 
 func testConfig(t *testing.T, brokerURL, serialDev string) Config {
