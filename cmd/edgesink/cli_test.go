@@ -29,7 +29,8 @@ func TestCLIHelpAndUsage(t *testing.T) {
 		code int
 		out  string // in stdout+stderr
 	}{
-		{[]string{"--help"}, exitOK, "Usage:"},
+		{[]string{"--help"}, exitOK, "edgesink send-test [flags] [FILE]"},
+		{[]string{"-h"}, exitOK, "-smtp-listen"},
 		{[]string{"help"}, exitOK, "edgesink check-config FILE"},
 		{[]string{"serve", "--help"}, exitOK, "-smtp-listen"},
 		{[]string{"--help-me"}, exitUsage, "flag provided but not defined"},

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strings"
 	"syscall"
 
 	"github.com/edgesink/edgesink/board"
@@ -88,7 +89,11 @@ func newFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: %s\n\nFlags:\n", synopsis)
+		if strings.Contains(synopsis, "\n") {
+			fmt.Fprint(stderr, synopsis) // a whole help text
+		} else {
+			fmt.Fprintf(stderr, "Usage: %s\n\nFlags:\n", synopsis)
+		}
 		fs.PrintDefaults()
 	}
 	return fs
@@ -107,7 +112,8 @@ func parseFlags(fs *flag.FlagSet, args []string) (bool, int) {
 }
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("serve", "edgesink [serve] [flags]", stderr)
+	// serve is the default command, so its help is the program's help.
+	fs := newFlagSet("serve", usageText+"\nFlags of serve:\n", stderr)
 	configPath := fs.String("config", "", "YAML config `file` (default: built-in defaults)")
 	smtpListen := fs.String("smtp-listen", "", "SMTP listen `address`, e.g. 0.0.0.0:25 (config smtp.listen)")
 	mqttBroker := fs.String("mqtt-broker", "", "MQTT broker: tcp://host:port, ssl://host:port, embedded or none (config mqtt.broker)")
