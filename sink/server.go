@@ -355,12 +355,24 @@ var (
 	}
 )
 
+// ErrStorageFull is what a Handler returns when it has no room to hold
+// another alert (queue full, disk full). The device is told 452 and retries.
+var ErrStorageFull = errors.New("sink: no room to hold the alert")
+
+var errStorageFull = &smtp.SMTPError{
+	Code: 452, EnhancedCode: smtp.EnhancedCode{4, 3, 1},
+	Message: "Insufficient storage, try again later",
+}
+
 // replyFor translates a handler error into the SMTP reply the device gets.
 // Details stay in the log: devices only need to know whether to retry.
 func replyFor(err error) *smtp.SMTPError {
 	var se *smtp.SMTPError
 	if errors.As(err, &se) {
 		return se
+	}
+	if errors.Is(err, ErrStorageFull) {
+		return errStorageFull
 	}
 	if Temporary(err) {
 		return errOutputsDown

@@ -319,6 +319,15 @@ func TestSessionReplyCodes(t *testing.T) {
 			t.Fatalf("got %d, want 451", code)
 		}
 	})
+	t.Run("452 when the handler has no room", func(t *testing.T) {
+		rec := &recorder{fail: func(context.Context, *sink.Alert) error { return fmt.Errorf("spool: %w", sink.ErrStorageFull) }}
+		_, addr := startServer(t, sink.Config{}, rec)
+		c := dial(t, addr)
+		c.cmd("EHLO x", 250)
+		if code, text := c.mail("cam@cams.lan", simpleMail); code != 452 || !strings.HasPrefix(text, "4.3.1") {
+			t.Fatalf("got %d %q, want 452 4.3.1", code, text)
+		}
+	})
 	t.Run("554 when an output refuses for good", func(t *testing.T) {
 		rec := &recorder{fail: func(context.Context, *sink.Alert) error { return errors.New("payload too large") }}
 		_, addr := startServer(t, sink.Config{}, rec)

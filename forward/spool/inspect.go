@@ -1,0 +1,151 @@
+package spool
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/edgesink/edgesink/sink"
+)
+
+// Item is one file of a disk spool, as an operator sees it.
+type Item struct {
+	ID         string
+	State      string // "queued", "dead" or "corrupt"
+	Device     string
+	Subject    string
+	ReceivedAt time.Time
+	Output     string // dead letters: the output that gave up
+	Reason     string // dead letters: why
+	Path       string
+}
+
+// ErrNotFound is returned for an id the spool does not hold.
+var ErrNotFound = errors.New("spool: no such alert")
+
+// List reads a disk spool directory (the daemon may be running) and returns
+// its queued alerts and dead letters, oldest first.
+func List(dir string) ([]Item, error) {
+	var items []Item
+	q, err := os.ReadDir(filepath.Join(dir, queueDir))
+	if err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	for _, de := range q {
+		name := de.Name()
+		if !strings.HasSuffix(name, jsonExt) || strings.HasPrefix(name, ".") {
+			continue
+		}
+		it := Item{ID: strings.TrimSuffix(name, jsonExt), State: "queued", Path: filepath.Join(dir, queueDir, name)}
+		var a sink.Alert
+		if data, err := os.ReadFile(it.Path); err == nil && json.Unmarshal(data, &a) == nil {
+			it.Device, it.Subject, it.ReceivedAt = a.Device, a.Subject, a.ReceivedAt
+		} else {
+			continue // delivered and removed meanwhile, or being written
+		}
+		items = append(items, it)
+	}
+	d, err := os.ReadDir(filepath.Join(dir, deadDir))
+	if err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	for _, de := range d {
+		name := de.Name()
+		path := filepath.Join(dir, deadDir, name)
+		switch {
+		case strings.HasPrefix(name, "."):
+		case strings.HasSuffix(name, ".corrupt"):
+			items = append(items, Item{ID: strings.TrimSuffix(name, ".corrupt"), State: "corrupt", Path: path,
+				Reason: "unreadable queue file"})
+		case strings.HasSuffix(name, jsonExt):
+			var dl DeadLetter
+			data, err := os.ReadFile(path)
+			if err != nil || json.Unmarshal(data, &dl) != nil || dl.Alert == nil {
+				continue
+			}
+			items = append(items, Item{ID: dl.Alert.ID, State: "dead", Device: dl.Alert.Device, Subject: dl.Alert.Subject,
+				ReceivedAt: dl.Alert.ReceivedAt, Output: dl.Output, Reason: dl.Reason, Path: path})
+		}
+	}
+	sort.SliceStable(items, func(i, j int) bool { return items[i].ID < items[j].ID })
+	return items, nil
+}
+
+// Show returns the files a spool holds for id.
+func Show(dir, id string) ([]Item, error) {
+	items, err := List(dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []Item
+	for _, it := range items {
+		if it.ID == id {
+			out = append(out, it)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	return out, nil
+}
+
+// Retry puts a dead-lettered alert back in the queue, for every output. A
+// running edgesink picks it up at its next start or on SIGHUP.
+func Retry(dir, id string) error {
+	items, err := Show(dir, id)
+	if err != nil {
+		return err
+	}
+	var alert *sink.Alert
+	for _, it := range items {
+		if it.State == "queued" {
+			return fmt.Errorf("spool: %s is already queued", id)
+		}
+		if it.State == "dead" {
+			var dl DeadLetter
+			data, err := os.ReadFile(it.Path)
+			if err != nil || json.Unmarshal(data, &dl) != nil {
+				return fmt.Errorf("spool: read dead letter %s: %v", it.Path, err)
+			}
+			alert = dl.Alert
+		}
+	}
+	if alert == nil {
+		return fmt.Errorf("spool: %s has no readable dead letter to retry", id)
+	}
+	data, err := json.Marshal(alert)
+	if err != nil {
+		return err
+	}
+	if err := writeFileSync(filepath.Join(dir, queueDir, id+jsonExt), data); err != nil {
+		return fmt.Errorf("spool: requeue %s: %w", id, err)
+	}
+	if err := syncDir(filepath.Join(dir, queueDir)); err != nil {
+		return err
+	}
+	for _, it := range items {
+		if err := os.Remove(it.Path); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Drop deletes everything the spool holds for id. The alert is gone for good.
+func Drop(dir, id string) error {
+	items, err := Show(dir, id)
+	if err != nil {
+		return err
+	}
+	for _, it := range items {
+		if err := os.Remove(it.Path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("spool: drop %s: %w", it.Path, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,467 @@
+// Package spool is the durable queue between the sink and the outputs.
+//
+// The contract: Handle returns nil only once the alert is on disk and
+// fsynced (file and directory), so the sink's 250 survives a power cut. From
+// then on the spool delivers it to every output, retrying with backoff, in
+// arrival order per device, until each output confirmed it or gave up on it
+// for good (dead letter). Only then is the file removed. After a crash or
+// restart everything still in the queue is delivered again; an output that
+// had already confirmed an alert may see it twice (at least once, same id).
+//
+// Cost per alert on an SD card: one file created, written and fsynced, one
+// directory fsync, and one unlink once delivered. Nothing is rewritten and
+// nothing polls. Mode "memory" keeps the queue in RAM instead: no writes at
+// all, and alerts not yet delivered are lost on a restart or power cut.
+package spool
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/edgesink/edgesink/forward"
+	"github.com/edgesink/edgesink/sink"
+)
+
+// Modes.
+const (
+	ModeDisk   = "disk"
+	ModeMemory = "memory"
+)
+
+// Defaults for Config fields left empty.
+const (
+	DefaultMaxAlerts      = 10000
+	DefaultMaxBytes       = 256 << 20
+	DefaultMaxAttempts    = 5
+	DefaultRetryMin       = time.Second
+	DefaultRetryMax       = 5 * time.Minute
+	DefaultDeliverTimeout = 30 * time.Second
+	DefaultLanes          = 16
+)
+
+// Config bounds the spool.
+type Config struct {
+	Dir            string        // required in disk mode
+	Mode           string        // ModeDisk (default) or ModeMemory
+	MaxAlerts      int           // alerts held at once; beyond, Handle fails with sink.ErrStorageFull
+	MaxBytes       int64         // bytes held at once (alert JSON); likewise
+	MaxAttempts    int           // permanent refusals by an output before its dead letter
+	RetryMin       time.Duration // first backoff; doubles up to RetryMax, with jitter
+	RetryMax       time.Duration
+	DeliverTimeout time.Duration // one delivery attempt to one output
+	Lanes          int           // deliveries in flight per output (one device never uses two)
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if c.Mode == "" {
+		c.Mode = ModeDisk
+	}
+	if c.Mode != ModeDisk && c.Mode != ModeMemory {
+		return c, fmt.Errorf("spool: mode %q: want disk or memory", c.Mode)
+	}
+	if c.Mode == ModeDisk && c.Dir == "" {
+		return c, errors.New("spool: no directory given")
+	}
+	setDefault(&c.MaxAlerts, DefaultMaxAlerts)
+	setDefault(&c.MaxBytes, DefaultMaxBytes)
+	setDefault(&c.MaxAttempts, DefaultMaxAttempts)
+	setDefault(&c.RetryMin, DefaultRetryMin)
+	setDefault(&c.RetryMax, DefaultRetryMax)
+	setDefault(&c.DeliverTimeout, DefaultDeliverTimeout)
+	setDefault(&c.Lanes, DefaultLanes)
+	if c.MaxAlerts < 0 || c.MaxBytes < 0 || c.MaxAttempts < 0 || c.RetryMin < 0 || c.RetryMax < c.RetryMin ||
+		c.DeliverTimeout < 0 || c.Lanes < 0 {
+		return c, errors.New("spool: limits must be positive, retry_max at least retry_min")
+	}
+	return c, nil
+}
+
+func setDefault[T comparable](v *T, d T) {
+	var zero T
+	if *v == zero {
+		*v = d
+	}
+}
+
+// Spool is the durable queue. It is the sink's Handler.
+type Spool struct {
+	cfg     Config
+	store   store
+	outputs []forward.Forwarder
+	log     *slog.Logger
+
+	mu      sync.Mutex
+	count   int
+	bytes   int64
+	pending map[string]*entry
+	idle    chan struct{} // closed and replaced when the queue becomes empty
+	lanes   [][]*lane     // [output][lane]
+
+	ctx    context.Context // cancelled by Close: deliveries stop
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	closed sync.Once
+}
+
+var (
+	_ sink.Handler = (*Spool)(nil)
+	_ sink.Outputs = (*Spool)(nil)
+)
+
+// entry is one alert in the queue.
+type entry struct {
+	alert   *sink.Alert
+	size    int64
+	waiting int // outputs that have not finished with it
+}
+
+// Open opens (creating if needed) the spool, recovers what a previous run
+// left, and starts delivering to outputs.
+func Open(cfg Config, log *slog.Logger, outputs ...forward.Forwarder) (*Spool, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if len(outputs) == 0 {
+		return nil, errors.New("spool: no outputs")
+	}
+	s := &Spool{cfg: cfg, outputs: outputs, log: log.With("component", "spool"),
+		pending: make(map[string]*entry), idle: make(chan struct{})}
+	if cfg.Mode == ModeDisk {
+		ds, err := openDiskStore(cfg.Dir)
+		if err != nil {
+			return nil, err
+		}
+		s.store = ds
+	} else {
+		s.store = newMemoryStore()
+		s.log.Warn("spool in memory: alerts accepted but not yet delivered are lost on restart or power cut")
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.lanes = make([][]*lane, len(outputs))
+	for i, out := range outputs {
+		s.lanes[i] = make([]*lane, cfg.Lanes)
+		for j := range s.lanes[i] {
+			l := &lane{s: s, out: out, wake: make(chan struct{}, 1)}
+			s.lanes[i][j] = l
+			s.wg.Add(1)
+			go l.run()
+		}
+	}
+
+	recovered, err := s.store.load(func(id, reason string) {
+		s.log.Warn("spool: unreadable alert moved to dead letters", "id", id, "reason", reason)
+	})
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	for _, r := range recovered {
+		s.adopt(r)
+	}
+	if len(recovered) > 0 {
+		s.log.Info("spool: delivering alerts left from before", "count", len(recovered))
+	}
+	return s, nil
+}
+
+// Rescan queues alerts that appeared in the queue directory while running
+// (put back by 'edgesink spool retry'). Alerts already queued are skipped.
+func (s *Spool) Rescan() (int, error) {
+	ds, ok := s.store.(*diskStore)
+	if !ok {
+		return 0, nil
+	}
+	found, err := ds.scan()
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, r := range found {
+		if s.adopt(r) {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// adopt queues an alert found in the store, unless it is queued already.
+// Alerts found are counted against the caps but never refused.
+func (s *Spool) adopt(r stored) bool {
+	e := &entry{alert: r.alert, size: r.size, waiting: len(s.outputs)}
+	s.mu.Lock()
+	if _, dup := s.pending[r.alert.ID]; dup {
+		s.mu.Unlock()
+		return false
+	}
+	s.addPendingLocked(e)
+	s.mu.Unlock()
+	s.dispatch(e)
+	return true
+}
+
+// Outputs describes where alerts go, for the sink's log line.
+func (s *Spool) Outputs() []string {
+	names := make([]string, 0, len(s.outputs))
+	for _, o := range s.outputs {
+		names = append(names, o.Name()+"(via "+s.cfg.Mode+" spool)")
+	}
+	return names
+}
+
+// Handle stores a durably and queues it for every output. It fails with
+// sink.ErrStorageFull when the spool is at its caps or the disk is full.
+func (s *Spool) Handle(ctx context.Context, a *sink.Alert) error {
+	data, err := json.Marshal(a)
+	if err != nil {
+		return fmt.Errorf("spool: encode %s: %w", a.ID, err)
+	}
+	size := int64(len(data))
+	e := &entry{alert: a, size: size, waiting: len(s.outputs)}
+	s.mu.Lock()
+	if s.count+1 > s.cfg.MaxAlerts || s.bytes+size > s.cfg.MaxBytes {
+		count, bytes := s.count, s.bytes
+		s.mu.Unlock()
+		s.log.Warn("spool full: refusing new mail until alerts are delivered",
+			"alerts", count, "bytes", bytes, "max_alerts", s.cfg.MaxAlerts, "max_bytes", s.cfg.MaxBytes)
+		return fmt.Errorf("spool: %w", sink.ErrStorageFull)
+	}
+	// Registered before the write: the caps hold under concurrent mail, and
+	// a rescan never queues a file that is still being stored.
+	s.addPendingLocked(e)
+	s.mu.Unlock()
+
+	if err := s.store.put(a.ID, data); err != nil {
+		s.mu.Lock()
+		s.removePendingLocked(e)
+		s.mu.Unlock()
+		return err
+	}
+	s.dispatch(e)
+	return nil
+}
+
+func (s *Spool) addPendingLocked(e *entry) {
+	if len(s.pending) == 0 {
+		s.idle = make(chan struct{})
+	}
+	s.pending[e.alert.ID] = e
+	s.count++
+	s.bytes += e.size
+}
+
+func (s *Spool) removePendingLocked(e *entry) {
+	delete(s.pending, e.alert.ID)
+	s.count--
+	s.bytes -= e.size
+	if len(s.pending) == 0 {
+		close(s.idle)
+	}
+}
+
+// dispatch queues e on every output, in the lane of its device, so alerts
+// of one device are delivered in arrival order.
+func (s *Spool) dispatch(e *entry) {
+	h := fnv.New32a()
+	h.Write([]byte(e.alert.Device))
+	lane := int(h.Sum32() % uint32(s.cfg.Lanes))
+	for i := range s.outputs {
+		s.lanes[i][lane].push(e)
+	}
+}
+
+// finished records that one output is done with e (delivered or dead); the
+// last one removes the alert from the store.
+func (s *Spool) finished(e *entry) {
+	s.mu.Lock()
+	e.waiting--
+	last := e.waiting == 0
+	s.mu.Unlock()
+	if !last {
+		return
+	}
+	if err := s.store.remove(e.alert.ID); err != nil {
+		// The alert stays on disk and is delivered again after a restart.
+		s.log.Error("spool: remove delivered alert", "id", e.alert.ID, "err", err)
+	}
+	s.mu.Lock()
+	s.removePendingLocked(e)
+	s.mu.Unlock()
+}
+
+// Len reports the alerts held and their size.
+func (s *Spool) Len() (alerts int, bytes int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.count, s.bytes
+}
+
+// Drain waits until every queued alert is delivered (or dead), or ctx ends.
+func (s *Spool) Drain(ctx context.Context) error {
+	s.mu.Lock()
+	idle := s.idle
+	empty := len(s.pending) == 0
+	s.mu.Unlock()
+	if empty {
+		return nil
+	}
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Close stops delivering. Alerts not yet delivered stay in the store (in
+// disk mode, for the next start). Safe to call twice.
+func (s *Spool) Close() error {
+	var err error
+	s.closed.Do(func() {
+		s.cancel()
+		s.wg.Wait()
+		err = s.store.close()
+	})
+	if n, _ := s.Len(); n > 0 {
+		if s.cfg.Mode == ModeDisk {
+			s.log.Info("spool: alerts kept for the next start", "count", n)
+		} else {
+			s.log.Warn("spool in memory: undelivered alerts lost at exit", "count", n)
+		}
+	}
+	return err
+}
+
+// lane delivers entries to one output, one at a time, in order.
+type lane struct {
+	s    *Spool
+	out  forward.Forwarder
+	mu   sync.Mutex
+	q    []*entry
+	wake chan struct{}
+}
+
+func (l *lane) push(e *entry) {
+	l.mu.Lock()
+	l.q = append(l.q, e)
+	l.mu.Unlock()
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (l *lane) head() *entry {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.q) == 0 {
+		return nil
+	}
+	return l.q[0]
+}
+
+func (l *lane) pop() {
+	l.mu.Lock()
+	l.q[0] = nil
+	l.q = l.q[1:]
+	l.mu.Unlock()
+}
+
+func (l *lane) run() {
+	defer l.s.wg.Done()
+	for {
+		e := l.head()
+		if e == nil {
+			select {
+			case <-l.wake:
+				continue
+			case <-l.s.ctx.Done():
+				return
+			}
+		}
+		if !l.deliver(e) {
+			return // closing; e stays stored
+		}
+		l.pop()
+		l.s.finished(e)
+	}
+}
+
+// deliver tries until the output confirms e or gives up on it for good. It
+// returns false only when the spool is closing.
+func (l *lane) deliver(e *entry) bool {
+	s := l.s
+	backoff := s.cfg.RetryMin
+	refusals := 0
+	for attempt := 1; ; attempt++ {
+		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.DeliverTimeout)
+		err := l.forward(ctx, e.alert)
+		cancel()
+		if err == nil {
+			if attempt > 1 {
+				s.log.Info("spool: delivered after retries", "output", l.out.Name(), "id", e.alert.ID, "attempts", attempt)
+			}
+			return true
+		}
+		if s.ctx.Err() != nil {
+			return false
+		}
+		if !sink.Temporary(err) {
+			refusals++
+			if refusals >= s.cfg.MaxAttempts {
+				l.deadLetter(e, err, attempt)
+				return true
+			}
+		}
+		if attempt == 1 || attempt%10 == 0 {
+			s.log.Warn("spool: delivery failed, will retry", "output", l.out.Name(), "id", e.alert.ID,
+				"attempt", attempt, "temporary", sink.Temporary(err), "next_in", backoff, "err", err)
+		}
+		// Full jitter keeps many lanes from retrying in step after an outage.
+		wait := backoff/2 + rand.N(backoff/2+1)
+		select {
+		case <-time.After(wait):
+		case <-s.ctx.Done():
+			return false
+		}
+		backoff = min(backoff*2, s.cfg.RetryMax)
+	}
+}
+
+func (l *lane) forward(ctx context.Context, a *sink.Alert) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%s: panic: %v", l.out.Name(), r)
+		}
+	}()
+	return l.out.Forward(ctx, a)
+}
+
+func (l *lane) deadLetter(e *entry, cause error, attempts int) {
+	s := l.s
+	d := DeadLetter{Alert: e.alert, Output: l.out.Name(), Reason: cause.Error(), Attempts: attempts, At: time.Now().UTC()}
+	if err := s.store.dead(d); err != nil {
+		s.log.Error("spool: write dead letter", "id", e.alert.ID, "output", l.out.Name(), "err", err)
+	}
+	s.log.Error("spool: output keeps refusing alert, moved to dead letters", "output", l.out.Name(),
+		"id", e.alert.ID, "device", e.alert.Device, "attempts", attempts, "reason", cause)
+}
+
+// DeadLetter is an alert an output refused for good, with why.
+type DeadLetter struct {
+	Alert    *sink.Alert `json:"alert"`
+	Output   string      `json:"output"`
+	Reason   string      `json:"reason"`
+	Attempts int         `json:"attempts"`
+	At       time.Time   `json:"at"`
+}

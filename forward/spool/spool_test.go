@@ -1,0 +1,366 @@
+package spool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/edgesink/edgesink/forward"
+	"github.com/edgesink/edgesink/sink"
+)
+
+// fakeOutput records deliveries; fail decides per call.
+type fakeOutput struct {
+	name string
+	mu   sync.Mutex
+	got  []*sink.Alert
+	fail func(a *sink.Alert, call int) error
+	call int
+}
+
+func (f *fakeOutput) Name() string { return f.name }
+
+func (f *fakeOutput) Forward(ctx context.Context, a *sink.Alert) error {
+	f.mu.Lock()
+	f.call++
+	call := f.call
+	fail := f.fail
+	f.mu.Unlock()
+	if fail != nil {
+		if err := fail(a, call); err != nil {
+			return err
+		}
+	}
+	f.mu.Lock()
+	f.got = append(f.got, a)
+	f.mu.Unlock()
+	return nil
+}
+
+func (f *fakeOutput) delivered() []*sink.Alert {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]*sink.Alert(nil), f.got...)
+}
+
+func (f *fakeOutput) setFail(fn func(a *sink.Alert, call int) error) {
+	f.mu.Lock()
+	f.fail = fn
+	f.mu.Unlock()
+}
+
+var errDown = forward.Temporary(errors.New("broker down"))
+
+func testAlert(i int, device string) *sink.Alert {
+	return &sink.Alert{
+		ID:         sink.NewID(time.Unix(1800000000, int64(i))),
+		ReceivedAt: time.Unix(1800000000, int64(i)).UTC(),
+		Device:     device,
+		Subject:    fmt.Sprintf("alert %d", i),
+		RcptTo:     []string{}, From: []string{}, To: []string{},
+		Attachments: []sink.Attachment{}, ParseErrors: []string{},
+	}
+}
+
+func open(t *testing.T, cfg Config, outs ...forward.Forwarder) *Spool {
+	t.Helper()
+	if cfg.RetryMin == 0 {
+		cfg.RetryMin, cfg.RetryMax = 5*time.Millisecond, 20*time.Millisecond
+	}
+	s, err := Open(cfg, nil, outs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func handle(t *testing.T, s *Spool, a *sink.Alert) {
+	t.Helper()
+	if err := s.Handle(context.Background(), a); err != nil {
+		t.Fatalf("Handle %s: %v", a.Subject, err)
+	}
+}
+
+func drain(t *testing.T, s *Spool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.Drain(ctx); err != nil {
+		n, _ := s.Len()
+		t.Fatalf("spool not drained, %d left: %v", n, err)
+	}
+}
+
+func queueFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	m, _ := filepath.Glob(filepath.Join(dir, queueDir, "*"))
+	return m
+}
+
+// TestDeliverInOrderPerDevice: every alert reaches every output, alerts of
+// one device in arrival order, and the queue is empty afterwards.
+func TestDeliverInOrderPerDevice(t *testing.T) {
+	dir := t.TempDir()
+	a, b := &fakeOutput{name: "a"}, &fakeOutput{name: "b"}
+	// b is flaky: every third call fails; order must still hold.
+	b.setFail(func(_ *sink.Alert, call int) error {
+		if call%3 == 0 {
+			return errDown
+		}
+		return nil
+	})
+	s := open(t, Config{Dir: dir, Lanes: 4}, a, b)
+	devices := []string{"cam1", "cam2", "ups", "printer", "nas"}
+	for i := 0; i < 200; i++ {
+		handle(t, s, testAlert(i, devices[i%len(devices)]))
+	}
+	drain(t, s)
+	for _, out := range []*fakeOutput{a, b} {
+		got := out.delivered()
+		if len(got) != 200 {
+			t.Fatalf("%s got %d alerts, want 200", out.name, len(got))
+		}
+		last := map[string]string{}
+		for _, al := range got {
+			if prev := last[al.Device]; prev != "" && al.ID < prev {
+				t.Fatalf("%s: %s delivered after a later alert of %s", out.name, al.Subject, al.Device)
+			}
+			last[al.Device] = al.ID
+		}
+	}
+	if files := queueFiles(t, dir); len(files) != 0 {
+		t.Errorf("queue not empty after delivery: %v", files)
+	}
+	if n, b := s.Len(); n != 0 || b != 0 {
+		t.Errorf("Len() = %d, %d", n, b)
+	}
+}
+
+// TestDurableBeforeHandleReturns: when Handle returns, the alert is in the
+// queue directory even though no output has taken it.
+func TestDurableBeforeHandleReturns(t *testing.T) {
+	dir := t.TempDir()
+	out := &fakeOutput{name: "mqtt", fail: func(*sink.Alert, int) error { return errDown }}
+	s := open(t, Config{Dir: dir}, out)
+	a := testAlert(1, "cam")
+	handle(t, s, a)
+	data, err := os.ReadFile(filepath.Join(dir, queueDir, a.ID+jsonExt))
+	if err != nil || !strings.Contains(string(data), `"subject":"alert 1"`) {
+		t.Fatalf("queue file: %v %s", err, data)
+	}
+}
+
+// TestRestartDeliversWhatIsLeft: alerts stored while the output was down
+// are delivered by the next Open, oldest first; half-written files are
+// removed and unreadable ones set aside.
+func TestRestartDeliversWhatIsLeft(t *testing.T) {
+	dir := t.TempDir()
+	down := &fakeOutput{name: "mqtt", fail: func(*sink.Alert, int) error { return errDown }}
+	s1, err := Open(Config{Dir: dir, RetryMin: time.Millisecond, RetryMax: 5 * time.Millisecond}, nil, down)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 20; i++ {
+		handle(t, s1, testAlert(i, "ups"))
+	}
+	s1.Close()
+	if n := len(queueFiles(t, dir)); n != 20 {
+		t.Fatalf("%d files after close, want 20", n)
+	}
+	// A crash mid-write leaves a temp file; bit rot leaves garbage.
+	os.WriteFile(filepath.Join(dir, queueDir, ".18ea0000000000000000dead.json.tmp"), []byte(`{"id":`), 0o600)
+	os.WriteFile(filepath.Join(dir, queueDir, "18ea0000000000000000beef.json"), []byte(`not json`), 0o600)
+
+	up := &fakeOutput{name: "mqtt"}
+	s2 := open(t, Config{Dir: dir}, up)
+	drain(t, s2)
+	got := up.delivered()
+	if len(got) != 20 {
+		t.Fatalf("delivered %d after restart, want 20", len(got))
+	}
+	for i, a := range got {
+		if a.Subject != fmt.Sprintf("alert %d", i) {
+			t.Fatalf("delivery %d is %q: not in arrival order", i, a.Subject)
+		}
+	}
+	if files := queueFiles(t, dir); len(files) != 0 {
+		t.Errorf("queue not empty: %v", files)
+	}
+	items, err := List(dir)
+	if err != nil || len(items) != 1 || items[0].State != "corrupt" || items[0].ID != "18ea0000000000000000beef" {
+		t.Errorf("List after restart = %+v, %v; want the corrupt file only", items, err)
+	}
+}
+
+// TestDeadLetter: an output that refuses an alert for good gets N attempts;
+// then the alert is a dead letter for that output, the other output still
+// has it, and it leaves the queue. Retry puts it back; Drop removes it.
+func TestDeadLetter(t *testing.T) {
+	dir := t.TempDir()
+	good := &fakeOutput{name: "serial"}
+	picky := &fakeOutput{name: "mqtt", fail: func(a *sink.Alert, _ int) error {
+		if a.Subject == "alert 1" {
+			return errors.New("payload too large")
+		}
+		return nil
+	}}
+	s := open(t, Config{Dir: dir, MaxAttempts: 3}, good, picky)
+	handle(t, s, testAlert(1, "cam"))
+	handle(t, s, testAlert(2, "cam"))
+	drain(t, s)
+	if len(good.delivered()) != 2 || len(picky.delivered()) != 1 {
+		t.Fatalf("delivered serial %d mqtt %d", len(good.delivered()), len(picky.delivered()))
+	}
+	if picky.call != 4 { // 3 refusals of alert 1, then alert 2
+		t.Errorf("mqtt called %d times, want 4", picky.call)
+	}
+	items, err := List(dir)
+	if err != nil || len(items) != 1 || items[0].State != "dead" || items[0].Output != "mqtt" ||
+		items[0].Reason != "payload too large" || items[0].Subject != "alert 1" {
+		t.Fatalf("List = %+v, %v", items, err)
+	}
+	id := items[0].ID
+
+	if err := Retry(dir, id); err != nil {
+		t.Fatal(err)
+	}
+	if items, _ := List(dir); len(items) != 1 || items[0].State != "queued" {
+		t.Fatalf("after retry: %+v", items)
+	}
+	picky.setFail(nil)
+	if n, err := s.Rescan(); err != nil || n != 1 {
+		t.Fatalf("Rescan = %d, %v", n, err)
+	}
+	drain(t, s)
+	if len(picky.delivered()) != 2 {
+		t.Errorf("retried alert not delivered to mqtt")
+	}
+	if err := Drop(dir, id); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Drop of a delivered alert: %v, want ErrNotFound", err)
+	}
+}
+
+func TestDrop(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, Config{Dir: dir}, &fakeOutput{name: "mqtt", fail: func(*sink.Alert, int) error { return errDown }})
+	a := testAlert(1, "cam")
+	handle(t, s, a)
+	s.Close()
+	if err := Drop(dir, a.ID); err != nil {
+		t.Fatal(err)
+	}
+	if items, _ := List(dir); len(items) != 0 {
+		t.Errorf("still listed: %+v", items)
+	}
+}
+
+// TestCaps: at its count or size cap the spool refuses with
+// sink.ErrStorageFull (452), evicts nothing, and accepts again once
+// alerts are delivered.
+func TestCaps(t *testing.T) {
+	for _, cfg := range []Config{{MaxAlerts: 5}, {MaxBytes: 5 * 300}} {
+		dir := t.TempDir()
+		cfg.Dir = dir
+		out := &fakeOutput{name: "mqtt", fail: func(*sink.Alert, int) error { return errDown }}
+		s := open(t, cfg, out)
+		accepted := 0
+		var err error
+		for i := 0; i < 20 && err == nil; i++ {
+			if err = s.Handle(context.Background(), testAlert(i, "cam")); err == nil {
+				accepted++
+			}
+		}
+		if !errors.Is(err, sink.ErrStorageFull) || accepted == 0 || accepted > 5 {
+			t.Fatalf("%+v: accepted %d, then %v; want at most 5 then ErrStorageFull", cfg, accepted, err)
+		}
+		if n := len(queueFiles(t, dir)); n != accepted {
+			t.Fatalf("%d files for %d accepted alerts", n, accepted)
+		}
+		out.setFail(nil)
+		drain(t, s)
+		if len(out.delivered()) != accepted {
+			t.Fatalf("delivered %d of %d", len(out.delivered()), accepted)
+		}
+		if err := s.Handle(context.Background(), testAlert(99, "cam")); err != nil {
+			t.Fatalf("after draining: %v", err)
+		}
+	}
+}
+
+// TestDiskFull fills a real (tiny) tmpfs: the write fails with
+// sink.ErrStorageFull, nothing half-written stays, earlier alerts survive.
+func TestDiskFull(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("TestDiskFull mounts a tmpfs and needs root; CI runs as root")
+		}
+		t.Skip("needs root to mount a tmpfs")
+	}
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Fatalf("mount tmpfs: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", dir).Run() })
+	out := &fakeOutput{name: "mqtt", fail: func(*sink.Alert, int) error { return errDown }}
+	s := open(t, Config{Dir: dir}, out)
+	var err error
+	accepted := 0
+	for i := 0; i < 1000 && err == nil; i++ {
+		a := testAlert(i, "cam")
+		a.Text = strings.Repeat("x", 2000)
+		if err = s.Handle(context.Background(), a); err == nil {
+			accepted++
+		}
+	}
+	if !errors.Is(err, sink.ErrStorageFull) {
+		t.Fatalf("after %d alerts: %v, want ErrStorageFull", accepted, err)
+	}
+	if accepted == 0 {
+		t.Fatal("nothing fitted")
+	}
+	s.Close()
+	tmp, _ := filepath.Glob(filepath.Join(dir, queueDir, ".*"))
+	if len(tmp) != 0 {
+		t.Errorf("half-written files left: %v", tmp)
+	}
+	out2 := &fakeOutput{name: "mqtt"}
+	s2 := open(t, Config{Dir: dir}, out2)
+	drain(t, s2)
+	if len(out2.delivered()) != accepted {
+		t.Fatalf("delivered %d after restart, want the %d accepted", len(out2.delivered()), accepted)
+	}
+}
+
+func TestMemoryModeWritesNothing(t *testing.T) {
+	out := &fakeOutput{name: "mqtt"}
+	s := open(t, Config{Mode: ModeMemory}, out)
+	for i := 0; i < 10; i++ {
+		handle(t, s, testAlert(i, "cam"))
+	}
+	drain(t, s)
+	if len(out.delivered()) != 10 {
+		t.Fatalf("delivered %d", len(out.delivered()))
+	}
+	if got := s.Outputs(); len(got) != 1 || got[0] != "mqtt(via memory spool)" {
+		t.Errorf("Outputs() = %v", got)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	for _, c := range []Config{{}, {Mode: "tape", Dir: "x"}, {Dir: "x", RetryMin: time.Minute, RetryMax: time.Second}} {
+		if _, err := Open(c, nil, &fakeOutput{name: "x"}); err == nil {
+			t.Errorf("Open(%+v) accepted", c)
+		}
+	}
+	if _, err := Open(Config{Mode: ModeMemory}, nil); err == nil {
+		t.Error("Open without outputs accepted")
+	}
+}
