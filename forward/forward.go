@@ -27,6 +27,14 @@ type Forwarder interface {
 	Forward(ctx context.Context, a *sink.Alert) error
 }
 
+// Starter is implemented by outputs that can have several alerts in flight
+// while keeping them in the order they were started (MQTT: publishes on one
+// connection go out in order). Start hands a over and returns at once; wait
+// blocks until the output confirmed it, with Forward's error contract.
+type Starter interface {
+	Start(ctx context.Context, a *sink.Alert) (wait func(ctx context.Context) error)
+}
+
 // Func adapts a function to Forwarder.
 type Func struct {
 	ID string

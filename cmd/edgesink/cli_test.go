@@ -86,7 +86,8 @@ func TestBinarySIGTERM(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	cmd := exec.Command(bin, "--smtp-listen", "127.0.0.1:0", "--mqtt-broker", broker.URL(), "--log-level", "info")
+	cmd := exec.Command(bin, "--smtp-listen", "127.0.0.1:0", "--mqtt-broker", broker.URL(), "--log-level", "info",
+		"--spool-dir", t.TempDir())
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

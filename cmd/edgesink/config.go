@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/edgesink/edgesink/forward/broker"
 	"github.com/edgesink/edgesink/forward/mqtt"
 	"github.com/edgesink/edgesink/forward/serial"
+	"github.com/edgesink/edgesink/forward/spool"
 	"github.com/edgesink/edgesink/sink"
 )
 
@@ -29,7 +31,23 @@ type Config struct {
 	SMTP   SMTPConfig   `yaml:"smtp"`
 	MQTT   MQTTConfig   `yaml:"mqtt"`
 	Serial SerialConfig `yaml:"serial"`
+	Spool  SpoolConfig  `yaml:"spool"`
 }
+
+// SpoolConfig is the durable queue between SMTP and the outputs.
+type SpoolConfig struct {
+	Mode           string   `yaml:"mode"`
+	Dir            string   `yaml:"dir"`
+	MaxAlerts      int      `yaml:"max_alerts"`
+	MaxSize        ByteSize `yaml:"max_size"`
+	MaxAttempts    int      `yaml:"max_attempts"`
+	RetryMin       Duration `yaml:"retry_min"`
+	RetryMax       Duration `yaml:"retry_max"`
+	DeliverTimeout Duration `yaml:"deliver_timeout"`
+}
+
+// Spool modes; "off" delivers synchronously before answering the device.
+const spoolOff = "off"
 
 // LogConfig sets how edgesink logs.
 type LogConfig struct {
@@ -126,6 +144,15 @@ func DefaultConfig() Config {
 			KeepAlive:            Duration(mqtt.DefaultKeepAlive),
 			ConnectTimeout:       Duration(mqtt.DefaultConnectTimeout),
 			MaxReconnectInterval: Duration(mqtt.DefaultMaxReconnect),
+		},
+		Spool: SpoolConfig{
+			Mode:           spool.ModeDisk,
+			MaxAlerts:      spool.DefaultMaxAlerts,
+			MaxSize:        spool.DefaultMaxBytes,
+			MaxAttempts:    spool.DefaultMaxAttempts,
+			RetryMin:       Duration(spool.DefaultRetryMin),
+			RetryMax:       Duration(spool.DefaultRetryMax),
+			DeliverTimeout: Duration(spool.DefaultDeliverTimeout),
 		},
 		Serial: SerialConfig{
 			Baud:          serial.DefaultBaud,
@@ -282,6 +309,16 @@ func (c Config) Validate() error {
 			return bad("serial", "%v", err)
 		}
 	}
+	switch c.Spool.Mode {
+	case spool.ModeDisk, spool.ModeMemory, spoolOff:
+	default:
+		return bad("spool.mode", "%q: want disk, memory or off", c.Spool.Mode)
+	}
+	if c.Spool.Mode != spoolOff {
+		if _, err := c.Spool.spoolConfig(); err != nil {
+			return bad("spool", "%v", err)
+		}
+	}
 	if c.MQTT.Broker == brokerNone && c.Serial.Device == "" {
 		return bad("mqtt.broker", "no output configured: set mqtt.broker or serial.device")
 	}
@@ -388,6 +425,51 @@ func (s SerialConfig) portConfig() serial.Config {
 		MaxLineLength: s.MaxLineLength,
 		WriteTimeout:  time.Duration(s.WriteTimeout),
 	}
+}
+
+// spoolConfig resolves the spool's settings; an empty dir means the state
+// directory: systemd's StateDirectory, else $XDG_STATE_HOME/edgesink, else
+// ~/.local/state/edgesink, with "spool" below it.
+func (c SpoolConfig) spoolConfig() (spool.Config, error) {
+	dir := c.Dir
+	if dir == "" && c.Mode == spool.ModeDisk {
+		state, err := stateDir()
+		if err != nil {
+			return spool.Config{}, err
+		}
+		dir = filepath.Join(state, "spool")
+	}
+	cfg := spool.Config{
+		Dir:            dir,
+		Mode:           c.Mode,
+		MaxAlerts:      c.MaxAlerts,
+		MaxBytes:       int64(c.MaxSize),
+		MaxAttempts:    c.MaxAttempts,
+		RetryMin:       time.Duration(c.RetryMin),
+		RetryMax:       time.Duration(c.RetryMax),
+		DeliverTimeout: time.Duration(c.DeliverTimeout),
+	}
+	if c.MaxAlerts <= 0 || c.MaxSize <= 0 || c.MaxAttempts <= 0 || c.RetryMin <= 0 || c.DeliverTimeout <= 0 {
+		return cfg, errors.New("max_alerts, max_size, max_attempts, retry_min and deliver_timeout must be greater than zero")
+	}
+	if c.RetryMax < c.RetryMin {
+		return cfg, errors.New("retry_max must be at least retry_min")
+	}
+	return cfg, nil
+}
+
+func stateDir() (string, error) {
+	if d := os.Getenv("STATE_DIRECTORY"); d != "" { // systemd StateDirectory=
+		return strings.Split(d, ":")[0], nil
+	}
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "edgesink"), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("no spool.dir given and no home directory: %w", err)
+	}
+	return filepath.Join(home, ".local", "state", "edgesink"), nil
 }
 
 func parseLevel(s string) (slog.Level, error) {

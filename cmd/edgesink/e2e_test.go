@@ -79,6 +79,9 @@ func testConfig(t *testing.T, brokerURL, serialDev string) Config {
 	cfg.Serial.Device = serialDev
 	cfg.Serial.Baud = 115200
 	cfg.Serial.MaxLineLength = 1024
+	cfg.Spool.Dir = t.TempDir()
+	cfg.Spool.RetryMin, cfg.Spool.RetryMax = Duration(50*time.Millisecond), Duration(500*time.Millisecond)
+	cfg.SMTP.ShutdownGrace = Duration(5 * time.Second)
 	return cfg
 }
 
@@ -119,7 +122,7 @@ func TestEndToEnd(t *testing.T) {
 	pty := forwardtest.StartPty(t)
 	sub := forwardtest.Subscribe(t, broker.Addr(), "edgesink/+/alert")
 	es := startEdgesink(t, testConfig(t, broker.URL(), pty.Dev))
-	if strings.Join(es.Outputs, ",") != "mqtt,serial" {
+	if strings.Join(es.Outputs, ",") != "mqtt(via disk spool),serial(via disk spool)" {
 		t.Fatalf("outputs %v", es.Outputs)
 	}
 
@@ -282,13 +285,14 @@ func TestSwaks(t *testing.T) {
 	}
 }
 
-// TestOutputsDown: with the broker stopped or the serial device unplugged,
-// devices are told 451 (retry later), never 250; once the output is back,
-// the same mail goes through.
-func TestOutputsDown(t *testing.T) {
+// TestOutputsDownWithoutSpool: with spool.mode off and the broker stopped
+// or the serial device unplugged, devices are told 451 (retry later), never
+// 250; once the output is back, the same mail goes through.
+func TestOutputsDownWithoutSpool(t *testing.T) {
 	broker := forwardtest.StartMosquitto(t)
 	pty := forwardtest.StartPty(t)
 	cfg := testConfig(t, broker.URL(), pty.Dev)
+	cfg.Spool.Mode = spoolOff
 	cfg.MQTT.MaxReconnectInterval = Duration(time.Second)
 	es := startEdgesink(t, cfg)
 	send := func() (int, string) {

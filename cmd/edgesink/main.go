@@ -48,6 +48,8 @@ Usage:
   edgesink [serve] [flags]          run the sink (the default)
   edgesink check-config FILE        validate a config file and exit
   edgesink send-test [flags] [FILE] send a sample alert (or FILE.eml) to a running sink
+  edgesink spool list|show|retry|drop [ID]
+                                    look at and act on alerts waiting in the spool
   edgesink board                    show the board edgesink detects here
   edgesink version                  print version information
 
@@ -71,6 +73,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runSendTest(ctx, args, stdout, stderr)
 	case "board":
 		return runBoard(args, stdout, stderr)
+	case "spool":
+		return runSpool(args, stdout, stderr)
 	case "version":
 		fmt.Fprintf(stdout, "edgesink %s (commit %s) %s/%s %s\n", version, commit, runtime.GOOS, runtime.GOARCH, runtime.Version())
 		return exitOK
@@ -120,6 +124,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	mqttTopic := fs.String("mqtt-topic", "", "MQTT topic `template`, e.g. edgesink/{device}/alert (config mqtt.topic)")
 	serialDevice := fs.String("serial-device", "", "serial output `device`, e.g. /dev/serial0 (config serial.device)")
 	serialBaud := fs.Int("serial-baud", 0, "serial baud `rate` (config serial.baud)")
+	spoolDir := fs.String("spool-dir", "", "spool `directory` (config spool.dir; default: the state directory)")
 	logLevel := fs.String("log-level", "", "log `level`: debug, info, warn, error (config log.level)")
 	if ok, code := parseFlags(fs, args); !ok {
 		return code
@@ -149,6 +154,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			cfg.Serial.Device = *serialDevice
 		case "serial-baud":
 			cfg.Serial.Baud = *serialBaud
+		case "spool-dir":
+			cfg.Spool.Dir = *spoolDir
 		case "log-level":
 			cfg.Log.Level = *logLevel
 		}

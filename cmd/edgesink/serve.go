@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"os/signal"
 	"syscall"
 	"time"
 
@@ -13,6 +15,7 @@ import (
 	"github.com/edgesink/edgesink/forward/broker"
 	"github.com/edgesink/edgesink/forward/mqtt"
 	"github.com/edgesink/edgesink/forward/serial"
+	"github.com/edgesink/edgesink/forward/spool"
 	"github.com/edgesink/edgesink/sink"
 )
 
@@ -90,8 +93,25 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 		return &configError{errors.New("no output configured: set mqtt.broker or serial.device")}
 	}
 
-	fan := forward.NewFanout(log, outputs...)
-	srv, err := sink.New(cfg.SMTP.sinkConfig(), fan, log)
+	// The handler the sink answers after: the spool (250 once the alert is
+	// stored) or, with spool.mode off, the outputs themselves.
+	var handler sink.Handler = forward.NewFanout(log, outputs...)
+	var sp *spool.Spool
+	if cfg.Spool.Mode != spoolOff {
+		scfg, err := cfg.Spool.spoolConfig()
+		if err != nil {
+			return &configError{fmt.Errorf("spool: %w", err)}
+		}
+		if sp, err = spool.Open(scfg, log, outputs...); err != nil {
+			return fmt.Errorf("open spool: %w", err)
+		}
+		closers = append(closers, sp.Close)
+		handler = sp
+		if scfg.Mode == spool.ModeDisk {
+			log.Info("spool ready", "dir", scfg.Dir)
+		}
+	}
+	srv, err := sink.New(cfg.SMTP.sinkConfig(), handler, log)
 	if err != nil {
 		return &configError{err}
 	}
@@ -99,7 +119,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 	if err != nil {
 		return fmt.Errorf("smtp: %w", err)
 	}
-	info.SMTPAddr, info.Outputs = l.Addr().String(), fan.Outputs()
+	info.SMTPAddr, info.Outputs = l.Addr().String(), handler.(sink.Outputs).Outputs()
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(l) }()
@@ -109,11 +129,22 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 		ready(info)
 	}
 
-	select {
-	case err := <-served:
-		_ = srv.Close()
-		return err
-	case <-ctx.Done():
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for running := true; running; {
+		select {
+		case err := <-served:
+			_ = srv.Close()
+			return err
+		case <-hup:
+			if sp != nil {
+				n, err := sp.Rescan()
+				log.Info("SIGHUP: spool rescanned", "new_alerts", n, "err", err)
+			}
+		case <-ctx.Done():
+			running = false
+		}
 	}
 	grace := time.Duration(cfg.SMTP.ShutdownGrace)
 	log.Info("shutting down: finishing mail in transfer", "grace", grace)
@@ -123,6 +154,14 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 		log.Warn("shutdown grace period over, connections closed", "err", err)
 	}
 	<-served
+	if sp != nil {
+		// Deliver what can be delivered in the rest of the grace period;
+		// what is left stays in the spool for the next start.
+		if err := sp.Drain(sctx); err != nil {
+			n, _ := sp.Len()
+			log.Info("stopping with alerts still queued", "count", n)
+		}
+	}
 	log.Info("edgesink stopped")
 	return nil
 }

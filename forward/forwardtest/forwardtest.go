@@ -68,7 +68,7 @@ type Mosquitto struct {
 // client, and stops it when the test ends.
 func StartMosquitto(t testing.TB) *Mosquitto {
 	t.Helper()
-	return StartMosquittoWith(t, "allow_anonymous true\n")
+	return StartMosquittoWith(t, "allow_anonymous true\nset_tcp_nodelay true\n")
 }
 
 // StartMosquittoWith is StartMosquitto with extra configuration lines for

@@ -78,7 +78,10 @@ type Publisher struct {
 	closeOnce sync.Once
 }
 
-var _ forward.Forwarder = (*Publisher)(nil)
+var (
+	_ forward.Forwarder = (*Publisher)(nil)
+	_ forward.Starter   = (*Publisher)(nil)
+)
 
 // New checks cfg and starts connecting in the background: a broker that is
 // down at boot is not an error, edgesink answers 451 until it is up.
@@ -186,35 +189,48 @@ func (p *Publisher) current() paho.Client {
 
 // Forward publishes a as JSON and waits for the broker's acknowledgement.
 func (p *Publisher) Forward(ctx context.Context, a *sink.Alert) error {
+	// paho's Publish can itself block (up to its write timeout) when the
+	// connection died unnoticed; run it aside so ctx always bounds Forward.
+	waitc := make(chan func(context.Context) error, 1)
+	go func() { waitc <- p.Start(ctx, a) }()
+	select {
+	case wait := <-waitc:
+		return wait(ctx)
+	case <-ctx.Done():
+		return fmt.Errorf("mqtt: publish %s: not sent: %w", a.ID, ctx.Err())
+	}
+}
+
+// Start hands a to the client and returns a function that waits for the
+// broker's acknowledgement. Alerts started one after the other go out on
+// the connection in that order.
+func (p *Publisher) Start(ctx context.Context, a *sink.Alert) func(context.Context) error {
 	client := p.current()
 	if client == nil {
-		return forward.Temporary(ErrNotConnected)
+		return failed(forward.Temporary(ErrNotConnected))
 	}
 	payload, err := json.Marshal(a)
 	if err != nil {
-		return fmt.Errorf("mqtt: encode alert %s: %w", a.ID, err)
+		return failed(fmt.Errorf("mqtt: encode alert %s: %w", a.ID, err))
 	}
 	topic := p.Topic(a)
-	// paho's Publish can itself block (up to its write timeout) when the
-	// connection died unnoticed; run it aside so ctx always bounds Forward.
-	tokc := make(chan paho.Token, 1)
-	go func() { tokc <- client.Publish(topic, p.cfg.QoS, p.cfg.Retain, payload) }()
-	var tok paho.Token
-	select {
-	case tok = <-tokc:
-	case <-ctx.Done():
-		return fmt.Errorf("mqtt: publish %s to %s: not sent: %w", a.ID, topic, ctx.Err())
+	tok := client.Publish(topic, p.cfg.QoS, p.cfg.Retain, payload)
+	return func(ctx context.Context) error {
+		select {
+		case <-tok.Done():
+		case <-ctx.Done():
+			return fmt.Errorf("mqtt: publish %s to %s: no acknowledgement: %w", a.ID, topic, ctx.Err())
+		}
+		if err := tok.Error(); err != nil {
+			// The connection dropped or the broker went away mid-flight.
+			return forward.Temporary(fmt.Errorf("mqtt: publish %s to %s: %w", a.ID, topic, err))
+		}
+		return nil
 	}
-	select {
-	case <-tok.Done():
-	case <-ctx.Done():
-		return fmt.Errorf("mqtt: publish %s to %s: no acknowledgement: %w", a.ID, topic, ctx.Err())
-	}
-	if err := tok.Error(); err != nil {
-		// The connection dropped or the broker went away mid-flight.
-		return forward.Temporary(fmt.Errorf("mqtt: publish %s to %s: %w", a.ID, topic, err))
-	}
-	return nil
+}
+
+func failed(err error) func(context.Context) error {
+	return func(context.Context) error { return err }
 }
 
 // WaitConnected blocks until the client is connected or ctx ends.

@@ -1,6 +1,7 @@
 package spool
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -38,17 +39,23 @@ func List(dir string) ([]Item, error) {
 	}
 	for _, de := range q {
 		name := de.Name()
-		if !strings.HasSuffix(name, jsonExt) || strings.HasPrefix(name, ".") {
+		isBatch := strings.HasSuffix(name, batchExt)
+		if strings.HasPrefix(name, ".") || (!isBatch && !strings.HasSuffix(name, jsonExt)) {
 			continue
 		}
-		it := Item{ID: strings.TrimSuffix(name, jsonExt), State: "queued", Path: filepath.Join(dir, queueDir, name)}
-		var a sink.Alert
-		if data, err := os.ReadFile(it.Path); err == nil && json.Unmarshal(data, &a) == nil {
-			it.Device, it.Subject, it.ReceivedAt = a.Device, a.Subject, a.ReceivedAt
-		} else {
-			continue // delivered and removed meanwhile, or being written
+		path := filepath.Join(dir, queueDir, name)
+		data, err := os.ReadFile(path)
+		if err != nil {
+			continue // delivered and removed meanwhile
 		}
-		items = append(items, it)
+		for _, line := range bytes.Split(bytes.TrimSpace(data), []byte("\n")) {
+			var a sink.Alert
+			if json.Unmarshal(line, &a) != nil || a.ID == "" {
+				continue // being written
+			}
+			items = append(items, Item{ID: a.ID, State: "queued", Device: a.Device, Subject: a.Subject,
+				ReceivedAt: a.ReceivedAt, Path: path})
+		}
 	}
 	d, err := os.ReadDir(filepath.Join(dir, deadDir))
 	if err != nil {
@@ -136,16 +143,49 @@ func Retry(dir, id string) error {
 	return nil
 }
 
-// Drop deletes everything the spool holds for id. The alert is gone for good.
+// Drop deletes everything the spool holds for id. The alert is gone for
+// good once no edgesink is running (a running one may still deliver an
+// alert it has already queued).
 func Drop(dir, id string) error {
 	items, err := Show(dir, id)
 	if err != nil {
 		return err
 	}
 	for _, it := range items {
-		if err := os.Remove(it.Path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := dropFrom(it.Path, id); err != nil {
 			return fmt.Errorf("spool: drop %s: %w", it.Path, err)
 		}
 	}
 	return nil
+}
+
+// dropFrom removes id's line from a batch file, or the file if nothing else
+// is left in it.
+func dropFrom(path, id string) error {
+	if !strings.HasSuffix(path, batchExt) {
+		err := os.Remove(path)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var keep []byte
+	for _, line := range bytes.Split(bytes.TrimSpace(data), []byte("\n")) {
+		var a sink.Alert
+		if json.Unmarshal(line, &a) == nil && a.ID == id {
+			continue
+		}
+		keep = append(append(keep, line...), '\n')
+	}
+	if len(keep) == 0 {
+		return os.Remove(path)
+	}
+	if err := writeFileSync(path, keep); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
 }

@@ -108,7 +108,13 @@ type Spool struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	closed sync.Once
+
+	removals   chan *entry // delivered alerts whose files are to go
+	removersWG sync.WaitGroup
 }
+
+// removers is how many goroutines delete delivered alerts' files.
+const removers = 4
 
 var (
 	_ sink.Handler = (*Spool)(nil)
@@ -142,12 +148,20 @@ func Open(cfg Config, log *slog.Logger, outputs ...forward.Forwarder) (*Spool, e
 		if err != nil {
 			return nil, err
 		}
+		ds.onPartial = func(id string) {
+			s.log.Warn("spool: removed alert cut short by a crash (never acknowledged; the device still has it)", "id", id)
+		}
 		s.store = ds
 	} else {
 		s.store = newMemoryStore()
 		s.log.Warn("spool in memory: alerts accepted but not yet delivered are lost on restart or power cut")
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.removals = make(chan *entry, 1024)
+	for range removers {
+		s.removersWG.Add(1)
+		go s.remover()
+	}
 	s.lanes = make([][]*lane, len(outputs))
 	for i, out := range outputs {
 		s.lanes[i] = make([]*lane, cfg.Lanes)
@@ -290,13 +304,26 @@ func (s *Spool) finished(e *entry) {
 	if !last {
 		return
 	}
-	if err := s.store.remove(e.alert.ID); err != nil {
-		// The alert stays on disk and is delivered again after a restart.
-		s.log.Error("spool: remove delivered alert", "id", e.alert.ID, "err", err)
+	// The file goes in the background: on ext4 an unlink waits for the
+	// journal commits that other mails' fsyncs keep starting, and delivery
+	// must not queue behind that. Until it is gone, a crash means the alert
+	// is delivered once more (at least once, same id).
+	s.removals <- e
+}
+
+// remover deletes the files of delivered alerts and only then releases
+// their room in the spool, so the caps count what is really on disk.
+func (s *Spool) remover() {
+	defer s.removersWG.Done()
+	for e := range s.removals {
+		if err := s.store.remove(e.alert.ID); err != nil {
+			// The alert stays on disk and is delivered again after a restart.
+			s.log.Error("spool: remove delivered alert", "id", e.alert.ID, "err", err)
+		}
+		s.mu.Lock()
+		s.removePendingLocked(e)
+		s.mu.Unlock()
 	}
-	s.mu.Lock()
-	s.removePendingLocked(e)
-	s.mu.Unlock()
 }
 
 // Len reports the alerts held and their size.
@@ -329,7 +356,9 @@ func (s *Spool) Close() error {
 	var err error
 	s.closed.Do(func() {
 		s.cancel()
-		s.wg.Wait()
+		s.wg.Wait() // no lane sends removals after this
+		close(s.removals)
+		s.removersWG.Wait()
 		err = s.store.close()
 	})
 	if n, _ := s.Len(); n > 0 {
@@ -361,13 +390,18 @@ func (l *lane) push(e *entry) {
 	}
 }
 
-func (l *lane) head() *entry {
+// window is how many alerts one lane may have in flight at an output that
+// implements forward.Starter (others get one at a time).
+const window = 64
+
+// at returns the i-th entry from the head of the queue, or nil.
+func (l *lane) at(i int) *entry {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if len(l.q) == 0 {
-		return nil
+	if i < len(l.q) {
+		return l.q[i]
 	}
-	return l.q[0]
+	return nil
 }
 
 func (l *lane) pop() {
@@ -377,11 +411,32 @@ func (l *lane) pop() {
 	l.mu.Unlock()
 }
 
+// flight is an alert started at the output, not yet confirmed.
+type flight struct {
+	e    *entry
+	wait func(context.Context) error
+}
+
+// run delivers the lane's queue in order. With a Starter output it keeps a
+// sliding window of alerts in flight, started in order, results taken in
+// order; an alert that failed goes through deliver's retries before the next
+// result is looked at, so only an alert that needed a retry can end up
+// behind later ones. (The window slides rather than going batch by batch:
+// waiting for a whole batch leaves the connection idle, and a broker without
+// TCP_NODELAY, mosquitto's default, then holds its acknowledgements back for
+// the client's delayed ACK, ~40 ms a batch.)
 func (l *lane) run() {
 	defer l.s.wg.Done()
+	var inflight []flight
 	for {
-		e := l.head()
-		if e == nil {
+		for len(inflight) < window {
+			e := l.at(len(inflight))
+			if e == nil {
+				break
+			}
+			inflight = append(inflight, flight{e: e, wait: l.start(e.alert)})
+		}
+		if len(inflight) == 0 {
 			select {
 			case <-l.wake:
 				continue
@@ -389,24 +444,48 @@ func (l *lane) run() {
 				return
 			}
 		}
-		if !l.deliver(e) {
-			return // closing; e stays stored
+		f := inflight[0]
+		ctx, cancel := context.WithTimeout(l.s.ctx, l.s.cfg.DeliverTimeout)
+		err := f.wait(ctx)
+		cancel()
+		if err != nil && !l.deliver(f.e, err) {
+			return // closing; the rest stays stored
 		}
+		inflight[0] = flight{}
+		inflight = inflight[1:]
 		l.pop()
-		l.s.finished(e)
+		l.s.finished(f.e)
 	}
 }
 
-// deliver tries until the output confirms e or gives up on it for good. It
-// returns false only when the spool is closing.
-func (l *lane) deliver(e *entry) bool {
+// start begins delivering a: pipelined when the output can, else the
+// delivery happens when the returned function is called.
+func (l *lane) start(a *sink.Alert) (wait func(context.Context) error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err := fmt.Errorf("%s: panic: %v", l.out.Name(), r)
+			wait = func(context.Context) error { return err }
+		}
+	}()
+	if st, ok := l.out.(forward.Starter); ok {
+		return st.Start(l.s.ctx, a)
+	}
+	return func(ctx context.Context) error { return l.forward(ctx, a) }
+}
+
+// deliver retries e, whose first attempt failed with err, until the output
+// confirms it or gives up on it for good. It returns false only when the
+// spool is closing.
+func (l *lane) deliver(e *entry, err error) bool {
 	s := l.s
 	backoff := s.cfg.RetryMin
 	refusals := 0
 	for attempt := 1; ; attempt++ {
-		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.DeliverTimeout)
-		err := l.forward(ctx, e.alert)
-		cancel()
+		if attempt > 1 {
+			ctx, cancel := context.WithTimeout(s.ctx, s.cfg.DeliverTimeout)
+			err = l.forward(ctx, e.alert)
+			cancel()
+		}
 		if err == nil {
 			if attempt > 1 {
 				s.log.Info("spool: delivered after retries", "output", l.out.Name(), "id", e.alert.ID, "attempts", attempt)

@@ -152,8 +152,8 @@ func TestDurableBeforeHandleReturns(t *testing.T) {
 	s := open(t, Config{Dir: dir}, out)
 	a := testAlert(1, "cam")
 	handle(t, s, a)
-	data, err := os.ReadFile(filepath.Join(dir, queueDir, a.ID+jsonExt))
-	if err != nil || !strings.Contains(string(data), `"subject":"alert 1"`) {
+	data, err := os.ReadFile(filepath.Join(dir, queueDir, a.ID+batchExt))
+	if err != nil || !strings.Contains(string(data), `"subject":"alert 1"`) || !strings.HasSuffix(string(data), "}\n") {
 		t.Fatalf("queue file: %v %s", err, data)
 	}
 }
@@ -172,12 +172,16 @@ func TestRestartDeliversWhatIsLeft(t *testing.T) {
 		handle(t, s1, testAlert(i, "ups"))
 	}
 	s1.Close()
-	if n := len(queueFiles(t, dir)); n != 20 {
-		t.Fatalf("%d files after close, want 20", n)
+	if items, _ := List(dir); len(items) != 20 {
+		t.Fatalf("%d alerts listed after close, want 20", len(items))
 	}
-	// A crash mid-write leaves a temp file; bit rot leaves garbage.
-	os.WriteFile(filepath.Join(dir, queueDir, ".18ea0000000000000000dead.json.tmp"), []byte(`{"id":`), 0o600)
-	os.WriteFile(filepath.Join(dir, queueDir, "18ea0000000000000000beef.json"), []byte(`not json`), 0o600)
+	// A crash mid-write leaves a batch without its final newline or an
+	// empty one (never acknowledged: removed), or a stray temp file; bit rot
+	// leaves garbage (set aside as corrupt).
+	os.WriteFile(filepath.Join(dir, queueDir, "18ea0000000000000000dead.jsonl"), []byte(`{"id":"18ea0000000000000000dead"}`+"\n"+`{"id":"18ea0000000000000000dea2","subj`), 0o600)
+	os.WriteFile(filepath.Join(dir, queueDir, "18ea0000000000000000f00d.jsonl"), nil, 0o600)
+	os.WriteFile(filepath.Join(dir, queueDir, ".18ea0000000000000000cafe.json.tmp"), []byte(`{"id":`), 0o600)
+	os.WriteFile(filepath.Join(dir, queueDir, "18ea0000000000000000beef.jsonl"), []byte("not json\n"), 0o600)
 
 	up := &fakeOutput{name: "mqtt"}
 	s2 := open(t, Config{Dir: dir}, up)
@@ -195,7 +199,7 @@ func TestRestartDeliversWhatIsLeft(t *testing.T) {
 		t.Errorf("queue not empty: %v", files)
 	}
 	items, err := List(dir)
-	if err != nil || len(items) != 1 || items[0].State != "corrupt" || items[0].ID != "18ea0000000000000000beef" {
+	if err != nil || len(items) != 1 || items[0].State != "corrupt" || items[0].ID != "18ea0000000000000000beef-0" {
 		t.Errorf("List after restart = %+v, %v; want the corrupt file only", items, err)
 	}
 }
@@ -281,8 +285,8 @@ func TestCaps(t *testing.T) {
 		if !errors.Is(err, sink.ErrStorageFull) || accepted == 0 || accepted > 5 {
 			t.Fatalf("%+v: accepted %d, then %v; want at most 5 then ErrStorageFull", cfg, accepted, err)
 		}
-		if n := len(queueFiles(t, dir)); n != accepted {
-			t.Fatalf("%d files for %d accepted alerts", n, accepted)
+		if items, _ := List(dir); len(items) != accepted {
+			t.Fatalf("%d alerts listed for %d accepted", len(items), accepted)
 		}
 		out.setFail(nil)
 		drain(t, s)
