@@ -36,12 +36,18 @@ func (l *listener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
+		if l.srv.draining() {
+			// Shutting down: say so instead of leaving the device to time
+			// out; it retries later, against the restarted edgesink.
+			go reject(c, "421 4.3.2 "+l.srv.cfg.Domain+" shutting down, try again later\r\n")
+			continue
+		}
 		select {
 		case l.slots <- struct{}{}:
 		default:
 			l.srv.log.Warn("connection refused: too many connections",
 				"remote_addr", c.RemoteAddr().String(), "max_connections", l.srv.cfg.MaxConnections)
-			go rejectBusy(c, l.srv.cfg.Domain)
+			go reject(c, "421 4.7.0 "+l.srv.cfg.Domain+" too many connections, try again later\r\n")
 			continue
 		}
 		lc := newLegacyConn(c, !l.srv.cfg.StrictLineEndings, l.srv.cfg.DataTimeout)
@@ -53,11 +59,7 @@ func (l *listener) Accept() (net.Conn, error) {
 		}
 		l.mu.Lock()
 		l.conns[lc] = struct{}{}
-		draining := l.srv.draining()
 		l.mu.Unlock()
-		if draining {
-			lc.drain()
-		}
 		return lc, nil
 	}
 }
@@ -71,8 +73,18 @@ func (l *listener) drainAll() {
 	}
 }
 
-func rejectBusy(c net.Conn, domain string) {
+func reject(c net.Conn, reply string) {
 	defer c.Close()
 	_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	_, _ = c.Write([]byte("421 4.7.0 " + domain + " too many connections, try again later\r\n"))
+	_, _ = c.Write([]byte(reply))
+}
+
+// Close is what go-smtp calls to stop listening. During a graceful
+// shutdown the socket stays open, so that new clients are told 421 until
+// the sessions in progress are done; Server.Shutdown closes it then.
+func (l *listener) Close() error {
+	if l.srv.graceful.Load() {
+		return nil
+	}
+	return l.Listener.Close()
 }

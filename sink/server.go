@@ -110,6 +110,7 @@ type Server struct {
 	cancel context.CancelFunc
 
 	closing   atomic.Bool
+	graceful  atomic.Bool  // Shutdown in progress: listeners answer 421
 	buffered  atomic.Int64 // bytes of mail held by sessions now, bounded by cfg.MaxMemory
 	mu        sync.Mutex
 	listeners []*listener
@@ -159,11 +160,12 @@ func (s *Server) Serve(l net.Listener) error {
 
 func (s *Server) draining() bool { return s.closing.Load() }
 
-// Shutdown stops accepting connections, lets every mail already in transfer
-// finish (its device gets its final reply), ends idle sessions with 421, and
-// waits for all sessions to end. When ctx expires first, the remaining
+// Shutdown stops taking mail (new clients are answered 421), lets every
+// mail already in transfer finish (its device gets its final reply), ends
+// idle sessions with 421, and waits for all sessions to end. When ctx expires first, the remaining
 // connections are closed and ctx's error is returned.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.graceful.Store(true)
 	s.closing.Store(true)
 	s.mu.Lock()
 	for _, l := range s.listeners {
@@ -174,6 +176,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if errors.Is(err, smtp.ErrServerClosed) {
 		err = nil
 	}
+	s.graceful.Store(false)
+	s.closeListeners()
 	if ctx.Err() != nil {
 		s.Close()
 		return ctx.Err()
@@ -182,10 +186,20 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return err
 }
 
+func (s *Server) closeListeners() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, l := range s.listeners {
+		_ = l.Listener.Close()
+	}
+}
+
 // Close closes every listener and connection at once and cancels alerts in
 // delivery. It is safe to call more than once.
 func (s *Server) Close() error {
 	s.closing.Store(true)
+	s.graceful.Store(false)
+	s.closeListeners()
 	s.cancel()
 	err := s.smtp.Close()
 	if errors.Is(err, smtp.ErrServerClosed) || errors.Is(err, net.ErrClosed) {

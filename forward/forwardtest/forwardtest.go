@@ -71,9 +71,24 @@ func StartMosquitto(t testing.TB) *Mosquitto {
 	return StartMosquittoWith(t, "allow_anonymous true\nset_tcp_nodelay true\n")
 }
 
+// StartMosquittoPersistent starts a broker that keeps sessions and queued
+// messages across a Stop and Restart, as a production broker does, so that a
+// subscriber with a persistent session misses nothing during an outage.
+func StartMosquittoPersistent(t testing.TB) *Mosquitto {
+	t.Helper()
+	dir := t.TempDir()
+	return startMosquitto(t, "persistence true\npersistence_location "+dir+"/\nautosave_interval 0\n",
+		"allow_anonymous true\nset_tcp_nodelay true\n")
+}
+
 // StartMosquittoWith is StartMosquitto with extra configuration lines for
 // the listener (TLS files, password_file, allow_anonymous, ...).
 func StartMosquittoWith(t testing.TB, listenerConf string) *Mosquitto {
+	t.Helper()
+	return startMosquitto(t, "persistence false\n", listenerConf)
+}
+
+func startMosquitto(t testing.TB, globalConf, listenerConf string) *Mosquitto {
 	t.Helper()
 	m := &Mosquitto{t: t, bin: RequireTool(t, "mosquitto")}
 	dir := t.TempDir()
@@ -81,7 +96,7 @@ func StartMosquittoWith(t testing.TB, listenerConf string) *Mosquitto {
 	for attempt := 0; attempt < 5; attempt++ {
 		m.Port = FreePort(t)
 		m.conf = filepath.Join(dir, "mosquitto.conf")
-		conf := fmt.Sprintf("per_listener_settings true\npersistence false\nmax_queued_messages 100000\nlistener %d 127.0.0.1\n%s", m.Port, listenerConf)
+		conf := fmt.Sprintf("per_listener_settings true\n%smax_queued_messages 100000\nlistener %d 127.0.0.1\n%s", globalConf, m.Port, listenerConf)
 		if os.Geteuid() == 0 {
 			// Run as root stays root, instead of dropping to a "mosquitto"
 			// user that cannot read the test's private temp files.
@@ -175,6 +190,20 @@ type Subscriber struct {
 // filter and returns once it is certainly subscribed (a probe went round).
 func Subscribe(t testing.TB, addr string, filter string) *Subscriber {
 	t.Helper()
+	return subscribe(t, addr, filter, "", nil)
+}
+
+// SubscribeSession is Subscribe with a persistent session under clientID:
+// messages published while the subscriber (or the broker) was away are
+// delivered when it subscribes again with the same id. Messages go to into,
+// when given, so one stream can span several subscriber processes.
+func SubscribeSession(t testing.TB, addr, filter, clientID string, into *Subscriber) *Subscriber {
+	t.Helper()
+	return subscribe(t, addr, filter, clientID, into)
+}
+
+func subscribe(t testing.TB, addr, filter, clientID string, into *Subscriber) *Subscriber {
+	t.Helper()
 	sub := RequireTool(t, "mosquitto_sub")
 	pub := RequireTool(t, "mosquitto_pub")
 	probe := "forwardtest/probe/" + randomHex(6)
@@ -182,8 +211,11 @@ func Subscribe(t testing.TB, addr string, filter string) *Subscriber {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(sub, "-h", host, "-p", port, "-q", "1",
-		"-t", filter, "-t", probe, "-F", "%t\t%p")
+	args := []string{"-h", host, "-p", port, "-q", "1", "-t", filter, "-t", probe, "-F", "%t\t%p"}
+	if clientID != "" {
+		args = append(args, "-i", clientID, "-c")
+	}
+	cmd := exec.Command(sub, args...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -194,7 +226,10 @@ func Subscribe(t testing.TB, addr string, filter string) *Subscriber {
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 
-	s := &Subscriber{msgs: make(chan Message, 100000)}
+	s := into
+	if s == nil {
+		s = &Subscriber{msgs: make(chan Message, 100000)}
+	}
 	ready := make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(out)

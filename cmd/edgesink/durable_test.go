@@ -1,0 +1,377 @@
+package main
+
+// Durability tests with real faults: a stopped or flapping mosquitto, a
+// serial device that vanishes, edgesink killed with SIGKILL mid-load, a full
+// spool. Every mail that got a 250 must reach MQTT; duplicates are counted
+// (QoS 1 and crash recovery allow them) and reported.
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/edgesink/edgesink/forward"
+	"github.com/edgesink/edgesink/forward/forwardtest"
+	"github.com/edgesink/edgesink/forward/spool"
+	"github.com/edgesink/edgesink/sink"
+)
+
+func numberedMail(subject string) []byte {
+	return []byte("From: cam@cams.lan\r\nTo: alerts@edgesink.lan\r\nSubject: " + subject + "\r\n\r\nalert body\r\n")
+}
+
+// sendMany sends n mails numbered prefix-0 … over conc connections at
+// once and returns the subjects that got 250 and those that did not.
+func sendMany(addr func() string, prefix string, n, conc int) (acked, refused []string, errs []error) {
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	next := make(chan int, n)
+	for i := 0; i < n; i++ {
+		next <- i
+	}
+	close(next)
+	for g := 0; g < conc; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := range next {
+				subject := fmt.Sprintf("%s-%d", prefix, i)
+				from := fmt.Sprintf("cam%d@cams.lan", g%5)
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				err := sendMail(ctx, addr(), "loadgen", from, []string{"alerts@edgesink.lan"}, numberedMail(subject))
+				cancel()
+				mu.Lock()
+				if err == nil {
+					acked = append(acked, subject)
+				} else {
+					refused = append(refused, subject)
+					errs = append(errs, err)
+				}
+				mu.Unlock()
+			}
+		}(g)
+	}
+	wg.Wait()
+	return acked, refused, errs
+}
+
+// awaitSubjects reads MQTT messages until every wanted subject was seen,
+// and returns how often each subject arrived.
+func awaitSubjects(t *testing.T, sub *forwardtest.Subscriber, want []string, timeout time.Duration) map[string]int {
+	t.Helper()
+	seen := map[string]int{}
+	missing := map[string]bool{}
+	for _, s := range want {
+		missing[s] = true
+	}
+	deadline := time.After(timeout)
+	for len(missing) > 0 {
+		select {
+		case m := <-sub.C():
+			var a sink.Alert
+			if err := json.Unmarshal([]byte(m.Payload), &a); err != nil {
+				continue
+			}
+			seen[a.Subject]++
+			delete(missing, a.Subject)
+		case <-deadline:
+			var some []string
+			for s := range missing {
+				some = append(some, s)
+				if len(some) == 5 {
+					break
+				}
+			}
+			t.Fatalf("%d of %d acknowledged alerts never reached MQTT (e.g. %v)", len(missing), len(want), some)
+		}
+	}
+	// Late duplicates still in flight.
+	for {
+		select {
+		case m := <-sub.C():
+			var a sink.Alert
+			if json.Unmarshal([]byte(m.Payload), &a) == nil {
+				seen[a.Subject]++
+			}
+		case <-time.After(500 * time.Millisecond):
+			return seen
+		}
+	}
+}
+
+func duplicates(seen map[string]int) int {
+	d := 0
+	for _, n := range seen {
+		d += n - 1
+	}
+	return d
+}
+
+// TestBrokerOutageLosesNothing: with mosquitto stopped, 200 mails all get
+// 250; once it is back, all 200 arrive.
+func TestBrokerOutageLosesNothing(t *testing.T) {
+	broker := forwardtest.StartMosquittoPersistent(t)
+	stream := forwardtest.SubscribeSession(t, broker.Addr(), "edgesink/+/alert", "outage-sub", nil)
+	cfg := testConfig(t, broker.URL(), "")
+	cfg.MQTT.MaxReconnectInterval = Duration(time.Second)
+	es := startEdgesink(t, cfg)
+
+	broker.Stop()
+	acked, refused, errs := sendMany(func() string { return es.SMTPAddr }, "outage", 200, 10)
+	if len(refused) > 0 {
+		t.Fatalf("%d of 200 mails refused during the outage: %v", len(refused), errs[0])
+	}
+	broker.Restart()
+	forwardtest.SubscribeSession(t, broker.Addr(), "edgesink/+/alert", "outage-sub", stream)
+	seen := awaitSubjects(t, stream, acked, 60*time.Second)
+	t.Logf("broker outage: %d mails acknowledged, %d delivered, %d duplicates", len(acked), len(seen), duplicates(seen))
+}
+
+// TestBrokerFlapping: the broker stops and starts three times while mails
+// keep coming; every acknowledged mail arrives.
+func TestBrokerFlapping(t *testing.T) {
+	broker := forwardtest.StartMosquittoPersistent(t)
+	stream := forwardtest.SubscribeSession(t, broker.Addr(), "edgesink/+/alert", "flap-sub", nil)
+	cfg := testConfig(t, broker.URL(), "")
+	cfg.MQTT.MaxReconnectInterval = Duration(500 * time.Millisecond)
+	es := startEdgesink(t, cfg)
+
+	done := make(chan struct{})
+	var acked []string
+	var refused []string
+	go func() {
+		defer close(done)
+		acked, refused, _ = sendMany(func() string { return es.SMTPAddr }, "flap", 400, 8)
+	}()
+	for i := 0; i < 3; i++ {
+		time.Sleep(150 * time.Millisecond)
+		broker.Stop()
+		time.Sleep(300 * time.Millisecond)
+		broker.Restart()
+		forwardtest.SubscribeSession(t, broker.Addr(), "edgesink/+/alert", "flap-sub", stream)
+	}
+	<-done
+	if len(refused) > 0 {
+		t.Fatalf("%d mails refused while the broker flapped", len(refused))
+	}
+	seen := awaitSubjects(t, stream, acked, 60*time.Second)
+	t.Logf("broker flapping: %d acknowledged, %d delivered, %d duplicates", len(acked), len(seen), duplicates(seen))
+}
+
+// TestSerialVanishes: alerts accepted while the serial device is unplugged
+// are written, in order, once it is back.
+func TestSerialVanishes(t *testing.T) {
+	broker := forwardtest.StartMosquitto(t)
+	pty := forwardtest.StartPty(t)
+	cfg := testConfig(t, broker.URL(), pty.Dev)
+	cfg.Serial.Template = "{subject}"
+	es := startEdgesink(t, cfg)
+	if err := sendMail(context.Background(), es.SMTPAddr, "x", "ups@rack.lan", []string{"a@b"}, numberedMail("before")); err != nil {
+		t.Fatal(err)
+	}
+	if l := pty.NextLine(t, 10*time.Second); l != "before\r\n" {
+		t.Fatalf("line %q", l)
+	}
+	pty.Unplug()
+	for i := 0; i < 20; i++ {
+		if err := sendMail(context.Background(), es.SMTPAddr, "x", "ups@rack.lan", []string{"a@b"}, numberedMail(fmt.Sprintf("gone-%d", i))); err != nil {
+			t.Fatalf("mail %d while unplugged: %v", i, err)
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	pty.Plug()
+	for i := 0; i < 20; i++ {
+		if l := pty.NextLine(t, 20*time.Second); l != fmt.Sprintf("gone-%d\r\n", i) {
+			t.Fatalf("line %d after replug: %q", i, l)
+		}
+	}
+}
+
+// TestSpoolFullAnswers452: at its cap the spool refuses new mail with 452
+// (the device retries later) and keeps what it holds.
+func TestSpoolFullAnswers452(t *testing.T) {
+	broker := forwardtest.StartMosquitto(t)
+	cfg := testConfig(t, broker.URL(), "")
+	cfg.Spool.MaxAlerts = 5
+	cfg.SMTP.ShutdownGrace = Duration(500 * time.Millisecond) // the broker stays down: nothing to drain
+	es := startEdgesink(t, cfg)
+	broker.Stop()
+	time.Sleep(200 * time.Millisecond)
+	var got452 error
+	accepted := 0
+	for i := 0; i < 10 && got452 == nil; i++ {
+		err := sendMail(context.Background(), es.SMTPAddr, "x", "cam@cams.lan", []string{"a@b"}, numberedMail(fmt.Sprint(i)))
+		switch {
+		case err == nil:
+			accepted++
+		case strings.Contains(err.Error(), "452"):
+			got452 = err
+		default:
+			t.Fatalf("mail %d: %v", i, err)
+		}
+	}
+	if got452 == nil || accepted != 5 {
+		t.Fatalf("accepted %d, then %v; want 5 then 452", accepted, got452)
+	}
+	items, err := spool.List(cfg.Spool.Dir)
+	if err != nil || len(items) != 5 {
+		t.Fatalf("spool holds %d alerts (%v), want 5", len(items), err)
+	}
+}
+
+// TestCrashLosesNothing runs the real binary, kills it with SIGKILL while 20
+// senders are mid-load, restarts it on the same spool, and lets the senders
+// retry what was not acknowledged, as devices do. Every acknowledged mail and
+// every retried one must reach MQTT.
+func TestCrashLosesNothing(t *testing.T) {
+	broker := forwardtest.StartMosquitto(t)
+	sub := forwardtest.Subscribe(t, broker.Addr(), "edgesink/+/alert")
+	bin := buildBinary(t)
+	spoolDir := t.TempDir()
+	args := []string{"--smtp-listen", "127.0.0.1:0", "--mqtt-broker", broker.URL(), "--spool-dir", spoolDir}
+
+	first, addr1 := startBinary(t, bin, args...)
+	var mu sync.Mutex
+	addr := addr1
+	current := func() string { mu.Lock(); defer mu.Unlock(); return addr }
+
+	loadDone := make(chan struct{})
+	var acked, refused []string
+	go func() {
+		defer close(loadDone)
+		acked, refused, _ = sendMany(current, "crash", 600, 20)
+	}()
+	time.Sleep(400 * time.Millisecond) // well into the load
+	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = first.Wait()
+	second, addr2 := startBinary(t, bin, args...)
+	mu.Lock()
+	addr = addr2
+	mu.Unlock()
+	<-loadDone
+
+	// The devices retry what got no 250.
+	var stillRefused []string
+	var errs []error
+	for _, s := range refused {
+		if err := sendMail(context.Background(), current(), "loadgen", "cam0@cams.lan", []string{"a@b"}, numberedMail(s)); err != nil {
+			stillRefused = append(stillRefused, s)
+			errs = append(errs, err)
+		}
+	}
+	if len(stillRefused) > 0 {
+		t.Fatalf("%d retries refused after restart: %v", len(stillRefused), errs[0])
+	}
+	if len(refused) == 0 {
+		t.Log("no mail was in flight at the kill; the test still checks recovery of the spool")
+	}
+	seen := awaitSubjects(t, sub, append(append([]string(nil), acked...), refused...), 60*time.Second)
+	t.Logf("crash: %d acknowledged before/after the kill, %d unacknowledged and retried, %d delivered, %d duplicates",
+		len(acked), len(refused), len(seen), duplicates(seen))
+
+	if err := second.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := second.Wait(); err != nil {
+		t.Errorf("exit after SIGTERM: %v", err)
+	}
+	if items, err := spool.List(spoolDir); err != nil || len(items) != 0 {
+		t.Errorf("spool after clean stop: %d items, %v", len(items), err)
+	}
+}
+
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "edgesink")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// startBinary runs edgesink and returns once it logged its SMTP address.
+func startBinary(t *testing.T, bin string, args ...string) (*exec.Cmd, string) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	ready := make(chan string, 1)
+	go func() {
+		readyRE := regexp.MustCompile(`msg="edgesink ready".* smtp=(\S+)`)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if m := readyRE.FindStringSubmatch(sc.Text()); m != nil {
+				ready <- m[1]
+			}
+		}
+	}()
+	select {
+	case addr := <-ready:
+		return cmd, addr
+	case <-time.After(20 * time.Second):
+		t.Fatal("edgesink not ready within 20s")
+		return nil, ""
+	}
+}
+
+// TestSpoolCommand drives 'edgesink spool' over a spool with a dead letter.
+func TestSpoolCommand(t *testing.T) {
+	dir := t.TempDir()
+	refuse := forward.Func{ID: "mqtt", F: func(context.Context, *sink.Alert) error { return errors.New("payload too large") }}
+	sp, err := spool.Open(spool.Config{Dir: dir, MaxAttempts: 1, RetryMin: time.Millisecond, RetryMax: time.Millisecond}, nil, refuse)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &sink.Alert{ID: sink.NewID(time.Now()), ReceivedAt: time.Now(), Device: "cam", Subject: "Motion"}
+	if err := sp.Handle(context.Background(), a); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := sp.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sp.Close()
+
+	code, out, _ := runCLI("spool", "--spool-dir", dir, "list")
+	if code != exitOK || !strings.Contains(out, a.ID) || !strings.Contains(out, "dead") || !strings.Contains(out, "payload too large") {
+		t.Fatalf("list: %d\n%s", code, out)
+	}
+	code, out, _ = runCLI("spool", "--spool-dir", dir, "show", a.ID)
+	if code != exitOK || !strings.Contains(out, "output mqtt gave up: payload too large") {
+		t.Fatalf("show: %d\n%s", code, out)
+	}
+	if code, out, _ = runCLI("spool", "--spool-dir", dir, "retry", a.ID); code != exitOK || !strings.Contains(out, "queued again") {
+		t.Fatalf("retry: %d\n%s", code, out)
+	}
+	if _, out, _ = runCLI("spool", "--spool-dir", dir, "list"); !strings.Contains(out, "queued") {
+		t.Fatalf("after retry: %s", out)
+	}
+	if code, _, _ = runCLI("spool", "--spool-dir", dir, "drop", a.ID); code != exitOK {
+		t.Fatalf("drop: %d", code)
+	}
+	if _, out, _ = runCLI("spool", "--spool-dir", dir, "list"); !strings.Contains(out, "is empty") {
+		t.Fatalf("after drop: %s", out)
+	}
+	if code, _, errOut := runCLI("spool", "--spool-dir", dir, "show", "nope"); code != exitUsage || !strings.Contains(errOut, "no such alert") {
+		t.Errorf("show unknown: %d %s", code, errOut)
+	}
+	if code, _, _ := runCLI("spool", "--spool-dir", dir, "list", "extra"); code != exitUsage {
+		t.Errorf("list with argument: %d", code)
+	}
+}
