@@ -38,7 +38,7 @@ const (
 // Defaults for Config fields left empty.
 const (
 	DefaultMaxAlerts      = 10000
-	DefaultMaxBytes       = 256 << 20
+	DefaultMaxBytes       = 32 << 20
 	DefaultMaxAttempts    = 5
 	DefaultRetryMin       = time.Second
 	DefaultRetryMax       = 5 * time.Minute
