@@ -134,13 +134,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return exitUsage
 	}
 
-	cfg := DefaultConfig()
-	if *configPath != "" {
-		var err error
-		if cfg, err = LoadConfig(*configPath); err != nil {
-			fmt.Fprintf(stderr, "edgesink: %v\n", err)
-			return exitUsage
-		}
+	cfg, err := configFrom(*configPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "edgesink: %v\n", err)
+		return exitUsage
 	}
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
@@ -175,6 +172,14 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return exitRuntime
 	}
 	return exitOK
+}
+
+// configFrom loads the config file at path, or the defaults when path is "".
+func configFrom(path string) (Config, error) {
+	if path == "" {
+		return DefaultConfig(), nil
+	}
+	return LoadConfig(path)
 }
 
 func newLogger(c LogConfig, w io.Writer) *slog.Logger {

@@ -30,13 +30,10 @@ func runSpool(args []string, stdout, stderr io.Writer) int {
 	if ok, code := parseFlags(fs, args); !ok {
 		return code
 	}
-	cfg := DefaultConfig()
-	if *configPath != "" {
-		var err error
-		if cfg, err = LoadConfig(*configPath); err != nil {
-			fmt.Fprintf(stderr, "edgesink: %v\n", err)
-			return exitUsage
-		}
+	cfg, err := configFrom(*configPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "edgesink: %v\n", err)
+		return exitUsage
 	}
 	if *dirFlag != "" {
 		cfg.Spool.Dir = *dirFlag

@@ -152,13 +152,7 @@ func (d *diskStore) writeBatch(batch []*putRequest) error {
 	if err != nil {
 		return storeError(fmt.Errorf("spool: create %s: %w", name, err))
 	}
-	_, err = f.Write(buf)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
+	err = writeSyncClose(f, buf)
 	if err == nil {
 		err = d.queue.Sync()
 	}
@@ -175,6 +169,18 @@ func (d *diskStore) writeBatch(batch []*putRequest) error {
 	return nil
 }
 
+// writeSyncClose writes data to f, fsyncs and closes it.
+func writeSyncClose(f *os.File, data []byte) error {
+	_, err := f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
 // writeFileSync writes path atomically and durably (without the directory
 // sync, which the caller does).
 func writeFileSync(path string, data []byte) error {
@@ -183,13 +189,7 @@ func writeFileSync(path string, data []byte) error {
 	if err != nil {
 		return err
 	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
+	err = writeSyncClose(f, data)
 	if err == nil {
 		err = os.Rename(tmp, path)
 	}
