@@ -10,7 +10,7 @@ LDFLAGS  := -s -w -buildid= -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 BUILD    := CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)'
 FUZZTIME ?= 20s
 
-.PHONY: all build run test test-deps vet fuzz bench cross clean help
+.PHONY: all go-check build run test test-deps vet fuzz bench cross clean help
 
 all: build
 
@@ -22,7 +22,10 @@ help:
 	@echo "make bench   measure throughput and latency against mosquitto"
 	@echo "make fuzz    fuzz the mail parser for longer (FUZZTIME=$(FUZZTIME))"
 
-build:
+go-check:
+	@command -v $(GO) >/dev/null 2>&1 || { echo "edgesink needs Go 1.25 or newer: https://go.dev/doc/install (or apt-get install golang-go, which fetches a newer toolchain itself)"; exit 1; }
+
+build: go-check
 	$(BUILD) -o bin/edgesink ./cmd/edgesink
 
 run: build
@@ -35,7 +38,7 @@ vet:
 	@fmt=$$(gofmt -l .); if [ -n "$$fmt" ]; then echo "gofmt needed: $$fmt"; exit 1; fi
 	$(GO) vet ./...
 
-test: test-deps vet
+test: go-check test-deps vet
 	$(GO) test -race -timeout 8m ./...
 	$(GO) test -run '^$$' -fuzz '^FuzzExtract$$' -fuzztime 15s ./sink
 
