@@ -23,7 +23,7 @@ help:
 	@echo "make fuzz    fuzz the mail parser for longer (FUZZTIME=$(FUZZTIME))"
 
 go-check:
-	@command -v $(GO) >/dev/null 2>&1 || { echo "edgesink needs Go 1.25 or newer: https://go.dev/doc/install (or apt-get install golang-go, which fetches a newer toolchain itself)"; exit 1; }
+	@command -v $(GO) >/dev/null 2>&1 || { echo "edgesink needs Go 1.25 or newer: https://go.dev/doc/install (Debian 13: apt-get install golang-go, whose Go 1.24 fetches 1.25 by itself; Debian 12's is too old)"; exit 1; }
 
 build: go-check
 	$(BUILD) -o bin/edgesink ./cmd/edgesink
