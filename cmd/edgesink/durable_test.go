@@ -375,3 +375,53 @@ func TestSpoolCommand(t *testing.T) {
 		t.Errorf("list with argument: %d", code)
 	}
 }
+
+// TestRetryPickedUpOnSIGHUP: a dead letter put back with 'edgesink spool
+// retry' is delivered by the running daemon on SIGHUP (systemctl reload).
+func TestRetryPickedUpOnSIGHUP(t *testing.T) {
+	broker := forwardtest.StartMosquitto(t)
+	sub := forwardtest.Subscribe(t, broker.Addr(), "edgesink/+/alert")
+	dir := t.TempDir()
+
+	// An earlier run whose MQTT output refused the alert for good.
+	refuse := forward.Func{ID: "mqtt", F: func(context.Context, *sink.Alert) error { return errors.New("payload too large") }}
+	sp, err := spool.Open(spool.Config{Dir: dir, MaxAttempts: 1, RetryMin: time.Millisecond, RetryMax: time.Millisecond}, nil, refuse)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &sink.Alert{ID: sink.NewID(time.Now()), ReceivedAt: time.Now().UTC(), Device: "cam", Subject: "retry me",
+		RcptTo: []string{}, From: []string{}, To: []string{}, Attachments: []sink.Attachment{}, ParseErrors: []string{}}
+	if err := sp.Handle(context.Background(), a); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := sp.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sp.Close()
+
+	cmd, _ := startBinary(t, buildBinary(t), "--smtp-listen", "127.0.0.1:0", "--mqtt-broker", broker.URL(), "--spool-dir", dir)
+	if code, out, errOut := runCLI("spool", "--spool-dir", dir, "retry", a.ID); code != exitOK {
+		t.Fatalf("retry: %d %s %s", code, out, errOut)
+	}
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	msg := sub.Next(t, 10*time.Second, nil)
+	var got sink.Alert
+	if err := json.Unmarshal([]byte(msg.Payload), &got); err != nil || got.ID != a.ID || got.Subject != "retry me" {
+		t.Fatalf("delivered %v: %s", err, msg.Payload)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		items, _ := spool.List(dir)
+		if len(items) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("spool still holds %+v", items)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
