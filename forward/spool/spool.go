@@ -4,14 +4,16 @@
 // fsynced (file and directory), so the sink's 250 survives a power cut. From
 // then on the spool delivers it to every output, retrying with backoff, in
 // arrival order per device, until each output confirmed it or gave up on it
-// for good (dead letter). Only then is the file removed. After a crash or
+// for good (dead letter). Only then is it removed from the store. After a crash or
 // restart everything still in the queue is delivered again; an output that
 // had already confirmed an alert may see it twice (at least once, same id).
 //
-// Cost per alert on an SD card: one file created, written and fsynced, one
-// directory fsync, and one unlink once delivered. Nothing is rewritten and
-// nothing polls. Mode "memory" keeps the queue in RAM instead: no writes at
-// all, and alerts not yet delivered are lost on a restart or power cut.
+// Cost on an SD card: alerts that arrive together share one batch file,
+// created, written and fsynced once, plus one directory fsync; the file is
+// unlinked once all its alerts are delivered. Alone, that is one file write
+// and fsync per mail. Nothing is rewritten and nothing polls. Mode "memory"
+// keeps the queue in RAM instead: no writes at all, and alerts not yet
+// delivered are lost on a restart or power cut.
 package spool
 
 import (
