@@ -77,7 +77,11 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 		// 451; a broker that is down must not keep the sink from starting.
 		wctx, cancel := context.WithTimeout(ctx, min(time.Duration(cfg.MQTT.ConnectTimeout), 5*time.Second))
 		if err := pub.WaitConnected(wctx); err != nil {
-			log.Warn("MQTT broker not reachable yet; devices get 451 until it is", "broker", brokerURL)
+			consequence := "alerts wait in the spool until it is"
+			if cfg.Spool.Mode == spoolOff {
+				consequence = "devices get 451 until it is"
+			}
+			log.Warn("MQTT broker not reachable yet; "+consequence, "broker", brokerURL)
 		}
 		cancel()
 	}
