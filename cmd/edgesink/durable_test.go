@@ -329,15 +329,18 @@ func startBinary(t *testing.T, bin string, args ...string) (*exec.Cmd, string) {
 	}
 }
 
-// TestSpoolCommand drives 'edgesink spool' over a spool with a dead letter.
-func TestSpoolCommand(t *testing.T) {
-	dir := t.TempDir()
+// deadLetterSpool leaves in dir what an earlier run leaves when its MQTT
+// output refused an alert for good: one dead letter. It returns the alert.
+func deadLetterSpool(t *testing.T, dir, subject string) *sink.Alert {
+	t.Helper()
 	refuse := forward.Func{ID: "mqtt", F: func(context.Context, *sink.Alert) error { return errors.New("payload too large") }}
 	sp, err := spool.Open(spool.Config{Dir: dir, MaxAttempts: 1, RetryMin: time.Millisecond, RetryMax: time.Millisecond}, nil, refuse)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &sink.Alert{ID: sink.NewID(time.Now()), ReceivedAt: time.Now(), Device: "cam", Subject: "Motion"}
+	defer sp.Close()
+	a := &sink.Alert{ID: sink.NewID(time.Now()), ReceivedAt: time.Now().UTC(), Device: "cam", Subject: subject,
+		RcptTo: []string{}, From: []string{}, To: []string{}, Attachments: []sink.Attachment{}, ParseErrors: []string{}}
 	if err := sp.Handle(context.Background(), a); err != nil {
 		t.Fatal(err)
 	}
@@ -346,7 +349,13 @@ func TestSpoolCommand(t *testing.T) {
 	if err := sp.Drain(ctx); err != nil {
 		t.Fatal(err)
 	}
-	sp.Close()
+	return a
+}
+
+// TestSpoolCommand drives 'edgesink spool' over a spool with a dead letter.
+func TestSpoolCommand(t *testing.T) {
+	dir := t.TempDir()
+	a := deadLetterSpool(t, dir, "Motion")
 
 	code, out, _ := runCLI("spool", "--spool-dir", dir, "list")
 	if code != exitOK || !strings.Contains(out, a.ID) || !strings.Contains(out, "dead") || !strings.Contains(out, "payload too large") {
@@ -382,24 +391,7 @@ func TestRetryPickedUpOnSIGHUP(t *testing.T) {
 	broker := forwardtest.StartMosquitto(t)
 	sub := forwardtest.Subscribe(t, broker.Addr(), "edgesink/+/alert")
 	dir := t.TempDir()
-
-	// An earlier run whose MQTT output refused the alert for good.
-	refuse := forward.Func{ID: "mqtt", F: func(context.Context, *sink.Alert) error { return errors.New("payload too large") }}
-	sp, err := spool.Open(spool.Config{Dir: dir, MaxAttempts: 1, RetryMin: time.Millisecond, RetryMax: time.Millisecond}, nil, refuse)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := &sink.Alert{ID: sink.NewID(time.Now()), ReceivedAt: time.Now().UTC(), Device: "cam", Subject: "retry me",
-		RcptTo: []string{}, From: []string{}, To: []string{}, Attachments: []sink.Attachment{}, ParseErrors: []string{}}
-	if err := sp.Handle(context.Background(), a); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := sp.Drain(ctx); err != nil {
-		t.Fatal(err)
-	}
-	sp.Close()
+	a := deadLetterSpool(t, dir, "retry me")
 
 	cmd, _ := startBinary(t, buildBinary(t), "--smtp-listen", "127.0.0.1:0", "--mqtt-broker", broker.URL(), "--spool-dir", dir)
 	if code, out, errOut := runCLI("spool", "--spool-dir", dir, "retry", a.ID); code != exitOK {
