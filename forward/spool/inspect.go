@@ -132,9 +132,6 @@ func Retry(dir, id string) error {
 	if err := writeFileSync(filepath.Join(dir, queueDir, id+jsonExt), data); err != nil {
 		return fmt.Errorf("spool: requeue %s: %w", id, err)
 	}
-	if err := syncDir(filepath.Join(dir, queueDir)); err != nil {
-		return err
-	}
 	for _, it := range items {
 		if err := os.Remove(it.Path); err != nil {
 			return err
@@ -184,8 +181,5 @@ func dropFrom(path, id string) error {
 	if len(keep) == 0 {
 		return os.Remove(path)
 	}
-	if err := writeFileSync(path, keep); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(path))
+	return writeFileSync(path, keep)
 }

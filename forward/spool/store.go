@@ -181,8 +181,8 @@ func writeSyncClose(f *os.File, data []byte) error {
 	return err
 }
 
-// writeFileSync writes path atomically and durably (without the directory
-// sync, which the caller does).
+// writeFileSync writes path atomically and durably: a temporary file,
+// fsynced, renamed into place, and the directory fsynced.
 func writeFileSync(path string, data []byte) error {
 	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+tmpExt)
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
@@ -195,8 +195,9 @@ func writeFileSync(path string, data []byte) error {
 	}
 	if err != nil {
 		_ = os.Remove(tmp)
+		return err
 	}
-	return err
+	return syncDir(filepath.Dir(path))
 }
 
 // storeError turns a full disk into sink.ErrStorageFull (452) and any other
@@ -251,10 +252,7 @@ func (d *diskStore) dead(dl DeadLetter) error {
 		return err
 	}
 	path := filepath.Join(d.dir, deadDir, dl.Alert.ID+"."+sink.SafeName(dl.Output)+jsonExt)
-	if err := writeFileSync(path, data); err != nil {
-		return err
-	}
-	return syncDir(filepath.Join(d.dir, deadDir))
+	return writeFileSync(path, data)
 }
 
 func syncDir(dir string) error {
