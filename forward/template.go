@@ -43,7 +43,6 @@ func Placeholders() []string {
 
 // Template is a text with {placeholder}s, parsed once and filled per alert.
 type Template struct {
-	src   string
 	parts []templatePart
 }
 
@@ -55,7 +54,7 @@ type templatePart struct {
 // ParseTemplate parses s. Unknown placeholders and unbalanced braces are
 // errors, so a typo in the config is caught at start, not per alert.
 func ParseTemplate(s string) (*Template, error) {
-	t := &Template{src: s}
+	t := &Template{}
 	rest := s
 	for rest != "" {
 		open := strings.IndexAny(rest, "{}")
@@ -84,9 +83,6 @@ func ParseTemplate(s string) (*Template, error) {
 	}
 	return t, nil
 }
-
-// String returns the template's source text.
-func (t *Template) String() string { return t.src }
 
 // Execute fills the template from a, passing every placeholder's value
 // through escape (nil leaves values as they are).
