@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"github.com/edgesink/edgesink/board"
 	"io"
 	"log/slog"
 	"net"
@@ -32,7 +33,17 @@ type Config struct {
 	MQTT   MQTTConfig   `yaml:"mqtt"`
 	Serial SerialConfig `yaml:"serial"`
 	Spool  SpoolConfig  `yaml:"spool"`
+	Board  BoardConfig  `yaml:"board"`
 }
+
+// BoardConfig is what edgesink does with the board it runs on.
+type BoardConfig struct {
+	LED     string `yaml:"led"`      // board.LEDOff or board.LEDActivity
+	LEDPath string `yaml:"led_path"` // sysfs LED directory; "" = the detected board's
+}
+
+// serialFromBoard as serial.device means the detected board's UART.
+const serialFromBoard = "board"
 
 // SpoolConfig is the durable queue between SMTP and the outputs.
 type SpoolConfig struct {
@@ -154,6 +165,7 @@ func DefaultConfig() Config {
 			RetryMax:       Duration(spool.DefaultRetryMax),
 			DeliverTimeout: Duration(spool.DefaultDeliverTimeout),
 		},
+		Board: BoardConfig{LED: board.LEDOff},
 		Serial: SerialConfig{
 			Baud:          serial.DefaultBaud,
 			DataBits:      serial.DefaultDataBits,
@@ -301,6 +313,16 @@ func (c Config) Validate() error {
 			return bad("mqtt.qos", "%d: want 1 or 2 (QoS 0 gives no proof of delivery)", c.MQTT.QoS)
 		}
 	}
+	if c.Serial.Device == serialFromBoard {
+		if _, err := c.Serial.device(); err != nil {
+			return bad("serial.device", "%v", err)
+		}
+	}
+	switch c.Board.LED {
+	case board.LEDOff, board.LEDActivity:
+	default:
+		return bad("board.led", "%q: want off or activity", c.Board.LED)
+	}
 	if c.Serial.Device != "" {
 		if _, err := c.Serial.portConfig().Mode(); err != nil {
 			return bad("serial", "%v", err)
@@ -323,6 +345,37 @@ func (c Config) Validate() error {
 		return bad("mqtt.broker", "no output configured: set mqtt.broker or serial.device")
 	}
 	return nil
+}
+
+// device is the serial device to open: as configured, or for "board" the
+// detected board's default UART.
+func (c SerialConfig) device() (string, error) {
+	if c.Device != serialFromBoard {
+		return c.Device, nil
+	}
+	p, model, _ := board.Detect()
+	if p.SerialDevice == "" {
+		if model == "" {
+			model = p.Description
+		}
+		return "", fmt.Errorf("%q: this board (%s) has no default serial device; name one, e.g. /dev/ttyUSB0", serialFromBoard, model)
+	}
+	return p.SerialDevice, nil
+}
+
+// ledPath is the LED to flash: as configured, else the detected board's.
+func (c BoardConfig) ledPath() (string, error) {
+	if c.LEDPath != "" {
+		return c.LEDPath, nil
+	}
+	p, model, _ := board.Detect()
+	if p.LED == "" {
+		if model == "" {
+			model = p.Description
+		}
+		return "", fmt.Errorf("board.led: this board (%s) has no known activity LED; set board.led_path", model)
+	}
+	return p.LED, nil
 }
 
 func checkHostPort(addr string) error {
@@ -415,8 +468,12 @@ func (t MQTTTLSConfig) load() (*tls.Config, error) {
 }
 
 func (s SerialConfig) portConfig() serial.Config {
+	dev, err := s.device()
+	if err != nil {
+		dev = s.Device // Validate reports it
+	}
 	return serial.Config{
-		Device:        s.Device,
+		Device:        dev,
 		Baud:          s.Baud,
 		DataBits:      s.DataBits,
 		Parity:        s.Parity,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/edgesink/edgesink/board"
 	"log/slog"
 	"net"
 	"os"
@@ -115,6 +116,14 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 			log.Info("spool ready", "dir", scfg.Dir)
 		}
 	}
+	if cfg.Board.LED == board.LEDActivity {
+		led, err := openLED(cfg.Board, log)
+		if err != nil {
+			return err
+		}
+		closers = append(closers, led.Close)
+		handler = blinking{handler, led}
+	}
 	srv, err := sink.New(cfg.SMTP.sinkConfig(), handler, log)
 	if err != nil {
 		return &configError{err}
@@ -131,6 +140,9 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 		"mqtt_broker", brokerURL, "mqtt_topic", cfg.MQTT.Topic, "serial_device", cfg.Serial.Device)
 	if ready != nil {
 		ready(info)
+	}
+	if err := sdNotify("READY=1\nSTATUS=accepting mail on " + info.SMTPAddr); err != nil {
+		log.Warn("could not tell systemd we are ready", "err", err)
 	}
 
 	hup := make(chan os.Signal, 1)
@@ -151,6 +163,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 		}
 	}
 	grace := time.Duration(cfg.SMTP.ShutdownGrace)
+	_ = sdNotify("STOPPING=1\nSTATUS=finishing mail in transfer")
 	log.Info("shutting down: finishing mail in transfer", "grace", grace)
 	sctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
@@ -169,3 +182,33 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 	log.Info("edgesink stopped")
 	return nil
 }
+
+// openLED takes over the board's activity LED for board.led: activity.
+func openLED(cfg BoardConfig, log *slog.Logger) (*board.LED, error) {
+	path, err := cfg.ledPath()
+	if err != nil {
+		return nil, &configError{err}
+	}
+	led, err := board.OpenLED(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w (board.led: activity needs write access to the LED; the systemd unit grants it)", err)
+	}
+	log.Info("activity LED flashes once per accepted alert", "led", path)
+	return led, nil
+}
+
+// blinking flashes the LED for each alert its handler accepted.
+type blinking struct {
+	handler sink.Handler
+	led     *board.LED
+}
+
+func (b blinking) Handle(ctx context.Context, a *sink.Alert) error {
+	err := b.handler.Handle(ctx, a)
+	if err == nil {
+		b.led.Blink()
+	}
+	return err
+}
+
+func (b blinking) Outputs() []string { return b.handler.(sink.Outputs).Outputs() }
