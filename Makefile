@@ -7,10 +7,37 @@ GO       ?= go
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT   ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS  := -s -w -buildid= -X main.version=$(VERSION) -X main.commit=$(COMMIT)
-BUILD    := CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)'
+BUILD    := CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags '$(LDFLAGS)'
 FUZZTIME ?= 20s
+DIST     ?= dist
+# Debian package version: must start with a digit (v1.2.0-3-gabc -> 1.2.0+3+gabc).
+DEBVERSION ?= $(shell echo '$(VERSION)' | sed -e 's/^v//' -e 's/-/+/g' -e '/^[0-9]/!s/^/0.0.0~git/')
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+export SOURCE_DATE_EPOCH
 
-.PHONY: all go-check build run test test-deps vet fuzz bench cross clean help
+# Board profiles: name -> GOOS GOARCH GOARM. The same table is in
+# board/board.go (run `edgesink board`); TestMakefileBoards keeps them equal.
+BOARDS := pi-zero pi-2 pi-arm64 pi-armv7 linux-amd64 linux-arm64
+target_pi-zero     := linux arm 6
+target_pi-2        := linux arm 7
+target_pi-arm64    := linux arm64
+target_pi-armv7    := linux arm 7
+target_linux-amd64 := linux amd64
+target_linux-arm64 := linux arm64
+# Debian architecture -> the board binary its package carries. armhf gets
+# the ARMv6 build: Raspberry Pi OS 32-bit runs it on every Pi.
+DEB_ARCHES := armhf arm64 amd64
+debbin_armhf := pi-zero
+debbin_arm64 := pi-arm64
+debbin_amd64 := linux-amd64
+
+ifneq ($(BOARD),)
+ifeq ($(target_$(BOARD)),)
+$(error unknown BOARD=$(BOARD); one of: $(BOARDS))
+endif
+endif
+
+.PHONY: all go-check build run test test-deps vet fuzz bench cross deb image size clean help
 
 all: build
 
@@ -18,7 +45,11 @@ help:
 	@echo "make run     run edgesink with built-in defaults"
 	@echo "make test    install test tools (Debian, as root) and run all tests"
 	@echo "make build   build bin/edgesink for this machine"
-	@echo "make cross   build every Raspberry Pi / Linux target into dist/"
+	@echo "make BOARD=pi-zero build   build for one board into dist/ ($(BOARDS))"
+	@echo "make cross   build every board profile into dist/"
+	@echo "make deb     .deb packages for $(DEB_ARCHES) into dist/"
+	@echo "make image BASE=raspios.img.xz   a Raspberry Pi OS image with edgesink in it"
+	@echo "make size    what each dependency costs in the ARMv6 binary"
 	@echo "make bench   measure throughput and latency against mosquitto"
 	@echo "make fuzz    fuzz the mail parser for longer (FUZZTIME=$(FUZZTIME))"
 
@@ -26,7 +57,13 @@ go-check:
 	@command -v $(GO) >/dev/null 2>&1 || { echo "edgesink needs Go 1.25 or newer: https://go.dev/doc/install (Debian 13: apt-get install golang-go, whose Go 1.24 fetches 1.25 by itself; Debian 12's is too old)"; exit 1; }
 
 build: go-check
+ifeq ($(BOARD),)
 	$(BUILD) -o bin/edgesink ./cmd/edgesink
+else
+	@mkdir -p $(DIST)
+	GOOS=$(word 1,$(target_$(BOARD))) GOARCH=$(word 2,$(target_$(BOARD))) GOARM=$(word 3,$(target_$(BOARD))) \
+		$(BUILD) -o $(DIST)/edgesink-$(BOARD) ./cmd/edgesink
+endif
 
 run: build
 	./bin/edgesink
@@ -49,13 +86,32 @@ bench: test-deps
 	$(GO) test -run '^$$' -bench . -benchtime 3000x -timeout 10m ./cmd/edgesink
 
 # One binary per board profile (see board/board.go and `edgesink board`).
-cross:
-	mkdir -p dist
-	GOOS=linux GOARCH=arm GOARM=6 $(BUILD) -o dist/edgesink-pi-zero   ./cmd/edgesink
-	GOOS=linux GOARCH=arm GOARM=7 $(BUILD) -o dist/edgesink-pi-armv7  ./cmd/edgesink
-	GOOS=linux GOARCH=arm64       $(BUILD) -o dist/edgesink-pi-arm64  ./cmd/edgesink
-	GOOS=linux GOARCH=amd64       $(BUILD) -o dist/edgesink-linux-amd64 ./cmd/edgesink
-	@ls -l dist/
+cross: go-check
+	@for b in $(BOARDS); do $(MAKE) --no-print-directory BOARD=$$b build || exit 1; done
+	@ls -l $(DIST)/edgesink-*
+
+# Debian packages (nfpm, as a library: deploy/mkdeb) with the binary, the
+# systemd unit, /etc/edgesink/edgesink.yaml as a conffile and a system user.
+deb: go-check
+	@$(foreach a,$(DEB_ARCHES),$(MAKE) --no-print-directory BOARD=$(debbin_$(a)) build && \
+		$(GO) run ./deploy/mkdeb -arch $(a) -binary $(DIST)/edgesink-$(debbin_$(a)) -version $(DEBVERSION) -out $(DIST) &&) true
+
+# A copy of a downloaded Raspberry Pi OS image with edgesink installed and
+# enabled: make image BASE=2025-05-13-raspios-bookworm-arm64-lite.img.xz
+# [CONFIG=my.yaml] [ARCH=arm64|armhf, else guessed from the name].
+ARCH ?= $(if $(findstring arm64,$(BASE)),arm64,armhf)
+image: go-check
+	@test -n "$(BASE)" || { echo "usage: make image BASE=raspios.img.xz [CONFIG=edgesink.yaml] [ARCH=armhf|arm64]"; exit 2; }
+	@test -n "$(debbin_$(ARCH))" || { echo "ARCH=$(ARCH): want armhf or arm64"; exit 2; }
+	@$(MAKE) --no-print-directory BOARD=$(debbin_$(ARCH)) build
+	deploy/image.sh "$(BASE)" "$(DIST)/edgesink-$(ARCH).img" "$(DIST)/edgesink-$(debbin_$(ARCH))" "$(or $(CONFIG),deploy/edgesink.yaml)"
+
+# What each module costs in the ARMv6 binary (symbol sizes; see README).
+size: go-check
+	@$(MAKE) --no-print-directory cross >/dev/null
+	@ls -l $(DIST)/edgesink-*
+	@GOOS=linux GOARCH=arm GOARM=6 CGO_ENABLED=0 $(GO) build -trimpath -o $(DIST)/.edgesink-pi-zero.syms ./cmd/edgesink
+	@$(GO) run ./deploy/binsize $(DIST)/.edgesink-pi-zero.syms
 
 clean:
 	rm -rf bin dist
