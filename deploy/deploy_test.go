@@ -546,3 +546,53 @@ func readFile(t *testing.T, path string) string {
 	}
 	return string(b)
 }
+
+// TestFirstBoot runs the first-boot script as the Pi would, against a boot
+// directory holding the packages and a config, installing into a tree; a
+// second run must change nothing.
+func TestFirstBoot(t *testing.T) {
+	d := dist(t)
+	forwardtest.RequireTool(t, "dpkg")
+	forwardtest.RequireTool(t, "systemd-sysusers")
+	arch := strings.TrimSpace(run(t, "dpkg", "--print-architecture"))
+	if debArch[arch] == "" {
+		t.Skipf("no package for this machine's architecture %s", arch)
+	}
+	boot := t.TempDir()
+	src := filepath.Join(boot, "edgesink")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	debs, _ := filepath.Glob(filepath.Join(d, "edgesink_*.deb"))
+	for _, deb := range debs {
+		runIn(t, "", "cp", deb, src)
+	}
+	config := "smtp:\n  listen: 0.0.0.0:25\nmqtt:\n  broker: tcp://homeassistant.lan:1883\n"
+	writeFile(t, filepath.Join(src, "edgesink.yaml"), config)
+	root := t.TempDir()
+	for _, dir := range []string{"var/lib/dpkg/info", "var/lib/dpkg/updates", "etc"} {
+		if err := os.MkdirAll(filepath.Join(root, dir), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeFile(t, filepath.Join(root, "var/lib/dpkg/status"), "")
+	script, _ := filepath.Abs("firstboot/edgesink-firstboot.sh")
+	env := append(os.Environ(), "BOOT="+boot, "DPKG_ROOT="+root, "DPKG_OPTS=--force-depends --force-not-root --log=/dev/null")
+	for i := 0; i < 2; i++ {
+		cmd := exec.Command("sh", script)
+		cmd.Env = env
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("run %d: %v\n%s\n%s", i+1, err, out, readFile(t, filepath.Join(root, "var/log/edgesink-firstboot.log")))
+		}
+	}
+	if got := readFile(t, filepath.Join(root, "etc/edgesink/edgesink.yaml")); got != config {
+		t.Errorf("installed config:\n%s\nwant the one from the boot partition", got)
+	}
+	if _, err := os.Lstat(filepath.Join(root, "etc/systemd/system/multi-user.target.wants/edgesink.service")); err != nil {
+		t.Errorf("service not enabled: %v\n%s", err, readFile(t, filepath.Join(root, "var/log/edgesink-firstboot.log")))
+	}
+	logText := readFile(t, filepath.Join(root, "var/log/edgesink-firstboot.log"))
+	if !strings.Contains(logText, "edgesink installed: ") || !strings.Contains(logText, "already installed; nothing to do") {
+		t.Errorf("first-boot log:\n%s", logText)
+	}
+}
