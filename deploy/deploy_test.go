@@ -31,7 +31,7 @@ var (
 
 // dist builds every board binary and every package once per test run, with
 // the project's own Makefile, into a temporary directory.
-func dist(t *testing.T) string {
+func dist(t testing.TB) string {
 	t.Helper()
 	forwardtest.RequireTool(t, "make")
 	distOnce.Do(func() {
@@ -178,7 +178,7 @@ func sameBytes(t *testing.T, a, b string) {
 }
 
 // qemu finds a qemu-user binary under its Debian 12 or 13 name.
-func qemu(t *testing.T, arch string) string {
+func qemu(t testing.TB, arch string) string {
 	t.Helper()
 	for _, name := range []string{"qemu-" + arch + "-static", "qemu-" + arch} {
 		if p, err := exec.LookPath(name); err == nil {
@@ -247,6 +247,7 @@ func TestARMBinariesUnderQemu(t *testing.T) {
 // binary is one edgesink process under test.
 type binary struct {
 	smtpAddr string
+	pid      int
 	mu       sync.Mutex
 	stderr   bytes.Buffer
 }
@@ -255,7 +256,7 @@ func (b *binary) log() string { b.mu.Lock(); defer b.mu.Unlock(); return b.stder
 
 // startBinary runs argv until the test ends (SIGTERM, then a clean exit is
 // required) and returns once its JSON log says it is ready.
-func startBinary(t *testing.T, argv ...string) *binary {
+func startBinary(t testing.TB, argv ...string) *binary {
 	t.Helper()
 	cmd := exec.Command(argv[0], argv[1:]...)
 	pipe, err := cmd.StderrPipe()
@@ -265,7 +266,7 @@ func startBinary(t *testing.T, argv ...string) *binary {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	b := &binary{}
+	b := &binary{pid: cmd.Process.Pid}
 	ready := make(chan string, 1)
 	scanned := make(chan struct{})
 	go func() {
@@ -307,7 +308,7 @@ func startBinary(t *testing.T, argv ...string) *binary {
 	return b
 }
 
-func writeFile(t *testing.T, path, data string) {
+func writeFile(t testing.TB, path, data string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
 		t.Fatal(err)

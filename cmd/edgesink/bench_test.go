@@ -13,19 +13,17 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/smtp"
 	"os"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	gosmtp "github.com/emersion/go-smtp"
 
 	"github.com/edgesink/edgesink/forward/forwardtest"
+	"github.com/edgesink/edgesink/sink/sinktest"
 )
 
 const (
@@ -51,76 +49,13 @@ func (r loadResult) percentile(p float64) time.Duration {
 	return s[min(len(s)-1, int(float64(len(s))*p))]
 }
 
-func benchMail(token string) []byte {
-	var b strings.Builder
-	fmt.Fprintf(&b, "From: bench@cams.lan\r\nTo: alerts@edgesink.lan\r\nSubject: %s\r\n\r\n", token)
-	line := strings.Repeat("0123456789abcdef", 4) + "\r\n"
-	for b.Len() < benchMailSize {
-		b.WriteString(line)
-	}
-	return []byte(b.String())
-}
-
-// runLoad sends n mails over `senders` concurrent SMTP connections. For
-// each mail, endOfData is called with its token just before the final dot
-// is sent; done is called after the 250.
+// runLoad sends n mails of benchMailSize over benchSenders connections.
 func runLoad(b *testing.B, addr string, n int, endOfData func(token string), done func(token string)) time.Duration {
 	b.Helper()
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	errs := make(chan error, benchSenders)
-	start := time.Now()
-	for s := 0; s < benchSenders; s++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c, err := smtp.Dial(addr)
-			if err != nil {
-				errs <- err
-				return
-			}
-			defer c.Close()
-			if err := c.Hello("bench"); err != nil {
-				errs <- err
-				return
-			}
-			for {
-				i := next.Add(1)
-				if i > int64(n) {
-					_ = c.Quit()
-					return
-				}
-				token := "bench-" + strconv.FormatInt(i, 10)
-				if err := c.Mail("bench@cams.lan"); err != nil {
-					errs <- err
-					return
-				}
-				if err := c.Rcpt("alerts@edgesink.lan"); err != nil {
-					errs <- err
-					return
-				}
-				w, err := c.Data()
-				if err != nil {
-					errs <- err
-					return
-				}
-				if _, err := w.Write(benchMail(token)); err != nil {
-					errs <- err
-					return
-				}
-				endOfData(token)
-				if err := w.Close(); err != nil {
-					errs <- fmt.Errorf("%s: %w", token, err)
-					return
-				}
-				done(token)
-			}
-		}()
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	close(errs)
-	for err := range errs {
+	elapsed, err := sinktest.Load{Addr: addr, Senders: benchSenders, N: n,
+		Mail:      func(i int) (string, []byte) { return sinktest.AlertMail(i, benchMailSize) },
+		EndOfData: endOfData, Accepted: done}.Run()
+	if err != nil {
 		b.Fatal(err)
 	}
 	return elapsed
@@ -193,8 +128,8 @@ func benchEdgesink(b *testing.B, n int, spoolMode string) loadResult {
 	all := make(chan struct{})
 	go func() {
 		for m := range sub.C() {
-			// Payload holds "subject":"bench-N"; the token is what matters.
-			i := strings.Index(m.Payload, `"subject":"bench-`)
+			// Payload holds "subject":"load-N"; the token is what matters.
+			i := strings.Index(m.Payload, `"subject":"load-`)
 			if i < 0 {
 				continue
 			}

@@ -1,0 +1,117 @@
+package deploy
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edgesink/edgesink/forward/forwardtest"
+	"github.com/edgesink/edgesink/sink/sinktest"
+)
+
+// footprint is what one build costs to run.
+type footprint struct {
+	name             string
+	ready            time.Duration // exec to "edgesink ready"
+	idleRSS, peakRSS int64         // KiB
+	idleCPU          time.Duration // CPU used in idleFor while idle
+	loadRate         float64       // mails/s under the load
+}
+
+const (
+	idleFor     = 3 * time.Second
+	loadSenders = 20
+)
+
+// BenchmarkFootprint (make bench) starts each build, on this host and the
+// ARM ones under qemu-user, and reports start-to-ready time, idle RSS, CPU
+// used while idle (a busy loop would show here) and peak RSS after 20
+// senders' load of 4 KiB mails, with the disk spool and a real mosquitto.
+// Under qemu, RSS includes the emulator's own memory and its translated
+// code, and times are slower than on a board: read them as upper bounds.
+func BenchmarkFootprint(b *testing.B) {
+	d := dist(b)
+	broker := forwardtest.StartMosquitto(b)
+	host := filepath.Join(d, "edgesink-linux-amd64")
+	targets := []struct {
+		name string
+		argv []string
+		mail int
+	}{
+		{"linux-amd64 (native)", []string{host}, 4000},
+		{"pi-zero (qemu arm1176)", []string{qemu(b, "arm"), "-cpu", "arm1176", filepath.Join(d, "edgesink-pi-zero")}, 600},
+		{"pi-armv7 (qemu cortex-a7)", []string{qemu(b, "arm"), "-cpu", "cortex-a7", filepath.Join(d, "edgesink-pi-armv7")}, 600},
+		{"pi-arm64 (qemu cortex-a53)", []string{qemu(b, "aarch64"), "-cpu", "cortex-a53", filepath.Join(d, "edgesink-pi-arm64")}, 600},
+	}
+	var rows []footprint
+	for _, tg := range targets {
+		rows = append(rows, measure(b, tg.name, tg.argv, broker.URL(), tg.mail))
+	}
+	b.ReportMetric(float64(rows[0].ready.Microseconds())/1000, "ready-ms")
+	b.ReportMetric(float64(rows[0].idleRSS)/1024, "idle-RSS-MiB")
+	b.ReportMetric(float64(rows[0].peakRSS)/1024, "peak-RSS-MiB")
+	fmt.Printf("\nfootprint: disk spool, mosquitto; load = %d senders of 4 KiB mails\n", loadSenders)
+	fmt.Printf("  %-28s %10s %10s %14s %10s %12s\n", "build", "ready", "idle RSS", "idle CPU/3 s", "peak RSS", "load msgs/s")
+	for _, r := range rows {
+		fmt.Printf("  %-28s %8.0fms %7.1fMiB %12.0fms %7.1fMiB %12.0f\n", r.name, float64(r.ready.Microseconds())/1000,
+			float64(r.idleRSS)/1024, float64(r.idleCPU.Microseconds())/1000, float64(r.peakRSS)/1024, r.loadRate)
+	}
+	fmt.Println()
+}
+
+func measure(b *testing.B, name string, argv []string, brokerURL string, mails int) footprint {
+	dir := b.TempDir()
+	conf := filepath.Join(dir, "edgesink.yaml")
+	writeFile(b, conf, fmt.Sprintf("log:\n  format: json\nsmtp:\n  listen: 127.0.0.1:0\n"+
+		"mqtt:\n  broker: %s\n  client_id: footprint-%d\nspool:\n  dir: %s\n", brokerURL, time.Now().UnixNano(), filepath.Join(dir, "spool")))
+	start := time.Now()
+	es := startBinary(b, append(argv, "--config", conf)...)
+	f := footprint{name: name, ready: time.Since(start)}
+	time.Sleep(500 * time.Millisecond) // let start-up settle
+	cpu0 := cpuTime(b, es.pid)
+	time.Sleep(idleFor)
+	f.idleCPU = cpuTime(b, es.pid) - cpu0
+	f.idleRSS = procStatus(b, es.pid, "VmRSS")
+	elapsed, err := sinktest.Load{Addr: es.smtpAddr, Senders: loadSenders, N: mails,
+		Mail: func(i int) (string, []byte) { return sinktest.AlertMail(i, 4<<10) }}.Run()
+	if err != nil {
+		b.Fatalf("%s: load: %v", name, err)
+	}
+	f.loadRate = float64(mails) / elapsed.Seconds()
+	f.peakRSS = procStatus(b, es.pid, "VmHWM")
+	return f
+}
+
+// procStatus reads a "kB" field of /proc/PID/status.
+func procStatus(b *testing.B, pid int, field string) int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			n, _ := strconv.ParseInt(strings.Fields(v)[0], 10, 64)
+			return n
+		}
+	}
+	b.Fatalf("no %s in /proc/%d/status", field, pid)
+	return 0
+}
+
+// cpuTime is the user+system CPU time of pid so far (/proc/PID/stat,
+// fields 14 and 15, in clock ticks of 10 ms on Linux).
+func cpuTime(b *testing.B, pid int) time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// The command name (field 2) may hold spaces; count from after it.
+	fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
+	utime, _ := strconv.ParseInt(fields[11], 10, 64)
+	stime, _ := strconv.ParseInt(fields[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond
+}
