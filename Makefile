@@ -7,7 +7,16 @@ GO       ?= go
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT   ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS  := -s -w -buildid= -X main.version=$(VERSION) -X main.commit=$(COMMIT)
-BUILD    := CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags '$(LDFLAGS)'
+# Size: packages on the mail path (HOT) are compiled as usual; the rest
+# (charset tables, YAML, HTML-to-text tables, the embedded broker, HTTP code
+# that only its unused listeners reach) without inlining. That saves 0.4 MB
+# and keeps the ARMv6 binary under 10 MB with everything in (see README).
+HOT      := runtime/... internal/... sync/... bytes bufio strings strconv unicode/... io net \
+            net/textproto os syscall time encoding/json reflect fmt log/slog mime/... crypto/... \
+            github.com/emersion/... github.com/jhillyerd/... github.com/eclipse/... go.bug.st/... \
+            github.com/edgesink/...
+GCFLAGS  := -gcflags=all=-l $(foreach p,$(HOT),-gcflags=$(p)=)
+BUILD    := CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false $(GCFLAGS) -ldflags '$(LDFLAGS)'
 FUZZTIME ?= 20s
 DIST     ?= dist
 # Debian package version: must start with a digit (v1.2.0-3-gabc -> 1.2.0+3+gabc).
@@ -111,7 +120,7 @@ image: go-check
 size: go-check
 	@$(MAKE) --no-print-directory cross >/dev/null
 	@ls -l $(DIST)/edgesink-*
-	@GOOS=linux GOARCH=arm GOARM=6 CGO_ENABLED=0 $(GO) build -trimpath -o $(DIST)/.edgesink-pi-zero.syms ./cmd/edgesink
+	@GOOS=linux GOARCH=arm GOARM=6 CGO_ENABLED=0 $(GO) build -trimpath $(GCFLAGS) -o $(DIST)/.edgesink-pi-zero.syms ./cmd/edgesink
 	@$(GO) run ./deploy/binsize $(DIST)/.edgesink-pi-zero.syms
 
 clean:
