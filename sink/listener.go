@@ -42,6 +42,14 @@ func (l *listener) Accept() (net.Conn, error) {
 			go reject(c, "421 4.3.2 "+l.srv.cfg.Domain+" shutting down, try again later\r\n")
 			continue
 		}
+		addr := remoteAddr(c)
+		if !l.srv.cfg.Policy.allowsNetwork(addr) {
+			// 554 instead of the greeting (RFC 5321 3.1): this client may
+			// not send here at all, and should not retry.
+			l.srv.log.Warn("connection refused: client not on smtp.allow_networks", "remote_addr", c.RemoteAddr().String())
+			go reject(c, "554 5.7.1 "+l.srv.cfg.Domain+" "+addr.String()+" may not send mail here\r\n")
+			continue
+		}
 		select {
 		case l.slots <- struct{}{}:
 		default:
@@ -50,11 +58,19 @@ func (l *listener) Accept() (net.Conn, error) {
 			go reject(c, "421 4.7.0 "+l.srv.cfg.Domain+" too many connections, try again later\r\n")
 			continue
 		}
+		if !l.srv.clients.open(addr) {
+			<-l.slots
+			l.srv.log.Warn("connection refused: too many connections from one address",
+				"remote_addr", c.RemoteAddr().String(), "max_connections_per_ip", l.srv.cfg.Policy.MaxConnectionsPerIP)
+			go reject(c, "421 4.7.0 "+l.srv.cfg.Domain+" too many connections from your address, try again later\r\n")
+			continue
+		}
 		lc := newLegacyConn(c, !l.srv.cfg.StrictLineEndings, l.srv.cfg.DataTimeout)
 		lc.onClose = func() {
 			l.mu.Lock()
 			delete(l.conns, lc)
 			l.mu.Unlock()
+			l.srv.clients.closed(addr)
 			<-l.slots
 		}
 		l.mu.Lock()

@@ -28,6 +28,7 @@ type Config struct {
 	DataTimeout       time.Duration // time allowed for a whole DATA transfer
 	HandlerTimeout    time.Duration // time the outputs get before the reply is 451
 	StrictLineEndings bool          // refuse bare LF (RFC 5321) instead of reading it as CRLF
+	Policy            Policy        // who may send, and how much
 }
 
 // DefaultConfig returns the limits edgesink uses unless told otherwise. They
@@ -61,6 +62,7 @@ func (c Config) withDefaults() Config {
 	orDefault(&c.WriteTimeout, d.WriteTimeout)
 	orDefault(&c.DataTimeout, d.DataTimeout)
 	orDefault(&c.HandlerTimeout, d.HandlerTimeout)
+	c.Policy = c.Policy.withDefaults()
 	return c
 }
 
@@ -90,7 +92,7 @@ func (c Config) Validate() error {
 	case c.ReadTimeout < 0 || c.WriteTimeout < 0 || c.DataTimeout < 0 || c.HandlerTimeout < 0:
 		return errors.New("timeouts must be positive")
 	}
-	return nil
+	return c.Policy.Validate()
 }
 
 // Outputs is implemented by a Handler that can name where it delivers; the
@@ -105,6 +107,7 @@ type Server struct {
 	handler Handler
 	log     *slog.Logger
 	smtp    *smtp.Server
+	clients *clients // per-address connection counts and mail rates
 
 	ctx    context.Context // parent of handler contexts; cancelled by Close
 	cancel context.CancelFunc
@@ -128,7 +131,7 @@ func New(cfg Config, h Handler, log *slog.Logger) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, handler: h, log: log}
+	s := &Server{cfg: cfg, handler: h, log: log, clients: newClients(cfg.Policy)}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 
 	srv := smtp.NewServer(smtp.BackendFunc(s.newSession))
@@ -237,11 +240,26 @@ func (s *session) Reset() {
 func (s *session) Logout() error { return nil }
 
 func (s *session) Mail(from string, _ *smtp.MailOptions) error {
+	remote := s.conn.Conn().RemoteAddr()
+	if !allowsAddress(s.srv.cfg.Policy.Senders, from) {
+		s.srv.log.Warn("mail refused: sender not on smtp.allow_senders", "remote_addr", remote.String(), "mail_from", from)
+		return errSenderDenied
+	}
+	if !s.srv.clients.allowMail(remoteAddr(s.conn.Conn())) {
+		s.srv.log.Warn("mail refused for now: client over its mail rate", "remote_addr", remote.String(),
+			"mails_per_minute", s.srv.cfg.Policy.MailsPerMinute)
+		return errRateLimited
+	}
 	s.from = from
 	return nil
 }
 
 func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if !allowsAddress(s.srv.cfg.Policy.Recipients, to) {
+		s.srv.log.Warn("recipient refused: not on smtp.allow_recipients (edgesink relays nothing)",
+			"remote_addr", s.conn.Conn().RemoteAddr().String(), "rcpt_to", to)
+		return errRecipientDenied
+	}
 	s.rcpts = append(s.rcpts, to)
 	return nil
 }

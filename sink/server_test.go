@@ -78,15 +78,23 @@ type client struct {
 
 func dial(t *testing.T, addr string) *client {
 	t.Helper()
-	conn, err := net.Dial("tcp", addr)
+	c := dialFrom(t, "127.0.0.1", addr)
+	c.expect(220)
+	return c
+}
+
+// dialFrom connects from local (another loopback address such as
+// 127.0.0.2 plays a foreign host) and reads nothing yet.
+func dialFrom(t *testing.T, local, addr string) *client {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
+	conn, err := d.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
 	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
-	c := &client{t: t, conn: conn, r: bufio.NewReader(conn)}
-	c.expect(220)
-	return c
+	return &client{t: t, conn: conn, r: bufio.NewReader(conn)}
 }
 
 func (c *client) send(raw string) {

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -68,19 +69,24 @@ type LogConfig struct {
 
 // SMTPConfig is the device-facing side.
 type SMTPConfig struct {
-	Listen            string   `yaml:"listen"`
-	Domain            string   `yaml:"domain"`
-	MaxMessageSize    ByteSize `yaml:"max_message_size"`
-	MaxRecipients     int      `yaml:"max_recipients"`
-	MaxLineLength     int      `yaml:"max_line_length"`
-	MaxConnections    int      `yaml:"max_connections"`
-	MaxMemory         ByteSize `yaml:"max_memory"`
-	ReadTimeout       Duration `yaml:"read_timeout"`
-	WriteTimeout      Duration `yaml:"write_timeout"`
-	DataTimeout       Duration `yaml:"data_timeout"`
-	DeliveryTimeout   Duration `yaml:"delivery_timeout"`
-	ShutdownGrace     Duration `yaml:"shutdown_grace"`
-	StrictLineEndings bool     `yaml:"strict_line_endings"`
+	Listen              string   `yaml:"listen"`
+	Domain              string   `yaml:"domain"`
+	MaxMessageSize      ByteSize `yaml:"max_message_size"`
+	MaxRecipients       int      `yaml:"max_recipients"`
+	MaxLineLength       int      `yaml:"max_line_length"`
+	MaxConnections      int      `yaml:"max_connections"`
+	MaxMemory           ByteSize `yaml:"max_memory"`
+	ReadTimeout         Duration `yaml:"read_timeout"`
+	WriteTimeout        Duration `yaml:"write_timeout"`
+	DataTimeout         Duration `yaml:"data_timeout"`
+	DeliveryTimeout     Duration `yaml:"delivery_timeout"`
+	ShutdownGrace       Duration `yaml:"shutdown_grace"`
+	StrictLineEndings   bool     `yaml:"strict_line_endings"`
+	AllowNetworks       []string `yaml:"allow_networks"`
+	AllowSenders        []string `yaml:"allow_senders"`
+	AllowRecipients     []string `yaml:"allow_recipients"`
+	MaxConnectionsPerIP int      `yaml:"max_connections_per_ip"`
+	MaxMailsPerMinute   int      `yaml:"max_mails_per_minute"`
 }
 
 // MQTTConfig is the MQTT output.
@@ -133,18 +139,23 @@ func DefaultConfig() Config {
 	return Config{
 		Log: LogConfig{Level: "info", Format: "text"},
 		SMTP: SMTPConfig{
-			Listen:          "127.0.0.1:2525",
-			Domain:          s.Domain,
-			MaxMessageSize:  ByteSize(s.MaxMessageBytes),
-			MaxRecipients:   s.MaxRecipients,
-			MaxLineLength:   s.MaxLineLength,
-			MaxConnections:  s.MaxConnections,
-			MaxMemory:       ByteSize(s.MaxMemory),
-			ReadTimeout:     Duration(s.ReadTimeout),
-			WriteTimeout:    Duration(s.WriteTimeout),
-			DataTimeout:     Duration(s.DataTimeout),
-			DeliveryTimeout: Duration(s.HandlerTimeout),
-			ShutdownGrace:   Duration(30 * time.Second),
+			Listen:              "127.0.0.1:2525",
+			Domain:              s.Domain,
+			MaxMessageSize:      ByteSize(s.MaxMessageBytes),
+			MaxRecipients:       s.MaxRecipients,
+			MaxLineLength:       s.MaxLineLength,
+			MaxConnections:      s.MaxConnections,
+			MaxMemory:           ByteSize(s.MaxMemory),
+			ReadTimeout:         Duration(s.ReadTimeout),
+			WriteTimeout:        Duration(s.WriteTimeout),
+			DataTimeout:         Duration(s.DataTimeout),
+			DeliveryTimeout:     Duration(s.HandlerTimeout),
+			ShutdownGrace:       Duration(30 * time.Second),
+			AllowNetworks:       prefixStrings(sink.DefaultNetworks),
+			AllowSenders:        []string{},
+			AllowRecipients:     []string{},
+			MaxConnectionsPerIP: sink.DefaultMaxConnectionsPerIP,
+			MaxMailsPerMinute:   sink.DefaultMailsPerMinute,
 		},
 		MQTT: MQTTConfig{
 			Broker:               brokerEmbedded,
@@ -277,11 +288,20 @@ func (c Config) Validate() error {
 		return bad("smtp.max_memory", "%d bytes: must exceed smtp.max_message_size (%d) by at least 4KiB, or the largest mail could never be received",
 			c.SMTP.MaxMemory, c.SMTP.MaxMessageSize)
 	}
+	if _, err := parsePrefixes(c.SMTP.AllowNetworks); err != nil {
+		return bad("smtp.allow_networks", "%v", err)
+	}
+	if len(c.SMTP.AllowNetworks) == 0 {
+		return bad("smtp.allow_networks", "empty: no client could send; to allow any, list 0.0.0.0/0 and ::/0")
+	}
+	if err := (sink.Policy{Senders: c.SMTP.AllowSenders}).Validate(); err != nil {
+		return bad("smtp.allow_senders", "%v", err)
+	}
+	if err := (sink.Policy{Recipients: c.SMTP.AllowRecipients}).Validate(); err != nil {
+		return bad("smtp.allow_recipients", "%v", err)
+	}
 	if c.SMTP.MaxLineLength < 1000 {
 		return bad("smtp.max_line_length", "%d: must be at least 1000 (RFC 5321)", c.SMTP.MaxLineLength)
-	}
-	if err := c.SMTP.sinkConfig().Validate(); err != nil {
-		return bad("smtp", "%v", err)
 	}
 	for key, v := range map[string]int64{
 		"smtp.max_message_size": int64(c.SMTP.MaxMessageSize), "smtp.max_recipients": int64(c.SMTP.MaxRecipients),
@@ -289,10 +309,14 @@ func (c Config) Validate() error {
 		"smtp.read_timeout":  int64(c.SMTP.ReadTimeout),
 		"smtp.write_timeout": int64(c.SMTP.WriteTimeout), "smtp.data_timeout": int64(c.SMTP.DataTimeout),
 		"smtp.delivery_timeout": int64(c.SMTP.DeliveryTimeout), "smtp.shutdown_grace": int64(c.SMTP.ShutdownGrace),
+		"smtp.max_connections_per_ip": int64(c.SMTP.MaxConnectionsPerIP), "smtp.max_mails_per_minute": int64(c.SMTP.MaxMailsPerMinute),
 	} {
 		if v <= 0 {
 			return bad(key, "must be greater than zero")
 		}
+	}
+	if err := c.SMTP.sinkConfig().Validate(); err != nil {
+		return bad("smtp", "%v", err)
 	}
 	switch c.MQTT.Broker {
 	case brokerNone:
@@ -405,7 +429,46 @@ func (s SMTPConfig) sinkConfig() sink.Config {
 		DataTimeout:       time.Duration(s.DataTimeout),
 		HandlerTimeout:    time.Duration(s.DeliveryTimeout),
 		StrictLineEndings: s.StrictLineEndings,
+		Policy: sink.Policy{
+			Networks:            mustPrefixes(s.AllowNetworks),
+			Senders:             s.AllowSenders,
+			Recipients:          s.AllowRecipients,
+			MaxConnectionsPerIP: s.MaxConnectionsPerIP,
+			MailsPerMinute:      s.MaxMailsPerMinute,
+		},
 	}
+}
+
+// parsePrefixes reads CIDR ranges ("192.168.1.0/24") and single addresses
+// ("192.168.1.20") for smtp.allow_networks.
+func parsePrefixes(list []string) ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(list))
+	for _, s := range list {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("%q: want a network (192.168.1.0/24) or an address (192.168.1.20)", s)
+		}
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
+}
+
+// mustPrefixes is parsePrefixes for lists Validate has checked.
+func mustPrefixes(list []string) []netip.Prefix {
+	p, _ := parsePrefixes(list)
+	return p
+}
+
+func prefixStrings(ps []netip.Prefix) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.String()
+	}
+	return out
 }
 
 // publisherConfig builds the MQTT output's settings for brokerURL, loading

@@ -151,3 +151,25 @@ func TestMQTTTLSFiles(t *testing.T) {
 		t.Errorf("ssl broker with system roots: %v", err)
 	}
 }
+
+func TestPolicyConfigErrors(t *testing.T) {
+	for conf, want := range map[string]string{
+		"smtp:\n  allow_networks: [192.168.1.0/33]\n":         "line 2: smtp.allow_networks",
+		"smtp:\n  allow_networks: []\n":                       "line 2: smtp.allow_networks: empty",
+		"smtp:\n  allow_senders: [\"a@b@c\"]\n":               "line 2: smtp.allow_senders",
+		"smtp:\n  allow_recipients: [\"<x@y>\"]\n":            "line 2: smtp.allow_recipients",
+		"smtp:\n  max_mails_per_minute: -1\n":                 "smtp.max_mails_per_minute",
+		"smtp:\n  allow_networks: [192.168.1.20, \"::/0\"]\n": "",
+	} {
+		_, err := ParseConfig([]byte(conf))
+		if want == "" {
+			if err != nil {
+				t.Errorf("%q: %v", conf, err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: error %v, want %q", conf, err, want)
+		}
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -238,7 +239,12 @@ func TestCrashLosesNothing(t *testing.T) {
 	sub := forwardtest.Subscribe(t, broker.Addr(), "edgesink/+/alert")
 	bin := buildBinary(t)
 	spoolDir := t.TempDir()
-	args := []string{"--smtp-listen", "127.0.0.1:0", "--mqtt-broker", broker.URL(), "--spool-dir", spoolDir}
+	// The load comes from one address: lift the per-address limits.
+	conf := filepath.Join(t.TempDir(), "edgesink.yaml")
+	if err := os.WriteFile(conf, []byte("smtp:\n  max_connections_per_ip: 100\n  max_mails_per_minute: 1000000\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"--config", conf, "--smtp-listen", "127.0.0.1:0", "--mqtt-broker", broker.URL(), "--spool-dir", spoolDir}
 
 	first, addr1 := startBinary(t, bin, args...)
 	var mu sync.Mutex

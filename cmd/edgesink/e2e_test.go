@@ -82,6 +82,9 @@ func testConfig(t *testing.T, brokerURL, serialDev string) Config {
 	cfg.Spool.Dir = t.TempDir()
 	cfg.Spool.RetryMin, cfg.Spool.RetryMax = Duration(50*time.Millisecond), Duration(500*time.Millisecond)
 	cfg.SMTP.ShutdownGrace = Duration(5 * time.Second)
+	// Load tests send hundreds of mails from 127.0.0.1 over 20 connections;
+	// the per-address limits have tests of their own.
+	cfg.SMTP.MaxConnectionsPerIP, cfg.SMTP.MaxMailsPerMinute = 100, 1_000_000
 	return cfg
 }
 
@@ -367,5 +370,34 @@ func TestEmbeddedBroker(t *testing.T) {
 	}
 	if msg.Topic != "edgesink/door-cam/alert" || a.Subject != "edgesink test alert" || a.Device != "door-cam" {
 		t.Errorf("got %s %+v", msg.Topic, a)
+	}
+}
+
+// TestSwaksRefusals: swaks as a relay-abusing or unknown sender, against
+// allow-lists set in the config, gets the exact refusal; then a device on
+// the lists gets through.
+func TestSwaksRefusals(t *testing.T) {
+	swaks := forwardtest.RequireTool(t, "swaks")
+	cfg := testConfig(t, brokerEmbedded, "")
+	cfg.MQTT.EmbeddedListen = "127.0.0.1:0"
+	cfg.SMTP.AllowSenders = []string{"@cams.lan"}
+	cfg.SMTP.AllowRecipients = []string{"@edgesink.lan"}
+	es := startEdgesink(t, cfg)
+	host, port, _ := net.SplitHostPort(es.SMTPAddr)
+	for _, tc := range []struct {
+		name, from, to, want string
+		ok                   bool
+	}{
+		{"relay attempt", "cam@cams.lan", "victim@example.com", "<** 550 5.7.1 Recipient not allowed here", false},
+		{"unknown sender", "spam@example.net", "alerts@edgesink.lan", "<** 550 5.7.1 Sender not allowed here", false},
+		{"allowed", "cam@cams.lan", "alerts@edgesink.lan", "<-  250 2.0.0", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := exec.Command(swaks, "--server", host, "--port", port, "--from", tc.from, "--to", tc.to,
+				"--header", "Subject: test").CombinedOutput()
+			if (err == nil) != tc.ok || !strings.Contains(string(out), tc.want) {
+				t.Errorf("swaks exit %v, want %q in:\n%s", err, tc.want, out)
+			}
+		})
 	}
 }
