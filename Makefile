@@ -60,7 +60,7 @@ help:
 	@echo "make image BASE=raspios.img.xz   a Raspberry Pi OS image with edgesink in it"
 	@echo "make size    what each dependency costs in the ARMv6 binary"
 	@echo "make bench   throughput and latency against mosquitto; start-up time, RSS, idle CPU per build"
-	@echo "make fuzz    fuzz the mail parser for longer (FUZZTIME=$(FUZZTIME))"
+	@echo "make fuzz    fuzz the mail parser and the AUTH decoders for longer (FUZZTIME=$(FUZZTIME) each)"
 
 go-check:
 	@command -v $(GO) >/dev/null 2>&1 || { echo "edgesink needs Go 1.25 or newer: https://go.dev/doc/install (Debian 13: apt-get install golang-go, whose Go 1.24 fetches 1.25 by itself; Debian 12's is too old)"; exit 1; }
@@ -87,9 +87,13 @@ vet:
 test: go-check test-deps vet
 	$(GO) test -race -timeout 8m ./...
 	$(GO) test -run '^$$' -fuzz '^FuzzExtract$$' -fuzztime 15s ./sink
+	$(GO) test -run '^$$' -fuzz '^FuzzLoginServer$$' -fuzztime 5s ./sink
+	$(GO) test -run '^$$' -fuzz '^FuzzPlainServer$$' -fuzztime 5s ./sink
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzExtract$$' -fuzztime $(FUZZTIME) ./sink
+	$(GO) test -run '^$$' -fuzz '^FuzzLoginServer$$' -fuzztime $(FUZZTIME) ./sink
+	$(GO) test -run '^$$' -fuzz '^FuzzPlainServer$$' -fuzztime $(FUZZTIME) ./sink
 
 bench: test-deps
 	$(GO) test -run '^$$' -bench . -benchtime 3000x -timeout 10m ./cmd/edgesink

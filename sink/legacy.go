@@ -44,6 +44,7 @@ type legacyConn struct {
 	emptyHelo       bool
 	busy            bool // inside a mail transaction: MAIL seen, not yet answered
 	draining        bool // server is shutting down: end the session when idle
+	hangUp          bool // close the connection once the next reply is written
 	closeOnce       sync.Once
 
 	// Read side; go-smtp reads from a single goroutine, mu guards the mode
@@ -267,8 +268,21 @@ func (c *legacyConn) Write(p []byte) (int, error) {
 			_ = c.Conn.SetReadDeadline(time.Now().Add(c.dataTimeout))
 		}
 	}
+	hangUp := c.hangUp
 	c.mu.Unlock()
-	return c.Conn.Write(p)
+	n, err := c.Conn.Write(p)
+	if hangUp {
+		_ = c.Conn.Close() // go-smtp's next read fails and ends the session
+	}
+	return n, err
+}
+
+// hangUpAfterReply closes the connection right after the next reply: for a
+// client the server refuses to talk to any longer.
+func (c *legacyConn) hangUpAfterReply() {
+	c.mu.Lock()
+	c.hangUp = true
+	c.mu.Unlock()
 }
 
 // SetReadDeadline keeps an idle session of a draining server ending at once:

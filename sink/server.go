@@ -29,6 +29,7 @@ type Config struct {
 	HandlerTimeout    time.Duration // time the outputs get before the reply is 451
 	StrictLineEndings bool          // refuse bare LF (RFC 5321) instead of reading it as CRLF
 	Policy            Policy        // who may send, and how much
+	Auth              Auth          // how devices log in
 }
 
 // DefaultConfig returns the limits edgesink uses unless told otherwise. They
@@ -63,6 +64,7 @@ func (c Config) withDefaults() Config {
 	orDefault(&c.DataTimeout, d.DataTimeout)
 	orDefault(&c.HandlerTimeout, d.HandlerTimeout)
 	c.Policy = c.Policy.withDefaults()
+	orDefault(&c.Auth.Mode, AuthOff)
 	return c
 }
 
@@ -91,6 +93,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("max memory must exceed the max message size by at least %d bytes", readSlack)
 	case c.ReadTimeout < 0 || c.WriteTimeout < 0 || c.DataTimeout < 0 || c.HandlerTimeout < 0:
 		return errors.New("timeouts must be positive")
+	}
+	if err := c.Auth.Validate(); err != nil {
+		return err
 	}
 	return c.Policy.Validate()
 }
@@ -141,6 +146,7 @@ func New(cfg Config, h Handler, log *slog.Logger) (*Server, error) {
 	srv.MaxLineLength = cfg.MaxLineLength
 	srv.ReadTimeout = cfg.ReadTimeout
 	srv.WriteTimeout = cfg.WriteTimeout
+	srv.AllowInsecureAuth = cfg.Auth.AllowInsecure
 	srv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	s.smtp = srv
 	return s, nil
@@ -228,6 +234,9 @@ type session struct {
 	lc    *legacyConn // nil only if Serve was bypassed
 	from  string
 	rcpts []string
+
+	authUser     string // who logged in, if anyone
+	authFailures int
 }
 
 func (s *session) Reset() {
@@ -241,6 +250,10 @@ func (s *session) Logout() error { return nil }
 
 func (s *session) Mail(from string, _ *smtp.MailOptions) error {
 	remote := s.conn.Conn().RemoteAddr()
+	if s.srv.cfg.Auth.Mode == AuthRequired && s.authUser == "" {
+		s.srv.log.Warn("mail refused: not logged in (auth.mode: required)", "remote_addr", remote.String(), "mail_from", from)
+		return errAuthRequired
+	}
 	if !allowsAddress(s.srv.cfg.Policy.Senders, from) {
 		s.srv.log.Warn("mail refused: sender not on smtp.allow_senders", "remote_addr", remote.String(), "mail_from", from)
 		return errSenderDenied
@@ -296,6 +309,7 @@ func (s *session) Data(r io.Reader) error {
 		Helo:       helo,
 		MailFrom:   s.from,
 		RcptTo:     s.rcpts,
+		AuthUser:   s.authUser,
 	})
 	if err != nil {
 		log.Warn("mail refused: no usable content", "size", len(raw), "parse_errors", alert.ParseErrors)

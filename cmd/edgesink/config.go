@@ -35,6 +35,14 @@ type Config struct {
 	Serial SerialConfig `yaml:"serial"`
 	Spool  SpoolConfig  `yaml:"spool"`
 	Board  BoardConfig  `yaml:"board"`
+	Auth   AuthConfig   `yaml:"auth"`
+}
+
+// AuthConfig is how devices log in (SMTP AUTH PLAIN and LOGIN).
+type AuthConfig struct {
+	Mode          string            `yaml:"mode"`           // off, optional or required
+	AllowInsecure bool              `yaml:"allow_insecure"` // AUTH without TLS
+	Users         map[string]string `yaml:"users"`          // name -> bcrypt hash
 }
 
 // BoardConfig is what edgesink does with the board it runs on.
@@ -177,6 +185,7 @@ func DefaultConfig() Config {
 			DeliverTimeout: Duration(spool.DefaultDeliverTimeout),
 		},
 		Board: BoardConfig{LED: board.LEDOff},
+		Auth:  AuthConfig{Mode: sink.AuthOff, Users: map[string]string{}},
 		Serial: SerialConfig{
 			Baud:          serial.DefaultBaud,
 			DataBits:      serial.DefaultDataBits,
@@ -198,6 +207,12 @@ func LoadConfig(path string) (Config, error) {
 	cfg, err := ParseConfig(data)
 	if err != nil {
 		return Config{}, fmt.Errorf("%s: %w", path, err)
+	}
+	if cfg.MQTT.Password != "" || len(cfg.Auth.Users) > 0 {
+		if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o004 != 0 {
+			return Config{}, fmt.Errorf("%s: holds passwords (mqtt.password or auth.users) but is readable by every user: "+
+				"chmod o-r %s", path, path)
+		}
 	}
 	return cfg, nil
 }
@@ -315,7 +330,10 @@ func (c Config) Validate() error {
 			return bad(key, "must be greater than zero")
 		}
 	}
-	if err := c.SMTP.sinkConfig().Validate(); err != nil {
+	if err := c.Auth.sinkAuth().Validate(); err != nil {
+		return bad("auth", "%v", err)
+	}
+	if err := c.SMTP.sinkConfig(c.Auth.sinkAuth()).Validate(); err != nil {
 		return bad("smtp", "%v", err)
 	}
 	switch c.MQTT.Broker {
@@ -416,7 +434,7 @@ func checkHostPort(addr string) error {
 	return nil
 }
 
-func (s SMTPConfig) sinkConfig() sink.Config {
+func (s SMTPConfig) sinkConfig(auth sink.Auth) sink.Config {
 	return sink.Config{
 		Domain:            s.Domain,
 		MaxMessageBytes:   int64(s.MaxMessageSize),
@@ -429,6 +447,7 @@ func (s SMTPConfig) sinkConfig() sink.Config {
 		DataTimeout:       time.Duration(s.DataTimeout),
 		HandlerTimeout:    time.Duration(s.DeliveryTimeout),
 		StrictLineEndings: s.StrictLineEndings,
+		Auth: auth,
 		Policy: sink.Policy{
 			Networks:            mustPrefixes(s.AllowNetworks),
 			Senders:             s.AllowSenders,
@@ -437,6 +456,10 @@ func (s SMTPConfig) sinkConfig() sink.Config {
 			MailsPerMinute:      s.MaxMailsPerMinute,
 		},
 	}
+}
+
+func (a AuthConfig) sinkAuth() sink.Auth {
+	return sink.Auth{Mode: a.Mode, Users: a.Users, AllowInsecure: a.AllowInsecure}
 }
 
 // parsePrefixes reads CIDR ranges ("192.168.1.0/24") and single addresses

@@ -39,7 +39,7 @@ func TestExampleConfigIsTheDefaults(t *testing.T) {
 func keysOf(m map[string]any, prefix string) []string {
 	var out []string
 	for k, v := range m {
-		if sub, ok := v.(map[string]any); ok {
+		if sub, ok := v.(map[string]any); ok && len(sub) > 0 {
 			out = append(out, keysOf(sub, prefix+k+".")...)
 		} else {
 			out = append(out, prefix+k)

@@ -50,6 +50,7 @@ Usage:
   edgesink send-test [flags] [FILE] send a sample alert (or FILE.eml) to a running sink
   edgesink spool list|show|retry|drop [ID]
                                     look at and act on alerts waiting in the spool
+  edgesink hash-password            read a password, print its bcrypt hash for auth.users
   edgesink board                    show the board edgesink detects here
   edgesink version                  print version information
 
@@ -73,6 +74,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runSendTest(ctx, args, stdout, stderr)
 	case "board":
 		return runBoard(args, stdout, stderr)
+	case "hash-password":
+		return runHashPassword(args, os.Stdin, stdout, stderr)
 	case "spool":
 		return runSpool(args, stdout, stderr)
 	case "version":

@@ -124,7 +124,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 		closers = append(closers, led.Close)
 		handler = blinking{handler, led}
 	}
-	srv, err := sink.New(cfg.SMTP.sinkConfig(), handler, log)
+	srv, err := sink.New(cfg.SMTP.sinkConfig(cfg.Auth.sinkAuth()), handler, log)
 	if err != nil {
 		return &configError{err}
 	}

@@ -1,0 +1,160 @@
+package sink_test
+
+import (
+	"encoding/base64"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/edgesink/edgesink/sink"
+)
+
+func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+
+func hashOf(t *testing.T, pass string) string {
+	t.Helper()
+	h, err := bcrypt.GenerateFromPassword([]byte(pass), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(h)
+}
+
+func authConfig(t *testing.T, mode string, insecure bool) sink.Config {
+	return sink.Config{Auth: sink.Auth{Mode: mode, AllowInsecure: insecure,
+		Users: map[string]string{"cam-garage": hashOf(t, "s3cret")}}}
+}
+
+// TestAuthReplies: every AUTH outcome over raw SMTP, with its exact code.
+func TestAuthReplies(t *testing.T) {
+	defer sink.SetAuthFailureDelay(time.Millisecond)()
+	tests := []struct {
+		name string
+		cfg  sink.Config
+		run  func(c *client)
+	}{
+		{"AUTH before EHLO", authConfig(t, sink.AuthRequired, true), func(c *client) {
+			c.cmd("AUTH PLAIN "+b64("\x00cam-garage\x00s3cret"), 502)
+		}},
+		{"AUTH without TLS where not allowed", authConfig(t, sink.AuthRequired, false), func(c *client) {
+			if ehlo := c.cmd("EHLO cam", 250); strings.Contains(ehlo, "AUTH") {
+				t.Errorf("AUTH advertised without TLS: %q", ehlo)
+			}
+			c.cmd("AUTH PLAIN "+b64("\x00cam-garage\x00s3cret"), 523)
+			c.cmd("MAIL FROM:<cam@cams.lan>", 530)
+		}},
+		{"PLAIN, right password", authConfig(t, sink.AuthRequired, true), func(c *client) {
+			if ehlo := c.cmd("EHLO cam", 250); !strings.Contains(ehlo, "AUTH PLAIN LOGIN") {
+				t.Errorf("EHLO does not offer AUTH PLAIN LOGIN: %q", ehlo)
+			}
+			c.cmd("MAIL FROM:<cam@cams.lan>", 530)
+			c.cmd("AUTH PLAIN "+b64("\x00cam-garage\x00s3cret"), 235)
+			c.cmd("AUTH PLAIN "+b64("\x00cam-garage\x00s3cret"), 503)
+			c.cmd("MAIL FROM:<cam@cams.lan>", 250)
+		}},
+		{"PLAIN, challenge then response", authConfig(t, sink.AuthRequired, true), func(c *client) {
+			c.cmd("EHLO cam", 250)
+			c.cmd("AUTH PLAIN", 334)
+			c.cmd(b64("cam-garage\x00cam-garage\x00s3cret"), 235)
+		}},
+		{"PLAIN, identity not the user", authConfig(t, sink.AuthRequired, true), func(c *client) {
+			c.cmd("EHLO cam", 250)
+			c.cmd("AUTH PLAIN "+b64("admin\x00cam-garage\x00s3cret"), 535)
+		}},
+		{"LOGIN, both steps", authConfig(t, sink.AuthRequired, true), func(c *client) {
+			c.cmd("EHLO cam", 250)
+			if got := c.cmd("AUTH LOGIN", 334); got != b64("Username:") {
+				t.Errorf("first challenge %q", got)
+			}
+			if got := c.cmd(b64("cam-garage"), 334); got != b64("Password:") {
+				t.Errorf("second challenge %q", got)
+			}
+			c.cmd(b64("s3cret"), 235)
+		}},
+		{"LOGIN, user as initial response", authConfig(t, sink.AuthRequired, true), func(c *client) {
+			c.cmd("EHLO cam", 250)
+			c.cmd("AUTH LOGIN "+b64("cam-garage"), 334)
+			c.cmd(b64("s3cret"), 235)
+		}},
+		{"LOGIN cancelled", authConfig(t, sink.AuthRequired, true), func(c *client) {
+			c.cmd("EHLO cam", 250)
+			c.cmd("AUTH LOGIN", 334)
+			c.cmd("*", 501)
+		}},
+		{"wrong password, unknown user", authConfig(t, sink.AuthRequired, true), func(c *client) {
+			c.cmd("EHLO cam", 250)
+			if got := c.cmd("AUTH PLAIN "+b64("\x00cam-garage\x00wrong"), 535); !strings.HasPrefix(got, "5.7.8 ") {
+				t.Errorf("535 without 5.7.8: %q", got)
+			}
+			c.cmd("AUTH LOGIN "+b64("nobody"), 334)
+			c.cmd(b64("s3cret"), 535)
+			c.cmd("MAIL FROM:<cam@cams.lan>", 530)
+		}},
+		{"third failure hangs up", authConfig(t, sink.AuthRequired, true), func(c *client) {
+			c.cmd("EHLO cam", 250)
+			c.cmd("AUTH PLAIN "+b64("\x00cam-garage\x00a"), 535)
+			c.cmd("AUTH PLAIN "+b64("\x00cam-garage\x00b"), 535)
+			c.cmd("AUTH PLAIN "+b64("\x00cam-garage\x00c"), 421)
+			if !c.closed() {
+				t.Error("connection still open after the third failure")
+			}
+		}},
+		{"unknown mechanism", authConfig(t, sink.AuthOptional, true), func(c *client) {
+			c.cmd("EHLO cam", 250)
+			c.cmd("AUTH CRAM-MD5", 504)
+		}},
+		{"optional: mail without AUTH", authConfig(t, sink.AuthOptional, true), func(c *client) {
+			c.cmd("EHLO cam", 250)
+			c.cmd("MAIL FROM:<cam@cams.lan>", 250)
+		}},
+		{"optional without users: any login", sink.Config{Auth: sink.Auth{Mode: sink.AuthOptional, AllowInsecure: true}}, func(c *client) {
+			c.cmd("EHLO cam", 250)
+			c.cmd("AUTH PLAIN "+b64("\x00whatever\x00the device has"), 235)
+		}},
+		{"off: not offered", sink.Config{Auth: sink.Auth{AllowInsecure: true}}, func(c *client) {
+			if ehlo := c.cmd("EHLO cam", 250); strings.Contains(ehlo, "AUTH") {
+				t.Errorf("AUTH advertised with auth off: %q", ehlo)
+			}
+			c.cmd("MAIL FROM:<cam@cams.lan>", 250)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, addr := startServer(t, tt.cfg, &recorder{})
+			c := dial(t, addr)
+			c.t = t
+			tt.run(c)
+		})
+	}
+}
+
+// TestAuthUserIsDevice: the login name, not the envelope sender, names the
+// device.
+func TestAuthUserIsDevice(t *testing.T) {
+	rec := &recorder{}
+	_, addr := startServer(t, authConfig(t, sink.AuthRequired, true), rec)
+	c := dial(t, addr)
+	c.cmd("EHLO cam", 250)
+	c.cmd("AUTH PLAIN "+b64("\x00cam-garage\x00s3cret"), 235)
+	if code, text := c.mail("admin@example.com", simpleMail); code != 250 {
+		t.Fatalf("%d %s", code, text)
+	}
+	if got := rec.got(); len(got) != 1 || got[0].Device != "cam-garage" {
+		t.Errorf("alerts %+v, want device cam-garage", got)
+	}
+}
+
+func TestAuthValidate(t *testing.T) {
+	for _, a := range []sink.Auth{
+		{Mode: "sometimes"},
+		{Mode: sink.AuthRequired},
+		{Mode: sink.AuthOptional, Users: map[string]string{"cam": "plaintext"}},
+		{Mode: sink.AuthOptional, Users: map[string]string{"": hashOf(t, "x")}},
+	} {
+		if err := a.Validate(); err == nil {
+			t.Errorf("%+v: no error", a)
+		}
+	}
+}
