@@ -1,8 +1,12 @@
 package sink_test
 
 import (
+	"bytes"
 	"encoding/base64"
+	"log/slog"
+	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -157,4 +161,57 @@ func TestAuthValidate(t *testing.T) {
 			t.Errorf("%+v: no error", a)
 		}
 	}
+}
+
+// TestAuthLogsNoPassword: logins are logged, with the user and the reason,
+// never with the password.
+func TestAuthLogsNoPassword(t *testing.T) {
+	defer sink.SetAuthFailureDelay(time.Millisecond)()
+	var buf safeBuffer
+	s, err := sink.New(authConfig(t, sink.AuthRequired, true), &recorder{}, slog.New(slog.NewJSONHandler(&buf, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(l)
+	defer s.Close()
+	c := dial(t, l.Addr().String())
+	c.cmd("EHLO cam", 250)
+	c.cmd("AUTH PLAIN "+b64("\x00cam-garage\x00Wr0ngPassw0rd"), 535)
+	c.cmd("AUTH LOGIN "+b64("cam-garage"), 334)
+	c.cmd(b64("s3cret"), 235)
+	c.cmd("QUIT", 221)
+	_ = s.Close()
+	logged := buf.String()
+	for _, want := range []string{`"msg":"login failed"`, `"user":"cam-garage"`, `"reason":"wrong password"`, `"msg":"client logged in"`} {
+		if !strings.Contains(logged, want) {
+			t.Errorf("log lacks %s:\n%s", want, logged)
+		}
+	}
+	for _, secret := range []string{"Wr0ngPassw0rd", "s3cret", b64("s3cret")} {
+		if strings.Contains(logged, secret) {
+			t.Errorf("log shows a password (%q):\n%s", secret, logged)
+		}
+	}
+}
+
+// safeBuffer is a bytes.Buffer for a logger written from several goroutines.
+type safeBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *safeBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *safeBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
