@@ -277,6 +277,13 @@ func (c *legacyConn) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// setRaw passes bytes through untouched from now on.
+func (c *legacyConn) setRaw() {
+	c.mu.Lock()
+	c.mode = modeRaw
+	c.mu.Unlock()
+}
+
 // hangUpAfterReply closes the connection right after the next reply: for a
 // client the server refuses to talk to any longer.
 func (c *legacyConn) hangUpAfterReply() {

@@ -1,6 +1,7 @@
 package sink
 
 import (
+	"crypto/tls"
 	"net"
 	"sync"
 	"time"
@@ -16,15 +17,17 @@ type listener struct {
 	net.Listener
 	srv   *Server
 	slots chan struct{}
+	tls   *tls.Config // implicit TLS; nil for plain SMTP
 
 	mu    sync.Mutex
 	conns map[*legacyConn]struct{}
 }
 
-func newListener(l net.Listener, s *Server) *listener {
+func newListener(l net.Listener, s *Server, tlsConfig *tls.Config) *listener {
 	return &listener{
 		Listener: l,
 		srv:      s,
+		tls:      tlsConfig,
 		slots:    make(chan struct{}, s.cfg.MaxConnections),
 		conns:    make(map[*legacyConn]struct{}),
 	}
@@ -76,6 +79,13 @@ func (l *listener) Accept() (net.Conn, error) {
 		l.mu.Lock()
 		l.conns[lc] = struct{}{}
 		l.mu.Unlock()
+		if l.tls != nil {
+			// Below TLS the legacy layer only sees ciphertext: it passes it
+			// through and keeps its bookkeeping (cap, drain, hang-up).
+			// go-smtp must see the *tls.Conn to know the session is secure.
+			lc.setRaw()
+			return tls.Server(lc, l.tls), nil
+		}
 		return lc, nil
 	}
 }

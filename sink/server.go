@@ -2,6 +2,7 @@ package sink
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -30,6 +31,10 @@ type Config struct {
 	StrictLineEndings bool          // refuse bare LF (RFC 5321) instead of reading it as CRLF
 	Policy            Policy        // who may send, and how much
 	Auth              Auth          // how devices log in
+	// TLS, when set, offers STARTTLS on every listener and is what
+	// ServeTLS (implicit TLS, port 465) speaks. Its GetCertificate may
+	// change certificates while serving.
+	TLS *tls.Config
 }
 
 // DefaultConfig returns the limits edgesink uses unless told otherwise. They
@@ -147,6 +152,7 @@ func New(cfg Config, h Handler, log *slog.Logger) (*Server, error) {
 	srv.ReadTimeout = cfg.ReadTimeout
 	srv.WriteTimeout = cfg.WriteTimeout
 	srv.AllowInsecureAuth = cfg.Auth.AllowInsecure
+	srv.TLSConfig = cfg.TLS
 	srv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	s.smtp = srv
 	return s, nil
@@ -157,7 +163,20 @@ func (s *Server) Config() Config { return s.cfg }
 
 // Serve answers SMTP on l until Shutdown or Close; it then returns nil.
 func (s *Server) Serve(l net.Listener) error {
-	wl := newListener(l, s)
+	return s.serve(newListener(l, s, nil))
+}
+
+// ServeTLS answers SMTP over implicit TLS (SMTPS, port 465) on l, with
+// Config.TLS, until Shutdown or Close.
+func (s *Server) ServeTLS(l net.Listener) error {
+	if s.cfg.TLS == nil {
+		return errors.New("sink: ServeTLS without a TLS config")
+	}
+	return s.serve(newListener(l, s, s.cfg.TLS))
+}
+
+func (s *Server) serve(wl *listener) error {
+	l := wl.Listener
 	s.mu.Lock()
 	s.listeners = append(s.listeners, wl)
 	s.mu.Unlock()

@@ -38,6 +38,36 @@ type Config struct {
 	Auth   AuthConfig   `yaml:"auth"`
 }
 
+// SMTPTLSConfig is TLS for devices: STARTTLS and implicit TLS (SMTPS).
+type SMTPTLSConfig struct {
+	StartTLS       bool   `yaml:"starttls"`
+	ListenImplicit string `yaml:"listen_implicit"`
+	CertFile       string `yaml:"cert_file"`
+	KeyFile        string `yaml:"key_file"`
+	MinVersion     string `yaml:"min_version"`
+	Dir            string `yaml:"dir"`
+}
+
+func (t SMTPTLSConfig) enabled() bool { return t.StartTLS || t.ListenImplicit != "" }
+
+// certificate loads the configured certificate, or the self-signed one in
+// the state directory (made on first use). created tells it was made now.
+func (t SMTPTLSConfig) certificate(host string) (c *sink.Certificate, created bool, err error) {
+	if t.CertFile != "" {
+		c, err = sink.LoadCertificate(t.CertFile, t.KeyFile)
+		return c, false, err
+	}
+	dir := t.Dir
+	if dir == "" {
+		sd, err := stateDir()
+		if err != nil {
+			return nil, false, err
+		}
+		dir = filepath.Join(sd, "tls")
+	}
+	return sink.SelfSignedCertificate(dir, host)
+}
+
 // AuthConfig is how devices log in (SMTP AUTH PLAIN and LOGIN).
 type AuthConfig struct {
 	Mode          string            `yaml:"mode"`           // off, optional or required
@@ -77,24 +107,25 @@ type LogConfig struct {
 
 // SMTPConfig is the device-facing side.
 type SMTPConfig struct {
-	Listen              string   `yaml:"listen"`
-	Domain              string   `yaml:"domain"`
-	MaxMessageSize      ByteSize `yaml:"max_message_size"`
-	MaxRecipients       int      `yaml:"max_recipients"`
-	MaxLineLength       int      `yaml:"max_line_length"`
-	MaxConnections      int      `yaml:"max_connections"`
-	MaxMemory           ByteSize `yaml:"max_memory"`
-	ReadTimeout         Duration `yaml:"read_timeout"`
-	WriteTimeout        Duration `yaml:"write_timeout"`
-	DataTimeout         Duration `yaml:"data_timeout"`
-	DeliveryTimeout     Duration `yaml:"delivery_timeout"`
-	ShutdownGrace       Duration `yaml:"shutdown_grace"`
-	StrictLineEndings   bool     `yaml:"strict_line_endings"`
-	AllowNetworks       []string `yaml:"allow_networks"`
-	AllowSenders        []string `yaml:"allow_senders"`
-	AllowRecipients     []string `yaml:"allow_recipients"`
-	MaxConnectionsPerIP int      `yaml:"max_connections_per_ip"`
-	MaxMailsPerMinute   int      `yaml:"max_mails_per_minute"`
+	Listen              string        `yaml:"listen"`
+	Domain              string        `yaml:"domain"`
+	MaxMessageSize      ByteSize      `yaml:"max_message_size"`
+	MaxRecipients       int           `yaml:"max_recipients"`
+	MaxLineLength       int           `yaml:"max_line_length"`
+	MaxConnections      int           `yaml:"max_connections"`
+	MaxMemory           ByteSize      `yaml:"max_memory"`
+	ReadTimeout         Duration      `yaml:"read_timeout"`
+	WriteTimeout        Duration      `yaml:"write_timeout"`
+	DataTimeout         Duration      `yaml:"data_timeout"`
+	DeliveryTimeout     Duration      `yaml:"delivery_timeout"`
+	ShutdownGrace       Duration      `yaml:"shutdown_grace"`
+	StrictLineEndings   bool          `yaml:"strict_line_endings"`
+	AllowNetworks       []string      `yaml:"allow_networks"`
+	AllowSenders        []string      `yaml:"allow_senders"`
+	AllowRecipients     []string      `yaml:"allow_recipients"`
+	MaxConnectionsPerIP int           `yaml:"max_connections_per_ip"`
+	MaxMailsPerMinute   int           `yaml:"max_mails_per_minute"`
+	TLS                 SMTPTLSConfig `yaml:"tls"`
 }
 
 // MQTTConfig is the MQTT output.
@@ -164,6 +195,7 @@ func DefaultConfig() Config {
 			AllowRecipients:     []string{},
 			MaxConnectionsPerIP: sink.DefaultMaxConnectionsPerIP,
 			MaxMailsPerMinute:   sink.DefaultMailsPerMinute,
+			TLS:                 SMTPTLSConfig{MinVersion: "1.2"},
 		},
 		MQTT: MQTTConfig{
 			Broker:               brokerEmbedded,
@@ -330,6 +362,17 @@ func (c Config) Validate() error {
 			return bad(key, "must be greater than zero")
 		}
 	}
+	if _, err := sink.ParseTLSVersion(c.SMTP.TLS.MinVersion); err != nil {
+		return bad("smtp.tls.min_version", "%v", err)
+	}
+	if (c.SMTP.TLS.CertFile == "") != (c.SMTP.TLS.KeyFile == "") {
+		return bad("smtp.tls.cert_file", "cert_file and key_file go together (or both empty: self-signed)")
+	}
+	if c.SMTP.TLS.ListenImplicit != "" {
+		if err := checkHostPort(c.SMTP.TLS.ListenImplicit); err != nil {
+			return bad("smtp.tls.listen_implicit", "%v", err)
+		}
+	}
 	if err := c.Auth.sinkAuth().Validate(); err != nil {
 		return bad("auth", "%v", err)
 	}
@@ -447,7 +490,7 @@ func (s SMTPConfig) sinkConfig(auth sink.Auth) sink.Config {
 		DataTimeout:       time.Duration(s.DataTimeout),
 		HandlerTimeout:    time.Duration(s.DeliveryTimeout),
 		StrictLineEndings: s.StrictLineEndings,
-		Auth: auth,
+		Auth:              auth,
 		Policy: sink.Policy{
 			Networks:            mustPrefixes(s.AllowNetworks),
 			Senders:             s.AllowSenders,

@@ -30,6 +30,7 @@ func (e *configError) Unwrap() error { return e.err }
 // readyInfo tells tests (and the log) where edgesink ended up listening.
 type readyInfo struct {
 	SMTPAddr   string
+	SMTPSAddr  string // implicit TLS listener, "" if none
 	BrokerAddr string // embedded broker, "" if none
 	Outputs    []string
 }
@@ -124,7 +125,22 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 		closers = append(closers, led.Close)
 		handler = blinking{handler, led}
 	}
-	srv, err := sink.New(cfg.SMTP.sinkConfig(cfg.Auth.sinkAuth()), handler, log)
+	scfg := cfg.SMTP.sinkConfig(cfg.Auth.sinkAuth())
+	var cert *sink.Certificate
+	if cfg.SMTP.TLS.enabled() {
+		var created bool
+		if cert, created, err = cfg.SMTP.TLS.certificate(cfg.SMTP.Domain); err != nil {
+			return fmt.Errorf("smtp tls: %w", err)
+		}
+		minVersion, _ := sink.ParseTLSVersion(cfg.SMTP.TLS.MinVersion)
+		scfg.TLS = cert.TLSConfig(minVersion)
+		msg := "TLS certificate loaded"
+		if created {
+			msg = "TLS: created a self-signed certificate; pin its fingerprint on devices that ask"
+		}
+		log.Info(msg, "sha256_fingerprint", cert.Fingerprint(), "min_version", cfg.SMTP.TLS.MinVersion)
+	}
+	srv, err := sink.New(scfg, handler, log)
 	if err != nil {
 		return &configError{err}
 	}
@@ -132,11 +148,22 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 	if err != nil {
 		return fmt.Errorf("smtp: %w", err)
 	}
+	var implicit net.Listener
+	if cfg.SMTP.TLS.ListenImplicit != "" {
+		if implicit, err = net.Listen("tcp", cfg.SMTP.TLS.ListenImplicit); err != nil {
+			_ = l.Close()
+			return fmt.Errorf("smtps: %w", err)
+		}
+		info.SMTPSAddr = implicit.Addr().String()
+	}
 	info.SMTPAddr, info.Outputs = l.Addr().String(), handler.(sink.Outputs).Outputs()
 
-	served := make(chan error, 1)
+	served := make(chan error, 2)
 	go func() { served <- srv.Serve(l) }()
-	log.Info("edgesink ready", "version", version, "smtp", info.SMTPAddr, "outputs", info.Outputs,
+	if implicit != nil {
+		go func() { served <- srv.ServeTLS(implicit) }()
+	}
+	log.Info("edgesink ready", "version", version, "smtp", info.SMTPAddr, "smtps", info.SMTPSAddr, "starttls", cfg.SMTP.TLS.StartTLS, "outputs", info.Outputs,
 		"mqtt_broker", brokerURL, "mqtt_topic", cfg.MQTT.Topic, "serial_device", cfg.Serial.Device)
 	if ready != nil {
 		ready(info)
@@ -158,6 +185,13 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 				n, err := sp.Rescan()
 				log.Info("SIGHUP: spool rescanned", "new_alerts", n, "err", err)
 			}
+			if cert != nil {
+				if err := cert.Reload(); err != nil {
+					log.Error("SIGHUP: TLS certificate not reloaded, keeping the old one", "err", err)
+				} else {
+					log.Info("SIGHUP: TLS certificate reloaded", "sha256_fingerprint", cert.Fingerprint())
+				}
+			}
 		case <-ctx.Done():
 			running = false
 		}
@@ -171,6 +205,9 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 		log.Warn("shutdown grace period over, connections closed", "err", err)
 	}
 	<-served
+	if implicit != nil {
+		<-served
+	}
 	if sp != nil {
 		// Deliver what can be delivered in the rest of the grace period;
 		// what is left stays in the spool for the next start.
