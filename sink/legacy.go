@@ -2,6 +2,8 @@ package sink
 
 import (
 	"bytes"
+	"errors"
+	"io"
 	"net"
 	"strconv"
 	"strings"
@@ -45,6 +47,8 @@ type legacyConn struct {
 	busy            bool // inside a mail transaction: MAIL seen, not yet answered
 	draining        bool // server is shutting down: end the session when idle
 	hangUp          bool // close the connection once the next reply is written
+	maxErrors       int  // error replies allowed before hanging up; 0: no limit
+	errors          int
 	closeOnce       sync.Once
 
 	// Read side; go-smtp reads from a single goroutine, mu guards the mode
@@ -111,7 +115,11 @@ func (c *legacyConn) Read(p []byte) (int, error) {
 		c.feed(c.in[:n])
 		if err != nil {
 			c.readErr = err
-			c.flushLine()
+			if errors.Is(err, io.EOF) {
+				// The client's last words, without a line end. A timeout
+				// keeps a fragment back: it is no command.
+				c.flushLine()
+			}
 		}
 		c.mu.Unlock()
 	}
@@ -268,13 +276,23 @@ func (c *legacyConn) Write(p []byte) (int, error) {
 			_ = c.Conn.SetReadDeadline(time.Now().Add(c.dataTimeout))
 		}
 	}
+	// Count error replies (4xx, 5xx; a reply is one write, go-smtp flushes
+	// each). Over the limit, the client is told why and the line is cut.
+	out := p
+	if c.mode != modeRaw && c.maxErrors > 0 && len(p) >= 4 && (p[0] == '4' || p[0] == '5') && !bytes.HasPrefix(p, []byte("421")) {
+		c.errors++
+		if c.errors >= c.maxErrors && !c.hangUp {
+			c.hangUp = true
+			out = append(append([]byte(nil), p...), "421 4.7.0 Too many errors, closing connection\r\n"...)
+		}
+	}
 	hangUp := c.hangUp
 	c.mu.Unlock()
-	n, err := c.Conn.Write(p)
+	n, err := c.Conn.Write(out)
 	if hangUp {
 		_ = c.Conn.Close() // go-smtp's next read fails and ends the session
 	}
-	return n, err
+	return min(n, len(p)), err
 }
 
 // setRaw passes bytes through untouched from now on.

@@ -69,6 +69,7 @@ func (l *listener) Accept() (net.Conn, error) {
 			continue
 		}
 		lc := newLegacyConn(c, !l.srv.cfg.StrictLineEndings, l.srv.cfg.DataTimeout)
+		lc.maxErrors = l.srv.cfg.MaxErrors
 		lc.onClose = func() {
 			l.mu.Lock()
 			delete(l.conns, lc)

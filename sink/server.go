@@ -29,6 +29,9 @@ type Config struct {
 	DataTimeout       time.Duration // time allowed for a whole DATA transfer
 	HandlerTimeout    time.Duration // time the outputs get before the reply is 451
 	StrictLineEndings bool          // refuse bare LF (RFC 5321) instead of reading it as CRLF
+	MaxHeaderBytes    int           // top-level header size; beyond: 552
+	MaxMIMEParts      int           // MIME parts in one message; beyond: 552
+	MaxErrors         int           // error replies in one session before the server hangs up (421)
 	Policy            Policy        // who may send, and how much
 	Auth              Auth          // how devices log in
 	// TLS, when set, offers STARTTLS on every listener and is what
@@ -53,6 +56,9 @@ func DefaultConfig() Config {
 		WriteTimeout:    60 * time.Second,
 		DataTimeout:     10 * time.Minute,
 		HandlerTimeout:  30 * time.Second,
+		MaxHeaderBytes:  DefaultMaxHeaderBytes,
+		MaxMIMEParts:    DefaultMaxMIMEParts,
+		MaxErrors:       DefaultMaxErrors,
 	}
 }
 
@@ -68,10 +74,18 @@ func (c Config) withDefaults() Config {
 	orDefault(&c.WriteTimeout, d.WriteTimeout)
 	orDefault(&c.DataTimeout, d.DataTimeout)
 	orDefault(&c.HandlerTimeout, d.HandlerTimeout)
+	orDefault(&c.MaxHeaderBytes, d.MaxHeaderBytes)
+	orDefault(&c.MaxMIMEParts, d.MaxMIMEParts)
+	orDefault(&c.MaxErrors, d.MaxErrors)
 	c.Policy = c.Policy.withDefaults()
 	orDefault(&c.Auth.Mode, AuthOff)
 	return c
 }
+
+// DefaultMaxErrors is how many error replies (4xx, 5xx) a session gets
+// before the server hangs up: enough for a confused device, few for a
+// scanner trying commands.
+const DefaultMaxErrors = 10
 
 // orDefault sets *v to d when *v is the zero value.
 func orDefault[T comparable](v *T, d T) {
@@ -98,6 +112,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("max memory must exceed the max message size by at least %d bytes", readSlack)
 	case c.ReadTimeout < 0 || c.WriteTimeout < 0 || c.DataTimeout < 0 || c.HandlerTimeout < 0:
 		return errors.New("timeouts must be positive")
+	case c.MaxHeaderBytes < 0 || c.MaxMIMEParts < 0 || c.MaxErrors < 0:
+		return errors.New("header, part and error limits must be positive")
 	}
 	if err := c.Auth.Validate(); err != nil {
 		return err
@@ -316,6 +332,11 @@ func (s *session) Data(r io.Reader) error {
 		}
 		log.Warn("mail refused: reading message failed", "err", err)
 		return errReadFailed
+	}
+
+	if err := checkShape(raw, s.srv.cfg.MaxHeaderBytes, s.srv.cfg.MaxMIMEParts); err != nil {
+		log.Warn("mail refused: "+err.(*smtp.SMTPError).Message, "size", len(raw))
+		return err
 	}
 
 	helo := s.conn.Hostname()

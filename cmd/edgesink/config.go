@@ -120,6 +120,9 @@ type SMTPConfig struct {
 	DeliveryTimeout     Duration      `yaml:"delivery_timeout"`
 	ShutdownGrace       Duration      `yaml:"shutdown_grace"`
 	StrictLineEndings   bool          `yaml:"strict_line_endings"`
+	MaxHeaderSize       ByteSize      `yaml:"max_header_size"`
+	MaxMIMEParts        int           `yaml:"max_mime_parts"`
+	MaxErrors           int           `yaml:"max_errors"`
 	AllowNetworks       []string      `yaml:"allow_networks"`
 	AllowSenders        []string      `yaml:"allow_senders"`
 	AllowRecipients     []string      `yaml:"allow_recipients"`
@@ -190,6 +193,9 @@ func DefaultConfig() Config {
 			DataTimeout:         Duration(s.DataTimeout),
 			DeliveryTimeout:     Duration(s.HandlerTimeout),
 			ShutdownGrace:       Duration(30 * time.Second),
+			MaxHeaderSize:       ByteSize(s.MaxHeaderBytes),
+			MaxMIMEParts:        s.MaxMIMEParts,
+			MaxErrors:           s.MaxErrors,
 			AllowNetworks:       prefixStrings(sink.DefaultNetworks),
 			AllowSenders:        []string{},
 			AllowRecipients:     []string{},
@@ -356,6 +362,8 @@ func (c Config) Validate() error {
 		"smtp.read_timeout":  int64(c.SMTP.ReadTimeout),
 		"smtp.write_timeout": int64(c.SMTP.WriteTimeout), "smtp.data_timeout": int64(c.SMTP.DataTimeout),
 		"smtp.delivery_timeout": int64(c.SMTP.DeliveryTimeout), "smtp.shutdown_grace": int64(c.SMTP.ShutdownGrace),
+		"smtp.max_header_size": int64(c.SMTP.MaxHeaderSize), "smtp.max_mime_parts": int64(c.SMTP.MaxMIMEParts),
+		"smtp.max_errors":             int64(c.SMTP.MaxErrors),
 		"smtp.max_connections_per_ip": int64(c.SMTP.MaxConnectionsPerIP), "smtp.max_mails_per_minute": int64(c.SMTP.MaxMailsPerMinute),
 	} {
 		if v <= 0 {
@@ -490,6 +498,9 @@ func (s SMTPConfig) sinkConfig(auth sink.Auth) sink.Config {
 		DataTimeout:       time.Duration(s.DataTimeout),
 		HandlerTimeout:    time.Duration(s.DeliveryTimeout),
 		StrictLineEndings: s.StrictLineEndings,
+		MaxHeaderBytes:    int(s.MaxHeaderSize),
+		MaxMIMEParts:      s.MaxMIMEParts,
+		MaxErrors:         s.MaxErrors,
 		Auth:              auth,
 		Policy: sink.Policy{
 			Networks:            mustPrefixes(s.AllowNetworks),
