@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/edgesink/edgesink/sink"
+	"github.com/edgesink/edgesink/sink/sinktest"
 )
 
 // tlsServer runs a sink with a fresh self-signed certificate, plain SMTP
@@ -75,18 +76,7 @@ func TestSTARTTLS(t *testing.T) {
 
 func sendOne(t *testing.T, c *smtp.Client) {
 	t.Helper()
-	if err := c.Mail("cam@cams.lan"); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Rcpt("alerts@edgesink.lan"); err != nil {
-		t.Fatal(err)
-	}
-	w, err := c.Data()
-	if err != nil {
-		t.Fatal(err)
-	}
-	fmt.Fprint(w, simpleMail)
-	if err := w.Close(); err != nil {
+	if err := sinktest.Send(c, "cam@cams.lan", "alerts@edgesink.lan", []byte(simpleMail), nil); err != nil {
 		t.Fatal(err)
 	}
 }

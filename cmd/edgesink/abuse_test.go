@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/edgesink/edgesink/forward/forwardtest"
+	"github.com/edgesink/edgesink/sink/sinktest"
 )
 
 // TestHalfMisbehave is the load test of issue 4: 200 concurrent
@@ -184,18 +185,8 @@ func sendAsDevice(src, addr, device string) error {
 			if err := c.Hello(device); err != nil {
 				return err
 			}
-			if err := c.Mail(device + "@cams.lan"); err != nil {
-				return err
-			}
-			if err := c.Rcpt("alerts@edgesink.lan"); err != nil {
-				return err
-			}
-			w, err := c.Data()
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(w, "Subject: Motion on %s\r\n\r\nMotion detected.\r\n", device)
-			if err := w.Close(); err != nil {
+			msg := fmt.Sprintf("Subject: Motion on %s\r\n\r\nMotion detected.\r\n", device)
+			if err := sinktest.Send(c, device+"@cams.lan", "alerts@edgesink.lan", []byte(msg), nil); err != nil {
 				return err
 			}
 			return c.Quit()

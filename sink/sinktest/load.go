@@ -59,23 +59,12 @@ func (l Load) sender(next *atomic.Int64) error {
 			return c.Quit()
 		}
 		token, msg := l.Mail(int(i))
-		if err := c.Mail("load@cams.lan"); err != nil {
-			return err
-		}
-		if err := c.Rcpt("alerts@edgesink.lan"); err != nil {
-			return err
-		}
-		w, err := c.Data()
+		err := Send(c, "load@cams.lan", "alerts@edgesink.lan", msg, func() {
+			if l.EndOfData != nil {
+				l.EndOfData(token)
+			}
+		})
 		if err != nil {
-			return err
-		}
-		if _, err := w.Write(msg); err != nil {
-			return err
-		}
-		if l.EndOfData != nil {
-			l.EndOfData(token)
-		}
-		if err := w.Close(); err != nil {
 			return fmt.Errorf("%s: %w", token, err)
 		}
 		if l.Accepted != nil {
@@ -95,4 +84,26 @@ func AlertMail(i, size int) (token string, msg []byte) {
 		b.WriteString(line)
 	}
 	return token, []byte(b.String())
+}
+
+// Send runs one mail transaction on c: MAIL, RCPT, DATA with msg. beforeDot,
+// when set, is called once msg is written, before the final dot.
+func Send(c *smtp.Client, from, to string, msg []byte, beforeDot func()) error {
+	if err := c.Mail(from); err != nil {
+		return err
+	}
+	if err := c.Rcpt(to); err != nil {
+		return err
+	}
+	w, err := c.Data()
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(msg); err != nil {
+		return err
+	}
+	if beforeDot != nil {
+		beforeDot()
+	}
+	return w.Close()
 }
