@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -48,6 +49,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 		}
 	}()
 	info := readyInfo{}
+	setMemoryLimit(cfg, log)
 
 	var outputs []forward.Forwarder
 	brokerURL := cfg.MQTT.Broker
@@ -249,3 +251,18 @@ func (b blinking) Handle(ctx context.Context, a *sink.Alert) error {
 }
 
 func (b blinking) Outputs() []string { return b.handler.(sink.Outputs).Outputs() }
+
+// setMemoryLimit gives the Go runtime a soft memory limit that fits the
+// configured budget: mail in transfer (smtp.max_memory), as much again for
+// parsing, the queue (spool.max_size), plus room for the runtime. Without
+// it the collector lets the heap grow to twice what is live, which on a Pi
+// Zero is the difference between fitting and not. GOMEMLIMIT, when set,
+// wins.
+func setMemoryLimit(cfg Config, log *slog.Logger) {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	limit := 2*int64(cfg.SMTP.MaxMemory) + int64(cfg.Spool.MaxSize) + 32<<20
+	debug.SetMemoryLimit(limit)
+	log.Debug("Go memory limit set", "bytes", limit)
+}
