@@ -184,35 +184,42 @@ func TestConfigWithPasswordsNotWorldReadable(t *testing.T) {
 }
 
 // TestSwaksTLS: swaks with STARTTLS (--tls) and implicit TLS (--tlsc, the
-// second listener) logs in with auth.mode required and AUTH refused in the
-// clear; without TLS the login is refused.
+// second listener), against every auth.mode, with AUTH refused in the
+// clear (no allow_insecure): over TLS the login works where offered.
 func TestSwaksTLS(t *testing.T) {
 	swaks := forwardtest.RequireTool(t, "swaks")
 	hash, _ := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
-	cfg := testConfig(t, brokerEmbedded, "")
-	cfg.MQTT.EmbeddedListen = "127.0.0.1:0"
-	cfg.Auth = AuthConfig{Mode: "required", Users: map[string]string{"cam": string(hash)}}
-	cfg.SMTP.TLS = SMTPTLSConfig{StartTLS: true, ListenImplicit: "127.0.0.1:0", MinVersion: "1.2", Dir: t.TempDir()}
-	es := startEdgesink(t, cfg)
-	host, port, _ := net.SplitHostPort(es.SMTPAddr)
-	_, tlsPort, _ := net.SplitHostPort(es.SMTPSAddr)
-	for _, tc := range []struct {
-		name, port, flag, want string
-		ok                     bool
-	}{
-		{"STARTTLS", port, "--tls", "<~  235 2.0.0", true},
-		{"implicit TLS", tlsPort, "--tlsc", "<~  235 2.0.0", true},
-		{"no TLS", port, "", "Host did not advertise authentication", false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			args := []string{"--server", host, "--port", tc.port, "--from", "cam@cams.lan", "--to", "alerts@edgesink.lan",
-				"--auth", "PLAIN", "--auth-user", "cam", "--auth-password", "s3cret"}
-			if tc.flag != "" {
-				args = append(args, tc.flag)
-			}
-			out, err := exec.Command(swaks, args...).CombinedOutput()
-			if (err == nil) != tc.ok || !strings.Contains(string(out), tc.want) {
-				t.Errorf("exit %v, want %q in:\n%s", err, tc.want, out)
+	for _, mode := range []string{"off", "optional", "required"} {
+		t.Run(mode, func(t *testing.T) {
+			cfg := testConfig(t, brokerEmbedded, "")
+			cfg.MQTT.EmbeddedListen = "127.0.0.1:0"
+			cfg.Auth = AuthConfig{Mode: mode, Users: map[string]string{"cam": string(hash)}}
+			cfg.SMTP.TLS = SMTPTLSConfig{StartTLS: true, ListenImplicit: "127.0.0.1:0", MinVersion: "1.2", Dir: t.TempDir()}
+			es := startEdgesink(t, cfg)
+			host, port, _ := net.SplitHostPort(es.SMTPAddr)
+			_, tlsPort, _ := net.SplitHostPort(es.SMTPSAddr)
+			login := mode != "off"
+			for _, tc := range []struct {
+				name, port, flag string
+				auth, ok         bool
+				want             string
+			}{
+				{"STARTTLS with login", port, "--tls", true, login, map[bool]string{true: "<~  235 2.0.0", false: "Host did not advertise authentication"}[login]},
+				{"implicit TLS with login", tlsPort, "--tlsc", true, login, map[bool]string{true: "<~  235 2.0.0", false: "Host did not advertise authentication"}[login]},
+				{"STARTTLS without login", port, "--tls", false, mode != "required", map[bool]string{true: "<~  250 2.0.0", false: "<~* 530 5.7.0"}[mode != "required"]},
+				{"login in the clear", port, "", true, false, "Host did not advertise authentication"},
+			} {
+				args := []string{"--server", host, "--port", tc.port, "--from", "cam@cams.lan", "--to", "alerts@edgesink.lan"}
+				if tc.auth {
+					args = append(args, "--auth", "PLAIN", "--auth-user", "cam", "--auth-password", "s3cret")
+				}
+				if tc.flag != "" {
+					args = append(args, tc.flag)
+				}
+				out, err := exec.Command(swaks, args...).CombinedOutput()
+				if (err == nil) != tc.ok || !strings.Contains(string(out), tc.want) {
+					t.Errorf("%s: exit %v, want %q in:\n%s", tc.name, err, tc.want, out)
+				}
 			}
 		})
 	}
