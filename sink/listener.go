@@ -18,6 +18,9 @@ type listener struct {
 	srv   *Server
 	slots chan struct{}
 	tls   *tls.Config // implicit TLS; nil for plain SMTP
+	// refusing bounds the refusals being written at once (each may take a
+	// TLS handshake and up to 5 s); beyond it a client is just closed.
+	refusing chan struct{}
 
 	mu    sync.Mutex
 	conns map[*legacyConn]struct{}
@@ -28,6 +31,7 @@ func newListener(l net.Listener, s *Server, tlsConfig *tls.Config) *listener {
 		Listener: l,
 		srv:      s,
 		tls:      tlsConfig,
+		refusing: make(chan struct{}, maxRefusing),
 		slots:    make(chan struct{}, s.cfg.MaxConnections),
 		conns:    make(map[*legacyConn]struct{}),
 	}
@@ -42,7 +46,7 @@ func (l *listener) Accept() (net.Conn, error) {
 		if l.srv.draining() {
 			// Shutting down: say so instead of leaving the device to time
 			// out; it retries later, against the restarted edgesink.
-			go reject(c, "421 4.3.2 "+l.srv.cfg.Domain+" shutting down, try again later\r\n")
+			go l.refuse(c, "421 4.3.2 "+l.srv.cfg.Domain+" shutting down, try again later\r\n")
 			continue
 		}
 		addr := remoteAddr(c)
@@ -50,7 +54,7 @@ func (l *listener) Accept() (net.Conn, error) {
 			// 554 instead of the greeting (RFC 5321 3.1): this client may
 			// not send here at all, and should not retry.
 			l.srv.log.Warn("connection refused: client not on smtp.allow_networks", "remote_addr", c.RemoteAddr().String())
-			go reject(c, "554 5.7.1 "+l.srv.cfg.Domain+" "+addr.String()+" may not send mail here\r\n")
+			go l.refuse(c, "554 5.7.1 "+l.srv.cfg.Domain+" "+addr.String()+" may not send mail here\r\n")
 			continue
 		}
 		select {
@@ -58,14 +62,14 @@ func (l *listener) Accept() (net.Conn, error) {
 		default:
 			l.srv.log.Warn("connection refused: too many connections",
 				"remote_addr", c.RemoteAddr().String(), "max_connections", l.srv.cfg.MaxConnections)
-			go reject(c, "421 4.7.0 "+l.srv.cfg.Domain+" too many connections, try again later\r\n")
+			go l.refuse(c, "421 4.7.0 "+l.srv.cfg.Domain+" too many connections, try again later\r\n")
 			continue
 		}
 		if !l.srv.clients.open(addr) {
 			<-l.slots
 			l.srv.log.Warn("connection refused: too many connections from one address",
 				"remote_addr", c.RemoteAddr().String(), "max_connections_per_ip", l.srv.cfg.Policy.MaxConnectionsPerIP)
-			go reject(c, "421 4.7.0 "+l.srv.cfg.Domain+" too many connections from your address, try again later\r\n")
+			go l.refuse(c, "421 4.7.0 "+l.srv.cfg.Domain+" too many connections from your address, try again later\r\n")
 			continue
 		}
 		lc := newLegacyConn(c, !l.srv.cfg.StrictLineEndings, l.srv.cfg.DataTimeout)
@@ -98,6 +102,27 @@ func (l *listener) drainAll() {
 	for c := range l.conns {
 		c.drain()
 	}
+}
+
+// maxRefusing is how many refusals may be in progress at once.
+const maxRefusing = 64
+
+// refuse answers a client the listener will not serve, over TLS on an
+// implicit-TLS listener (so the client can read why), then closes. Run as
+// its own goroutine; in a flood of refused clients the surplus is closed
+// without a word.
+func (l *listener) refuse(c net.Conn, reply string) {
+	select {
+	case l.refusing <- struct{}{}:
+		defer func() { <-l.refusing }()
+	default:
+		_ = c.Close()
+		return
+	}
+	if l.tls != nil {
+		c = tls.Server(c, l.tls)
+	}
+	reject(c, reply)
 }
 
 func reject(c net.Conn, reply string) {

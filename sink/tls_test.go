@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/smtp"
 	"os"
 	"path/filepath"
@@ -173,5 +174,32 @@ func TestCertificateReload(t *testing.T) {
 	_, created, err := sink.SelfSignedCertificate(dir+"/other", "two.test")
 	if err != nil || created {
 		t.Errorf("second start made a new certificate: %v %v", created, err)
+	}
+}
+
+// TestImplicitTLSRefusalReadable: a client refused at accept on the SMTPS
+// port gets the reply inside TLS, not plaintext it cannot read.
+func TestImplicitTLSRefusalReadable(t *testing.T) {
+	cert, _, err := sink.SelfSignedCertificate(filepath.Join(t.TempDir(), "tls"), "edgesink.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := sink.Config{TLS: cert.TLSConfig(tls.VersionTLS12),
+		Policy: sink.Policy{Networks: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}}
+	s, _ := startServer(t, cfg, &recorder{})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.ServeTLS(l)
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
+	conn, err := tls.DialWithDialer(d, "tcp", l.Addr().String(), clientTLS(0))
+	if err != nil {
+		t.Fatalf("TLS handshake with a refused client: %v", err)
+	}
+	defer conn.Close()
+	line, _ := bufio.NewReader(conn).ReadString('\n')
+	if !strings.HasPrefix(line, "554 5.7.1 ") {
+		t.Errorf("refused TLS client read %q, want 554 5.7.1", line)
 	}
 }
