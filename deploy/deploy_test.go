@@ -53,6 +53,8 @@ func dist(t testing.TB) string {
 }
 
 func TestMain(m *testing.M) {
+	// sfdisk, debugfs, mkfs.* live in sbin, which a user's PATH may lack.
+	os.Setenv("PATH", os.Getenv("PATH")+":/usr/sbin:/sbin")
 	code := m.Run()
 	if distDir != "" {
 		os.RemoveAll(distDir)
