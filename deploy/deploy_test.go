@@ -119,6 +119,11 @@ func TestCrossBinaries(t *testing.T) {
 		}
 		t.Logf("%-12s %10d bytes (%.2f MiB)", p.Name, fi.Size(), float64(fi.Size())/(1<<20))
 	}
+	// Stamped with the version git describes.
+	desc := strings.TrimSpace(runIn(t, repoRoot, "git", "describe", "--tags", "--always", "--dirty"))
+	if out := run(t, filepath.Join(d, "edgesink-linux-amd64"), "version"); !strings.HasPrefix(out, "edgesink "+desc+" ") {
+		t.Errorf("edgesink version = %q, want it to start with %q", out, "edgesink "+desc)
+	}
 	// The budget: under 10 MB (10^7 bytes) for ARMv6 with everything in.
 	if fi, err := os.Stat(filepath.Join(d, "edgesink-pi-zero")); err == nil && fi.Size() >= 10_000_000 {
 		t.Errorf("ARMv6 binary is %d bytes, over the 10 MB budget", fi.Size())
