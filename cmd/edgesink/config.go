@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"github.com/edgesink/edgesink/board"
 	"io"
 	"log/slog"
 	"net"
@@ -19,6 +18,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/edgesink/edgesink/board"
 	"github.com/edgesink/edgesink/forward/broker"
 	"github.com/edgesink/edgesink/forward/mqtt"
 	"github.com/edgesink/edgesink/forward/serial"
@@ -446,12 +446,9 @@ func (c SerialConfig) device() (string, error) {
 	if c.Device != serialFromBoard {
 		return c.Device, nil
 	}
-	p, model, _ := board.Detect()
+	p, name := detectedBoard()
 	if p.SerialDevice == "" {
-		if model == "" {
-			model = p.Description
-		}
-		return "", fmt.Errorf("%q: this board (%s) has no default serial device; name one, e.g. /dev/ttyUSB0", serialFromBoard, model)
+		return "", fmt.Errorf("%q: this board (%s) has no default serial device; name one, e.g. /dev/ttyUSB0", serialFromBoard, name)
 	}
 	return p.SerialDevice, nil
 }
@@ -461,14 +458,21 @@ func (c BoardConfig) ledPath() (string, error) {
 	if c.LEDPath != "" {
 		return c.LEDPath, nil
 	}
-	p, model, _ := board.Detect()
+	p, name := detectedBoard()
 	if p.LED == "" {
-		if model == "" {
-			model = p.Description
-		}
-		return "", fmt.Errorf("board.led: this board (%s) has no known activity LED; set board.led_path", model)
+		return "", fmt.Errorf("board.led: this board (%s) has no known activity LED; set board.led_path", name)
 	}
 	return p.LED, nil
+}
+
+// detectedBoard is this machine's board profile and a name for it in
+// messages: the device-tree model, else the profile's description.
+func detectedBoard() (board.Profile, string) {
+	p, model, _ := board.Detect()
+	if model == "" {
+		model = p.Description
+	}
+	return p, model
 }
 
 func checkHostPort(addr string) error {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/edgesink/edgesink/board"
 	"log/slog"
 	"net"
 	"os"
@@ -13,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/edgesink/edgesink/board"
 	"github.com/edgesink/edgesink/forward"
 	"github.com/edgesink/edgesink/forward/broker"
 	"github.com/edgesink/edgesink/forward/mqtt"
