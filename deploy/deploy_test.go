@@ -152,14 +152,14 @@ func TestReproducibleBuild(t *testing.T) {
 	cmd = exec.Command("go", "run", "./deploy/mkdeb", "-arch", "armhf", "-binary", filepath.Join(again, "edgesink-pi-zero"),
 		"-version", version, "-out", again)
 	cmd.Dir = repoRoot
-	cmd.Env = append(os.Environ(), "SOURCE_DATE_EPOCH="+sourceDateEpoch(t))
+	cmd.Env = append(os.Environ(), "SOURCE_DATE_EPOCH="+sourceDateEpoch())
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("mkdeb: %v\n%s", err, out)
 	}
 	sameBytes(t, debs[0], filepath.Join(again, filepath.Base(debs[0])))
 }
 
-func sourceDateEpoch(t *testing.T) string {
+func sourceDateEpoch() string {
 	cmd := exec.Command("git", "log", "-1", "--format=%ct")
 	cmd.Dir = repoRoot
 	out, err := cmd.Output()

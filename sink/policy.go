@@ -6,7 +6,6 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/emersion/go-smtp"
 	"golang.org/x/time/rate"
@@ -135,7 +134,6 @@ type clients struct {
 type client struct {
 	conns   int
 	limiter *rate.Limiter
-	seen    time.Time
 }
 
 func newClients(p Policy) *clients {
@@ -150,7 +148,6 @@ func (cs *clients) get(addr netip.Addr) *client {
 		c = &client{limiter: rate.NewLimiter(cs.rate, cs.burst)}
 		cs.byIP[addr] = c
 	}
-	c.seen = time.Now()
 	return c
 }
 

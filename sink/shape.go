@@ -3,6 +3,7 @@ package sink
 import (
 	"bytes"
 	"fmt"
+	"slices"
 
 	"github.com/emersion/go-smtp"
 )
@@ -44,7 +45,7 @@ func checkShape(raw []byte, maxHeader, maxParts int) error {
 		}
 		rest = rest[i+len("boundary="):]
 		b := boundaryValue(rest)
-		if len(b) == 0 || containsBytes(boundaries, b) {
+		if len(b) == 0 || slices.ContainsFunc(boundaries, func(x []byte) bool { return bytes.Equal(x, b) }) {
 			continue
 		}
 		if len(boundaries) == maxBoundaries {
@@ -86,15 +87,6 @@ func boundaryValue(b []byte) []byte {
 		j = len(b)
 	}
 	return b[:j]
-}
-
-func containsBytes(list [][]byte, b []byte) bool {
-	for _, x := range list {
-		if bytes.Equal(x, b) {
-			return true
-		}
-	}
-	return false
 }
 
 // indexFold is bytes.Index ignoring ASCII case in sep (which is lower case).
