@@ -445,6 +445,16 @@ var (
 // another alert (queue full, disk full). The device is told 452 and retries.
 var ErrStorageFull = errors.New("sink: no room to hold the alert")
 
+// ErrStorageFailed is what a Handler returns when it could not store an
+// alert (an I/O error, a read-only or failing disk). The device is told
+// 451 4.3.0, a local problem, and retries; the cause goes to the log.
+var ErrStorageFailed = errors.New("sink: could not store the alert")
+
+var errStorageFailed = &smtp.SMTPError{
+	Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0},
+	Message: "Local problem storing the alert, try again later",
+}
+
 var errStorageFull = &smtp.SMTPError{
 	Code: 452, EnhancedCode: smtp.EnhancedCode{4, 3, 1},
 	Message: "Insufficient storage, try again later",
@@ -459,6 +469,9 @@ func replyFor(err error) *smtp.SMTPError {
 	}
 	if errors.Is(err, ErrStorageFull) {
 		return errStorageFull
+	}
+	if errors.Is(err, ErrStorageFailed) {
+		return errStorageFailed
 	}
 	if Temporary(err) {
 		return errOutputsDown

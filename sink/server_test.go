@@ -9,6 +9,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -334,6 +335,17 @@ func TestSessionReplyCodes(t *testing.T) {
 		c.cmd("EHLO x", 250)
 		if code, text := c.mail("cam@cams.lan", simpleMail); code != 452 || !strings.HasPrefix(text, "4.3.1") {
 			t.Fatalf("got %d %q, want 452 4.3.1", code, text)
+		}
+	})
+	t.Run("451 4.3.0 when the handler cannot store the alert", func(t *testing.T) {
+		rec := &recorder{fail: func(context.Context, *sink.Alert) error {
+			return fmt.Errorf("spool: write: %w: %w", sink.ErrStorageFailed, syscall.EROFS)
+		}}
+		_, addr := startServer(t, sink.Config{}, rec)
+		c := dial(t, addr)
+		c.cmd("EHLO x", 250)
+		if code, text := c.mail("cam@cams.lan", simpleMail); code != 451 || !strings.HasPrefix(text, "4.3.0") || strings.Contains(text, "read-only") {
+			t.Fatalf("got %d %q, want 451 4.3.0 without internal detail", code, text)
 		}
 	})
 	t.Run("554 when an output refuses for good", func(t *testing.T) {

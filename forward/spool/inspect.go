@@ -137,6 +137,11 @@ func Retry(dir, id string) error {
 			return err
 		}
 	}
+	// Durably gone, or a power cut brings the dead letter back beside the
+	// queued alert.
+	if err := syncDir(filepath.Join(dir, deadDir)); err != nil {
+		return fmt.Errorf("spool: requeue %s: %w", id, err)
+	}
 	return nil
 }
 

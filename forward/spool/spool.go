@@ -127,7 +127,8 @@ var (
 type entry struct {
 	alert   *sink.Alert
 	size    int64
-	waiting int // outputs that have not finished with it
+	waiting int  // outputs that have not finished with it
+	dead    bool // an output gave up on it: its removal from the queue must be durable
 }
 
 // Open opens (creating if needed) the spool, recovers what a previous run
@@ -318,7 +319,10 @@ func (s *Spool) finished(e *entry) {
 func (s *Spool) remover() {
 	defer s.removersWG.Done()
 	for e := range s.removals {
-		if err := s.store.remove(e.alert.ID); err != nil {
+		s.mu.Lock()
+		dead := e.dead
+		s.mu.Unlock()
+		if err := s.store.remove(e.alert.ID, dead); err != nil {
 			// The alert stays on disk and is delivered again after a restart.
 			s.log.Error("spool: remove delivered alert", "id", e.alert.ID, "err", err)
 		}
@@ -500,8 +504,7 @@ func (l *lane) deliver(e *entry, err error) bool {
 		if !sink.Temporary(err) {
 			refusals++
 			if refusals >= s.cfg.MaxAttempts {
-				l.deadLetter(e, err, attempt)
-				return true
+				return l.deadLetter(e, err, attempt)
 			}
 		}
 		if attempt == 1 || attempt%10 == 0 {
@@ -528,14 +531,35 @@ func (l *lane) forward(ctx context.Context, a *sink.Alert) (err error) {
 	return l.out.Forward(ctx, a)
 }
 
-func (l *lane) deadLetter(e *entry, cause error, attempts int) {
+// deadLetter sets e aside for good: the output refused it attempts times.
+// Until the dead letter is on disk the alert stays queued, so an alert a
+// device had its 250 for is never dropped: a failed write is logged and
+// tried again with backoff. It returns false only when the spool is closing
+// (the alert is then still in the queue for the next start).
+func (l *lane) deadLetter(e *entry, cause error, attempts int) bool {
 	s := l.s
 	d := DeadLetter{Alert: e.alert, Output: l.out.Name(), Reason: cause.Error(), Attempts: attempts, At: time.Now().UTC()}
-	if err := s.store.dead(d); err != nil {
-		s.log.Error("spool: write dead letter", "id", e.alert.ID, "output", l.out.Name(), "err", err)
+	backoff := s.cfg.RetryMin
+	for try := 1; ; try++ {
+		err := s.store.dead(d)
+		if err == nil {
+			break
+		}
+		s.log.Error("spool: cannot write dead letter; the alert stays queued and the write is tried again",
+			"output", l.out.Name(), "id", e.alert.ID, "device", e.alert.Device, "try", try, "next_in", backoff, "err", err)
+		select {
+		case <-time.After(backoff):
+		case <-s.ctx.Done():
+			return false
+		}
+		backoff = min(backoff*2, s.cfg.RetryMax)
 	}
+	s.mu.Lock()
+	e.dead = true
+	s.mu.Unlock()
 	s.log.Error("spool: output keeps refusing alert, moved to dead letters", "output", l.out.Name(),
 		"id", e.alert.ID, "device", e.alert.Device, "attempts", attempts, "reason", cause)
+	return true
 }
 
 // DeadLetter is an alert an output refused for good, with why.

@@ -18,8 +18,8 @@ import (
 
 // store is where queued alerts live between Handle and delivery.
 type store interface {
-	put(id string, data []byte) error // durable when it returns
-	remove(id string) error
+	put(id string, data []byte) error     // durable when it returns
+	remove(id string, durably bool) error // durably: the removal is fsynced too
 	dead(d DeadLetter) error
 	load(onCorrupt func(id, reason string)) ([]stored, error) // oldest first
 	close() error
@@ -66,6 +66,7 @@ type diskStore struct {
 	mu      sync.Mutex
 	batchOf map[string]string // alert id -> file in queue/ holding it
 	refs    map[string]int    // file in queue/ -> alerts in it not yet removed
+	durable map[string]bool   // file in queue/ -> its removal must be fsynced
 }
 
 type putRequest struct {
@@ -75,8 +76,8 @@ type putRequest struct {
 }
 
 func openDiskStore(dir string) (*diskStore, error) {
-	for _, d := range []string{dir, filepath.Join(dir, queueDir), filepath.Join(dir, deadDir)} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
+	for _, d := range []string{filepath.Join(dir, queueDir), filepath.Join(dir, deadDir)} {
+		if err := mkdirAllSync(d); err != nil {
 			return nil, fmt.Errorf("spool: create %s: %w", d, err)
 		}
 	}
@@ -86,7 +87,7 @@ func openDiskStore(dir string) (*diskStore, error) {
 	}
 	d := &diskStore{dir: dir, queue: q, onPartial: func(string) {},
 		reqs: make(chan *putRequest, maxBatch), done: make(chan struct{}),
-		batchOf: make(map[string]string), refs: make(map[string]int)}
+		batchOf: make(map[string]string), refs: make(map[string]int), durable: make(map[string]bool)}
 	d.committers.Add(committers)
 	for range committers {
 		go d.committer()
@@ -200,13 +201,14 @@ func writeFileSync(path string, data []byte) error {
 	return syncDir(filepath.Dir(path))
 }
 
-// storeError turns a full disk into sink.ErrStorageFull (452) and any other
-// I/O failure into a temporary error (451): the device keeps the mail.
+// storeError turns a full disk into sink.ErrStorageFull (452 4.3.1) and any
+// other I/O failure into sink.ErrStorageFailed (451 4.3.0): the device keeps
+// the mail and retries.
 func storeError(err error) error {
 	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
 		return fmt.Errorf("%w: %w", sink.ErrStorageFull, err)
 	}
-	return forward.Temporary(err)
+	return forward.Temporary(fmt.Errorf("%w: %w", sink.ErrStorageFailed, err))
 }
 
 func (d *diskStore) close() error {
@@ -221,8 +223,11 @@ func (d *diskStore) close() error {
 }
 
 // remove forgets a delivered alert; the file holding it goes when it holds
-// nothing else.
-func (d *diskStore) remove(id string) error {
+// nothing else. A delivered alert's removal is not fsynced (a power cut
+// before the next fsync of the directory means it is delivered once more,
+// which at least once allows); a dead letter's is (durably), or the alert
+// would come back from the dead at the next start.
+func (d *diskStore) remove(id string, durably bool) error {
 	d.mu.Lock()
 	name, ok := d.batchOf[id]
 	if !ok {
@@ -231,9 +236,14 @@ func (d *diskStore) remove(id string) error {
 	}
 	delete(d.batchOf, id)
 	d.refs[name]--
+	if durably {
+		d.durable[name] = true
+	}
 	last := d.refs[name] <= 0
+	durably = d.durable[name]
 	if last {
 		delete(d.refs, name)
+		delete(d.durable, name)
 	}
 	d.mu.Unlock()
 	if !last {
@@ -242,6 +252,9 @@ func (d *diskStore) remove(id string) error {
 	err := os.Remove(filepath.Join(d.dir, queueDir, name))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
+	}
+	if err == nil && durably {
+		err = d.queue.Sync()
 	}
 	return err
 }
@@ -253,6 +266,32 @@ func (d *diskStore) dead(dl DeadLetter) error {
 	}
 	path := filepath.Join(d.dir, deadDir, dl.Alert.ID+"."+sink.SafeName(dl.Output)+jsonExt)
 	return writeFileSync(path, data)
+}
+
+// mkdirAllSync is os.MkdirAll made durable: each directory it creates is
+// fsynced into its parent, so a first-boot alert does not vanish with its
+// directory at the first power cut.
+func mkdirAllSync(dir string) error {
+	dir = filepath.Clean(dir)
+	if fi, err := os.Stat(dir); err == nil {
+		if !fi.IsDir() {
+			return &os.PathError{Op: "mkdir", Path: dir, Err: syscall.ENOTDIR}
+		}
+		return nil
+	}
+	parent := filepath.Dir(dir)
+	if parent != dir {
+		if err := mkdirAllSync(parent); err != nil {
+			return err
+		}
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return nil
+		}
+		return err
+	}
+	return syncDir(parent)
 }
 
 func syncDir(dir string) error {
@@ -360,7 +399,7 @@ type memoryStore struct {
 
 func newMemoryStore() *memoryStore                                 { return &memoryStore{} }
 func (m *memoryStore) put(string, []byte) error                    { return nil }
-func (m *memoryStore) remove(string) error                         { return nil }
+func (m *memoryStore) remove(string, bool) error                   { return nil }
 func (m *memoryStore) close() error                                { return nil }
 func (m *memoryStore) load(func(string, string)) ([]stored, error) { return nil, nil }
 

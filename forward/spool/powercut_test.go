@@ -1,0 +1,180 @@
+package spool
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/edgesink/edgesink/forward/spool/disktest"
+	"github.com/edgesink/edgesink/sink"
+)
+
+// These tests run the spool on a disk that forgets, at a power cut, all
+// that was not fsynced (disktest). They fail if any fsync on the way to a
+// promise is dropped: the queue file's, the queue directory's, the
+// parents' of the directories made at first start, a dead letter's.
+
+// syncBuffer is a log sink safe for the spool's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) count(substr string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return strings.Count(s.b.String(), substr)
+}
+
+// TestPowerCutKeepsQueue: alerts Handle acknowledged on a first start (the
+// spool directories did not exist) are all delivered after a power cut.
+func TestPowerCutKeepsQueue(t *testing.T) {
+	disk, mnt := disktest.Start(t)
+	dir := filepath.Join(mnt, "var", "lib", "edgesink")
+	down := &fakeOutput{name: "mqtt", fail: func(*sink.Alert, int) error { return errDown }}
+	s := open(t, Config{Dir: dir}, down)
+	var wg sync.WaitGroup
+	for d := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 25 {
+				handle(t, s, testAlert(d*100+i, "cam"+string(rune('a'+d))))
+			}
+		}()
+	}
+	wg.Wait()
+	s.Close()
+	disk.CutAndMount(t)
+
+	out := &fakeOutput{name: "mqtt"}
+	s2 := open(t, Config{Dir: dir}, out)
+	drain(t, s2)
+	if got := len(out.delivered()); got != 100 {
+		t.Fatalf("after the power cut %d of 100 acknowledged alerts were delivered", got)
+	}
+}
+
+// TestPowerCutKeepsDeadLetters: dead letters, and alerts put back with
+// Retry, survive a power cut.
+func TestPowerCutKeepsDeadLetters(t *testing.T) {
+	disk, mnt := disktest.Start(t)
+	dir := filepath.Join(mnt, "spool")
+	refuse := &fakeOutput{name: "mqtt", fail: func(*sink.Alert, int) error { return errors.New("payload too large") }}
+	s := open(t, Config{Dir: dir, MaxAttempts: 1}, refuse)
+	for i := range 10 {
+		handle(t, s, testAlert(i, "cam"))
+	}
+	drain(t, s)
+	s.Close()
+	disk.CutAndMount(t)
+
+	items, err := List(dir)
+	if err != nil || len(items) != 10 {
+		t.Fatalf("after the power cut the spool holds %d items (%v), want 10 dead letters", len(items), err)
+	}
+	for _, it := range items {
+		if it.State != "dead" {
+			t.Fatalf("%s is %s, want dead", it.ID, it.State)
+		}
+		if err := Retry(dir, it.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	disk.CutAndMount(t)
+	items, err = List(dir)
+	if err != nil || len(items) != 10 {
+		t.Fatalf("after retry and a power cut the spool holds %d items (%v), want 10 queued", len(items), err)
+	}
+	for _, it := range items {
+		if it.State != "queued" {
+			t.Fatalf("after retry and a power cut %s is %s, want queued", it.ID, it.State)
+		}
+	}
+	items, err = List(dir)
+	if err != nil || len(items) != 10 {
+		t.Fatalf("after retry and a power cut the spool holds %d items (%v), want 10 queued", len(items), err)
+	}
+	for _, it := range items {
+		if it.State != "queued" {
+			t.Fatalf("after retry and a power cut %s is %s, want queued", it.ID, it.State)
+		}
+	}
+
+	out := &fakeOutput{name: "mqtt"}
+	s2 := open(t, Config{Dir: dir}, out)
+	drain(t, s2)
+	if got := len(out.delivered()); got != 10 {
+		t.Fatalf("after retry and a power cut %d of 10 alerts were delivered", got)
+	}
+}
+
+// TestDeadLetterWriteFails: while the dead letter cannot be written the
+// alert stays queued, the failure is logged and tried again; once the disk
+// heals, the dead letter is there and the queue empty.
+func TestDeadLetterWriteFails(t *testing.T) {
+	disk, mnt := disktest.Start(t)
+	dir := filepath.Join(mnt, "spool")
+	release := make(chan struct{})
+	refuse := &fakeOutput{name: "mqtt", fail: func(*sink.Alert, int) error {
+		<-release
+		return errors.New("payload too large")
+	}}
+	var logs syncBuffer
+	s, err := Open(Config{Dir: dir, MaxAttempts: 1, RetryMin: time.Millisecond, RetryMax: 5 * time.Millisecond},
+		slog.New(slog.NewTextHandler(&logs, nil)), refuse)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	handle(t, s, testAlert(1, "cam"))
+
+	disk.Fail(syscall.EIO)
+	close(release)
+	deadline := time.Now().Add(10 * time.Second)
+	for logs.count("cannot write dead letter") < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no retried dead-letter failure in the log:\n%s", logs.b.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n, _ := s.Len(); n != 1 {
+		t.Fatalf("while the dead letter cannot be written the spool holds %d alerts, want 1", n)
+	}
+	disk.Fail(0)
+	drain(t, s)
+	items, err := List(dir)
+	if err != nil || len(items) != 1 || items[0].State != "dead" {
+		t.Fatalf("after the disk healed: %+v %v, want one dead letter", items, err)
+	}
+}
+
+// TestReadOnlySpool: a spool that cannot be written answers
+// sink.ErrStorageFailed (451 4.3.0), not "outputs unavailable".
+func TestReadOnlySpool(t *testing.T) {
+	disk, mnt := disktest.Start(t)
+	s := open(t, Config{Dir: filepath.Join(mnt, "spool")}, &fakeOutput{name: "mqtt"})
+	disk.Fail(syscall.EROFS)
+	err := s.Handle(context.Background(), testAlert(1, "cam"))
+	if !errors.Is(err, sink.ErrStorageFailed) || !errors.Is(err, syscall.EROFS) || !sink.Temporary(err) {
+		t.Fatalf("Handle on a read-only spool: %v, want a temporary ErrStorageFailed", err)
+	}
+	if n, _ := s.Len(); n != 0 {
+		t.Fatalf("a refused alert is still counted: %d", n)
+	}
+	disk.Fail(0)
+	handle(t, s, testAlert(2, "cam"))
+}
