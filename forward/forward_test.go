@@ -1,10 +1,7 @@
 package forward
 
 import (
-	"context"
-	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -71,57 +68,3 @@ type tempErr struct{}
 
 func (tempErr) Error() string   { return "down" }
 func (tempErr) Temporary() bool { return true }
-
-func TestFanout(t *testing.T) {
-	ok := Func{"ok", func(context.Context, *sink.Alert) error { return nil }}
-	down := Func{"down", func(context.Context, *sink.Alert) error { return Temporary(errors.New("broker unreachable")) }}
-	broken := Func{"broken", func(context.Context, *sink.Alert) error { return errors.New("refused") }}
-	panics := Func{"panics", func(context.Context, *sink.Alert) error { panic("boom") }}
-
-	tests := []struct {
-		name      string
-		fs        []Forwarder
-		wantErr   bool
-		temporary bool
-	}{
-		{"all ok", []Forwarder{ok, ok}, false, false},
-		{"one down", []Forwarder{ok, down}, true, true},
-		{"down and broken", []Forwarder{broken, down}, true, true},
-		{"broken only", []Forwarder{ok, broken}, true, false},
-		{"panic is an error", []Forwarder{ok, panics}, true, false},
-		{"no outputs", nil, false, false},
-	}
-	for _, tt := range tests {
-		err := NewFanout(nil, tt.fs...).Handle(context.Background(), testAlert())
-		if (err != nil) != tt.wantErr || sink.Temporary(err) != tt.temporary {
-			t.Errorf("%s: err %v (temporary %v)", tt.name, err, sink.Temporary(err))
-		}
-	}
-	if got := NewFanout(nil, ok, down).Outputs(); strings.Join(got, ",") != "ok,down" {
-		t.Errorf("Outputs() = %q", got)
-	}
-}
-
-// TestFanoutConcurrent: outputs run side by side, so a slow one does not
-// add its time to the others'. Each output waits until both have started;
-// run one after the other, the first would wait until the deadline.
-func TestFanoutConcurrent(t *testing.T) {
-	var arrived sync.WaitGroup
-	arrived.Add(2)
-	both := make(chan struct{})
-	go func() { arrived.Wait(); close(both) }()
-	barrier := func(ctx context.Context, _ *sink.Alert) error {
-		arrived.Done()
-		select {
-		case <-both:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := NewFanout(nil, Func{"a", barrier}, Func{"b", barrier}).Handle(ctx, testAlert()); err != nil {
-		t.Fatalf("outputs did not run concurrently: %v", err)
-	}
-}

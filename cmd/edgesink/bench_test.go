@@ -23,6 +23,7 @@ import (
 	gosmtp "github.com/emersion/go-smtp"
 
 	"github.com/edgesink/edgesink/forward/forwardtest"
+	"github.com/edgesink/edgesink/forward/spool"
 	"github.com/edgesink/edgesink/sink/sinktest"
 )
 
@@ -182,7 +183,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 	disk := benchEdgesink(b, n, "disk")
 	b.StopTimer()
 	memory := benchEdgesink(b, n, "memory")
-	off := benchEdgesink(b, n, spoolOff)
+	off := benchEdgesink(b, n, spool.ModeOff)
 
 	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 	b.ReportMetric(disk.perSecond(), "msgs/s")

@@ -96,9 +96,6 @@ type SpoolConfig struct {
 	DeliverTimeout Duration `yaml:"deliver_timeout"`
 }
 
-// Spool modes; "off" delivers synchronously before answering the device.
-const spoolOff = "off"
-
 // LogConfig sets how edgesink logs.
 type LogConfig struct {
 	Level  string `yaml:"level"`
@@ -425,14 +422,12 @@ func (c Config) Validate() error {
 		}
 	}
 	switch c.Spool.Mode {
-	case spool.ModeDisk, spool.ModeMemory, spoolOff:
+	case spool.ModeDisk, spool.ModeMemory, spool.ModeOff:
 	default:
 		return bad("spool.mode", "%q: want disk, memory or off", c.Spool.Mode)
 	}
-	if c.Spool.Mode != spoolOff {
-		if _, err := c.Spool.spoolConfig(); err != nil {
-			return bad("spool", "%v", err)
-		}
+	if _, err := c.Spool.spoolConfig(); err != nil {
+		return bad("spool", "%v", err)
 	}
 	if c.MQTT.Broker == brokerNone && c.Serial.Device == "" {
 		return bad("mqtt.broker", "no output configured: set mqtt.broker or serial.device")

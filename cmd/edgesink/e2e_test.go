@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/edgesink/edgesink/forward/forwardtest"
+	"github.com/edgesink/edgesink/forward/spool"
 	"github.com/edgesink/edgesink/sink"
 	"github.com/edgesink/edgesink/sink/sinktest"
 )
@@ -295,7 +296,7 @@ func TestOutputsDownWithoutSpool(t *testing.T) {
 	broker := forwardtest.StartMosquitto(t)
 	pty := forwardtest.StartPty(t)
 	cfg := testConfig(t, broker.URL(), pty.Dev)
-	cfg.Spool.Mode = spoolOff
+	cfg.Spool.Mode = spool.ModeOff
 	cfg.MQTT.MaxReconnectInterval = Duration(time.Second)
 	es := startEdgesink(t, cfg)
 	send := func() (int, string) {

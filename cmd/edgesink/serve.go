@@ -82,7 +82,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 		wctx, cancel := context.WithTimeout(ctx, min(time.Duration(cfg.MQTT.ConnectTimeout), 5*time.Second))
 		if err := pub.WaitConnected(wctx); err != nil {
 			consequence := "alerts wait in the spool until it is"
-			if cfg.Spool.Mode == spoolOff {
+			if cfg.Spool.Mode == spool.ModeOff {
 				consequence = "devices get 451 until it is"
 			}
 			log.Warn("MQTT broker not reachable yet; "+consequence, "broker", brokerURL)
@@ -101,23 +101,21 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 		return &configError{errors.New("no output configured: set mqtt.broker or serial.device")}
 	}
 
-	// The handler the sink answers after: the spool (250 once the alert is
-	// stored) or, with spool.mode off, the outputs themselves.
-	var handler sink.Handler = forward.NewFanout(log, outputs...)
-	var sp *spool.Spool
-	if cfg.Spool.Mode != spoolOff {
-		scfg, err := cfg.Spool.spoolConfig()
-		if err != nil {
-			return &configError{fmt.Errorf("spool: %w", err)}
-		}
-		if sp, err = spool.Open(scfg, log, outputs...); err != nil {
-			return fmt.Errorf("open spool: %w", err)
-		}
-		closers = append(closers, sp.Close)
-		handler = sp
-		if scfg.Mode == spool.ModeDisk {
-			log.Info("spool ready", "dir", scfg.Dir)
-		}
+	// The handler the sink answers after: the spool, the one delivery
+	// engine (250 once the alert is stored or, with spool.mode off, once
+	// every output confirmed it).
+	spcfg, err := cfg.Spool.spoolConfig()
+	if err != nil {
+		return &configError{fmt.Errorf("spool: %w", err)}
+	}
+	sp, err := spool.Open(spcfg, log, outputs...)
+	if err != nil {
+		return fmt.Errorf("open spool: %w", err)
+	}
+	closers = append(closers, sp.Close)
+	var handler sink.Handler = sp
+	if spcfg.Mode == spool.ModeDisk {
+		log.Info("spool ready", "dir", spcfg.Dir)
 	}
 	if cfg.Board.LED == board.LEDActivity {
 		led, err := openLED(cfg.Board, log)
@@ -158,7 +156,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 		}
 		info.SMTPSAddr = implicit.Addr().String()
 	}
-	info.SMTPAddr, info.Outputs = l.Addr().String(), handler.(sink.Outputs).Outputs()
+	info.SMTPAddr, info.Outputs = l.Addr().String(), sp.Outputs()
 
 	served := make(chan error, 2)
 	go func() { served <- srv.Serve(l) }()
@@ -183,10 +181,8 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 			_ = srv.Close()
 			return err
 		case <-hup:
-			if sp != nil {
-				n, err := sp.Rescan()
-				log.Info("SIGHUP: spool rescanned", "new_alerts", n, "err", err)
-			}
+			n, err := sp.Rescan()
+			log.Info("SIGHUP: spool rescanned", "new_alerts", n, "err", err)
 			if cert != nil {
 				if err := cert.Reload(); err != nil {
 					log.Error("SIGHUP: TLS certificate not reloaded, keeping the old one", "err", err)
@@ -210,13 +206,11 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 	if implicit != nil {
 		<-served
 	}
-	if sp != nil {
-		// Deliver what can be delivered in the rest of the grace period;
-		// what is left stays in the spool for the next start.
-		if err := sp.Drain(sctx); err != nil {
-			n, _ := sp.Len()
-			log.Info("stopping with alerts still queued", "count", n)
-		}
+	// Deliver what can be delivered in the rest of the grace period; what
+	// is left stays in the spool for the next start.
+	if err := sp.Drain(sctx); err != nil {
+		n, _ := sp.Len()
+		log.Info("stopping with alerts still queued", "count", n)
 	}
 	log.Info("edgesink stopped")
 	return nil
@@ -249,8 +243,6 @@ func (b blinking) Handle(ctx context.Context, a *sink.Alert) error {
 	}
 	return err
 }
-
-func (b blinking) Outputs() []string { return b.handler.(sink.Outputs).Outputs() }
 
 // setMemoryLimit gives the Go runtime a soft memory limit that fits the
 // configured budget: mail in transfer (smtp.max_memory), as much again for

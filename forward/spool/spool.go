@@ -8,6 +8,11 @@
 // restart everything still in the queue is delivered again; an output that
 // had already confirmed an alert may see it twice (at least once, same id).
 //
+// Mode "off" keeps no queue at all: Handle waits until every output
+// confirmed the alert and returns their failure if one did not (the device
+// is told 451 or 554 and sends again). Nothing is retried and nothing is
+// dead-lettered; delivery order per device and the lanes are the same.
+//
 // Cost on an SD card: alerts that arrive together share one batch file,
 // created, written and fsynced once, plus one directory fsync; the file is
 // unlinked once all its alerts are delivered. Alone, that is one file write
@@ -33,8 +38,9 @@ import (
 
 // Modes.
 const (
-	ModeDisk   = "disk"
-	ModeMemory = "memory"
+	ModeDisk   = "disk"   // durable queue: Handle returns once the alert is fsynced
+	ModeMemory = "memory" // queue in RAM: Handle returns at once, lost on restart
+	ModeOff    = "off"    // no queue: Handle returns once every output confirmed
 )
 
 // Defaults for Config fields left empty.
@@ -65,8 +71,8 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Mode == "" {
 		c.Mode = ModeDisk
 	}
-	if c.Mode != ModeDisk && c.Mode != ModeMemory {
-		return c, fmt.Errorf("spool: mode %q: want disk or memory", c.Mode)
+	if c.Mode != ModeDisk && c.Mode != ModeMemory && c.Mode != ModeOff {
+		return c, fmt.Errorf("spool: mode %q: want disk, memory or off", c.Mode)
 	}
 	if c.Mode == ModeDisk && c.Dir == "" {
 		return c, errors.New("spool: no directory given")
@@ -129,6 +135,13 @@ type entry struct {
 	size    int64
 	waiting int  // outputs that have not finished with it
 	dead    bool // an output gave up on it: its removal from the queue must be durable
+
+	// Mode off: Handle waits for done, closed when every output finished,
+	// and answers with errs. An alert Handle gave up waiting for is
+	// abandoned: lanes that have not started it skip it.
+	done      chan struct{}
+	errs      []error
+	abandoned bool
 }
 
 // Open opens (creating if needed) the spool, recovers what a previous run
@@ -157,7 +170,9 @@ func Open(cfg Config, log *slog.Logger, outputs ...forward.Forwarder) (*Spool, e
 		s.store = ds
 	} else {
 		s.store = newMemoryStore()
-		s.log.Warn("spool in memory: alerts accepted but not yet delivered are lost on restart or power cut")
+		if cfg.Mode == ModeMemory {
+			s.log.Warn("spool in memory: alerts accepted but not yet delivered are lost on restart or power cut")
+		}
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.removals = make(chan *entry, 1024)
@@ -231,14 +246,24 @@ func (s *Spool) adopt(r stored) bool {
 func (s *Spool) Outputs() []string {
 	names := make([]string, 0, len(s.outputs))
 	for _, o := range s.outputs {
-		names = append(names, o.Name()+"(via "+s.cfg.Mode+" spool)")
+		if s.cfg.Mode == ModeOff {
+			names = append(names, o.Name())
+		} else {
+			names = append(names, o.Name()+"(via "+s.cfg.Mode+" spool)")
+		}
 	}
 	return names
 }
 
 // Handle stores a durably and queues it for every output. It fails with
 // sink.ErrStorageFull when the spool is at its caps or the disk is full.
+// In mode off it delivers a instead and returns once every output
+// confirmed it, or with their errors; when ctx ends first, with a
+// temporary error.
 func (s *Spool) Handle(ctx context.Context, a *sink.Alert) error {
+	if s.cfg.Mode == ModeOff {
+		return s.handleDirect(ctx, a)
+	}
 	data, err := json.Marshal(a)
 	if err != nil {
 		return fmt.Errorf("spool: encode %s: %w", a.ID, err)
@@ -266,6 +291,28 @@ func (s *Spool) Handle(ctx context.Context, a *sink.Alert) error {
 	}
 	s.dispatch(e)
 	return nil
+}
+
+// handleDirect is Handle in mode off.
+func (s *Spool) handleDirect(ctx context.Context, a *sink.Alert) error {
+	e := &entry{alert: a, waiting: len(s.outputs), done: make(chan struct{})}
+	s.mu.Lock()
+	s.addPendingLocked(e)
+	s.mu.Unlock()
+	s.dispatch(e)
+	select {
+	case <-e.done:
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return errors.Join(e.errs...)
+	case <-ctx.Done():
+		s.mu.Lock()
+		e.abandoned = true
+		s.mu.Unlock()
+		return forward.Temporary(fmt.Errorf("spool: outputs did not confirm %s in time: %w", a.ID, ctx.Err()))
+	case <-s.ctx.Done():
+		return forward.Temporary(fmt.Errorf("spool: closing before %s was delivered", a.ID))
+	}
 }
 
 func (s *Spool) addPendingLocked(e *entry) {
@@ -303,6 +350,12 @@ func (s *Spool) finished(e *entry) {
 	s.mu.Lock()
 	e.waiting--
 	last := e.waiting == 0
+	if last && e.done != nil { // mode off: nothing stored to remove
+		s.removePendingLocked(e)
+		close(e.done)
+		s.mu.Unlock()
+		return
+	}
 	s.mu.Unlock()
 	if !last {
 		return
@@ -368,9 +421,10 @@ func (s *Spool) Close() error {
 		err = s.store.close()
 	})
 	if n, _ := s.Len(); n > 0 {
-		if s.cfg.Mode == ModeDisk {
+		switch s.cfg.Mode {
+		case ModeDisk:
 			s.log.Info("spool: alerts kept for the next start", "count", n)
-		} else {
+		case ModeMemory:
 			s.log.Warn("spool in memory: undelivered alerts lost at exit", "count", n)
 		}
 	}
@@ -440,7 +494,7 @@ func (l *lane) run() {
 			if e == nil {
 				break
 			}
-			inflight = append(inflight, flight{e: e, wait: l.start(e.alert)})
+			inflight = append(inflight, flight{e: e, wait: l.start(e)})
 		}
 		if len(inflight) == 0 {
 			select {
@@ -464,9 +518,20 @@ func (l *lane) run() {
 	}
 }
 
-// start begins delivering a: pipelined when the output can, else the
+// errAbandoned stands for the delivery of an alert that no one waits for
+// any more (mode off: Handle timed out and the device will send it again).
+var errAbandoned = errors.New("spool: abandoned")
+
+// start begins delivering e: pipelined when the output can, else the
 // delivery happens when the returned function is called.
-func (l *lane) start(a *sink.Alert) (wait func(context.Context) error) {
+func (l *lane) start(e *entry) (wait func(context.Context) error) {
+	a := e.alert
+	l.s.mu.Lock()
+	abandoned := e.abandoned
+	l.s.mu.Unlock()
+	if abandoned {
+		return func(context.Context) error { return errAbandoned }
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err := fmt.Errorf("%s: panic: %v", l.out.Name(), r)
@@ -481,9 +546,19 @@ func (l *lane) start(a *sink.Alert) (wait func(context.Context) error) {
 
 // deliver retries e, whose first attempt failed with err, until the output
 // confirms it or gives up on it for good. It returns false only when the
-// spool is closing.
+// spool is closing. In mode off there is no retry: the error goes to the
+// Handle waiting for e, and the device retries.
 func (l *lane) deliver(e *entry, err error) bool {
 	s := l.s
+	if s.cfg.Mode == ModeOff {
+		if !errors.Is(err, errAbandoned) {
+			s.log.Warn("output failed", "output", l.out.Name(), "id", e.alert.ID, "temporary", sink.Temporary(err), "err", err)
+			s.mu.Lock()
+			e.errs = append(e.errs, fmt.Errorf("%s: %w", l.out.Name(), err))
+			s.mu.Unlock()
+		}
+		return true
+	}
 	backoff := s.cfg.RetryMin
 	refusals := 0
 	for attempt := 1; ; attempt++ {

@@ -368,3 +368,106 @@ func TestConfigErrors(t *testing.T) {
 		t.Error("Open without outputs accepted")
 	}
 }
+
+// TestModeOff: without a queue, Handle answers with what the outputs said:
+// nil only when all confirmed, temporary when one may recover, a panic is
+// an error; nothing is retried and nothing stays behind.
+func TestModeOff(t *testing.T) {
+	ok := forward.Func{ID: "ok", F: func(context.Context, *sink.Alert) error { return nil }}
+	down := forward.Func{ID: "down", F: func(context.Context, *sink.Alert) error { return errDown }}
+	broken := forward.Func{ID: "broken", F: func(context.Context, *sink.Alert) error { return errors.New("refused") }}
+	panics := forward.Func{ID: "panics", F: func(context.Context, *sink.Alert) error { panic("boom") }}
+	tests := []struct {
+		name      string
+		outs      []forward.Forwarder
+		wantErr   bool
+		temporary bool
+	}{
+		{"all ok", []forward.Forwarder{ok, ok}, false, false},
+		{"one down", []forward.Forwarder{ok, down}, true, true},
+		{"down and broken", []forward.Forwarder{broken, down}, true, true},
+		{"broken only", []forward.Forwarder{ok, broken}, true, false},
+		{"panic is an error", []forward.Forwarder{ok, panics}, true, false},
+	}
+	for _, tt := range tests {
+		s := open(t, Config{Mode: ModeOff, MaxAttempts: 1}, tt.outs...)
+		for i := range 3 { // the same answer every time: nothing left over from before
+			err := s.Handle(context.Background(), testAlert(i, "cam"))
+			if (err != nil) != tt.wantErr || sink.Temporary(err) != tt.temporary {
+				t.Errorf("%s, mail %d: err %v (temporary %v)", tt.name, i, err, sink.Temporary(err))
+			}
+		}
+		if n, _ := s.Len(); n != 0 {
+			t.Errorf("%s: %d alerts left behind", tt.name, n)
+		}
+		s.Close()
+	}
+	s := open(t, Config{Mode: ModeOff}, ok, down)
+	if got := s.Outputs(); strings.Join(got, ",") != "ok,down" {
+		t.Errorf("Outputs() = %q", got)
+	}
+}
+
+// TestModeOffConcurrentOutputs: outputs run side by side, so a slow one
+// does not add its time to the others'. Each output waits until both have
+// started; one after the other, the first would wait until the deadline.
+func TestModeOffConcurrentOutputs(t *testing.T) {
+	var arrived sync.WaitGroup
+	arrived.Add(2)
+	both := make(chan struct{})
+	go func() { arrived.Wait(); close(both) }()
+	barrier := func(ctx context.Context, _ *sink.Alert) error {
+		arrived.Done()
+		select {
+		case <-both:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	s := open(t, Config{Mode: ModeOff}, forward.Func{ID: "a", F: barrier}, forward.Func{ID: "b", F: barrier})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.Handle(ctx, testAlert(1, "cam")); err != nil {
+		t.Fatalf("outputs did not run concurrently: %v", err)
+	}
+}
+
+// TestModeOffTimeout: when the outputs do not answer before the handler's
+// deadline, Handle says so with a temporary error (451), and an alert
+// still waiting in its lane then is not delivered any more: the device
+// sends it again.
+func TestModeOffTimeout(t *testing.T) {
+	release := make(chan struct{})
+	var mu sync.Mutex
+	var got []string
+	slow := forward.Func{ID: "slow", F: func(_ context.Context, a *sink.Alert) error {
+		<-release
+		mu.Lock()
+		got = append(got, a.Subject)
+		mu.Unlock()
+		return nil
+	}}
+	s := open(t, Config{Mode: ModeOff}, slow)
+	errs := make(chan error, 2)
+	for i := range 2 { // one device: the second waits behind the first in its lane
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+			defer cancel()
+			errs <- s.Handle(ctx, testAlert(i, "cam"))
+		}()
+		time.Sleep(20 * time.Millisecond)
+	}
+	for range 2 {
+		if err := <-errs; !sink.Temporary(err) {
+			t.Fatalf("outputs too slow: %v, want a temporary error", err)
+		}
+	}
+	close(release)
+	drain(t, s)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 1 || got[0] != "alert 0" {
+		t.Fatalf("delivered %q, want only the alert already under way", got)
+	}
+}
