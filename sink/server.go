@@ -27,7 +27,7 @@ type Config struct {
 	ReadTimeout       time.Duration // idle time allowed between commands
 	WriteTimeout      time.Duration // time allowed to write one reply
 	DataTimeout       time.Duration // time allowed for a whole DATA transfer
-	HandlerTimeout    time.Duration // time the outputs get before the reply is 451
+	HandlerTimeout    time.Duration // time the Handler gets before the reply is 451 (ctx deadline)
 	StrictLineEndings bool          // refuse bare LF (RFC 5321) instead of reading it as CRLF
 	MaxHeaderBytes    int           // top-level header size; beyond: 552
 	MaxMIMEParts      int           // MIME parts in one message; beyond: 552

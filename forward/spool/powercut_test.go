@@ -178,3 +178,51 @@ func TestReadOnlySpool(t *testing.T) {
 	disk.Fail(0)
 	handle(t, s, testAlert(2, "cam"))
 }
+
+// TestHangingDisk: a write whose fsync hangs longer than the handler's
+// deadline fails in time (the device is told 451 and sends again), and so
+// does every other mail of its batch; when the fsync completes late, the
+// batch is removed, so the resent mails are not second copies.
+func TestHangingDisk(t *testing.T) {
+	disk, mnt := disktest.Start(t)
+	dir := filepath.Join(mnt, "spool")
+	out := &fakeOutput{name: "mqtt", fail: func(*sink.Alert, int) error { return errDown }}
+	s := open(t, Config{Dir: dir}, out)
+	handle(t, s, testAlert(0, "cam")) // before the disk hangs: stays
+
+	disk.Stall()
+	errs := make(chan error, 3)
+	for i := 1; i <= 3; i++ {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+			defer cancel()
+			errs <- s.Handle(ctx, testAlert(i, "cam"))
+		}()
+	}
+	for range 3 {
+		err := <-errs
+		if !errors.Is(err, sink.ErrStorageFailed) || !sink.Temporary(err) {
+			t.Fatalf("Handle on a hanging disk: %v, want a temporary ErrStorageFailed", err)
+		}
+	}
+	disk.Resume()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if items, err := List(dir); err == nil && len(items) == 1 {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("after the late fsync the spool holds %+v (%v), want only the alert from before", items, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n, _ := s.Len(); n != 1 {
+		t.Fatalf("the spool counts %d alerts, want 1", n)
+	}
+	handle(t, s, testAlert(4, "cam")) // the disk is well again
+	s.Close()
+	disk.CutAndMount(t)
+	items, err := List(dir)
+	if err != nil || len(items) != 2 || items[0].Subject != "alert 0" || items[1].Subject != "alert 4" {
+		t.Fatalf("after a power cut: %+v %v, want alerts 0 and 4", items, err)
+	}
+}

@@ -283,7 +283,7 @@ func (s *Spool) Handle(ctx context.Context, a *sink.Alert) error {
 	s.addPendingLocked(e)
 	s.mu.Unlock()
 
-	if err := s.store.put(a.ID, data); err != nil {
+	if err := s.store.put(ctx, a.ID, data); err != nil {
 		s.mu.Lock()
 		s.removePendingLocked(e)
 		s.mu.Unlock()

@@ -2,6 +2,7 @@ package spool
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,8 +19,8 @@ import (
 
 // store is where queued alerts live between Handle and delivery.
 type store interface {
-	put(id string, data []byte) error     // durable when it returns
-	remove(id string, durably bool) error // durably: the removal is fsynced too
+	put(ctx context.Context, id string, data []byte) error // durable when it returns nil
+	remove(id string, durably bool) error                  // durably: the removal is fsynced too
 	dead(d DeadLetter) error
 	load(onCorrupt func(id, reason string)) ([]stored, error) // oldest first
 	close() error
@@ -70,9 +71,20 @@ type diskStore struct {
 }
 
 type putRequest struct {
-	id   string
-	data []byte
-	res  chan error
+	id    string
+	data  []byte
+	res   chan error
+	batch *batch // set when a committer takes it; guarded by diskStore.mu
+	late  bool   // its put gave up waiting before a committer took it
+}
+
+// batch is the fate of the requests written together. A put that gives up
+// waiting (its ctx ended: the device is told 451 and sends the mail again)
+// abandons its whole batch: every put in it fails, and the file, should the
+// write still complete, is removed, so the resent mail is not a second copy.
+type batch struct {
+	abandoned bool // a put gave up on it
+	settled   bool // the committer decided its outcome; too late to abandon
 }
 
 func openDiskStore(dir string) (*diskStore, error) {
@@ -96,9 +108,10 @@ func openDiskStore(dir string) (*diskStore, error) {
 	return d, nil
 }
 
-// put returns once data is durable: in a batch file that is fsynced, as is
-// the directory holding it.
-func (d *diskStore) put(id string, data []byte) error {
+// put returns nil once data is durable: in a batch file that is fsynced, as
+// is the directory holding it. When ctx ends first (a disk that hangs), it
+// fails with sink.ErrStorageFailed and the alert is not kept.
+func (d *diskStore) put(ctx context.Context, id string, data []byte) error {
 	r := &putRequest{id: id, data: data, res: make(chan error, 1)}
 	d.closeMu.RLock()
 	if d.closed {
@@ -107,8 +120,26 @@ func (d *diskStore) put(id string, data []byte) error {
 	}
 	d.reqs <- r
 	d.closeMu.RUnlock()
-	return <-r.res
+	select {
+	case err := <-r.res:
+		return err
+	case <-ctx.Done():
+	}
+	d.mu.Lock()
+	if r.batch != nil && r.batch.settled {
+		d.mu.Unlock()
+		return <-r.res // decided meanwhile: its outcome stands
+	}
+	r.late = true
+	if r.batch != nil {
+		r.batch.abandoned = true
+	}
+	d.mu.Unlock()
+	return storeError(fmt.Errorf("spool: write %s did not finish in time: %w", id, ctx.Err()))
 }
+
+// errBatchAbandoned answers the puts of a batch another put gave up on.
+var errBatchAbandoned = errors.New("spool: a write in the same batch did not finish in time")
 
 // committers is how many batches may be on their way to disk at once.
 // One: measured with 20 senders (make bench), a second committer splits the
@@ -119,30 +150,65 @@ const committers = 1
 func (d *diskStore) committer() {
 	defer d.committers.Done()
 	for first := range d.reqs {
-		batch, size := []*putRequest{first}, len(first.data)
+		reqs, size := []*putRequest{first}, len(first.data)
 	collect:
-		for len(batch) < maxBatch && size < maxBatchBytes {
+		for len(reqs) < maxBatch && size < maxBatchBytes {
 			select {
 			case r, ok := <-d.reqs:
 				if !ok {
 					break collect
 				}
-				batch, size = append(batch, r), size+len(r.data)
+				reqs, size = append(reqs, r), size+len(r.data)
 			default:
 				break collect
 			}
 		}
-		err := d.writeBatch(batch)
-		for _, r := range batch {
+		b := &batch{}
+		d.mu.Lock()
+		kept := reqs[:0]
+		for _, r := range reqs {
+			if !r.late { // a put that gave up before now: its device resends
+				r.batch = b
+				kept = append(kept, r)
+			}
+		}
+		d.mu.Unlock()
+		if len(kept) == 0 {
+			continue
+		}
+		name, err := d.writeBatch(kept)
+		d.mu.Lock()
+		b.settled = true
+		abandoned := b.abandoned && err == nil
+		d.mu.Unlock()
+		if abandoned {
+			d.forget(name, kept)
+			err = storeError(errBatchAbandoned)
+		}
+		for _, r := range kept {
 			r.res <- err
 		}
+	}
+}
+
+// forget removes a batch file written too late to count: no device had its
+// 250 for it.
+func (d *diskStore) forget(name string, reqs []*putRequest) {
+	d.mu.Lock()
+	for _, r := range reqs {
+		delete(d.batchOf, r.id)
+	}
+	delete(d.refs, name)
+	d.mu.Unlock()
+	if err := os.Remove(filepath.Join(d.dir, queueDir, name)); err == nil {
+		_ = d.queue.Sync()
 	}
 }
 
 // writeBatch writes the batch under its final name, fsyncs file and
 // directory. A crash mid-write leaves a file without its final newline,
 // which load recognises: none of its mails was acknowledged.
-func (d *diskStore) writeBatch(batch []*putRequest) error {
+func (d *diskStore) writeBatch(batch []*putRequest) (string, error) {
 	name := batch[0].id + batchExt
 	path := filepath.Join(d.dir, queueDir, name)
 	var buf []byte
@@ -151,7 +217,7 @@ func (d *diskStore) writeBatch(batch []*putRequest) error {
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return storeError(fmt.Errorf("spool: create %s: %w", name, err))
+		return name, storeError(fmt.Errorf("spool: create %s: %w", name, err))
 	}
 	err = writeSyncClose(f, buf)
 	if err == nil {
@@ -159,7 +225,7 @@ func (d *diskStore) writeBatch(batch []*putRequest) error {
 	}
 	if err != nil {
 		_ = os.Remove(path)
-		return storeError(fmt.Errorf("spool: write %s: %w", name, err))
+		return name, storeError(fmt.Errorf("spool: write %s: %w", name, err))
 	}
 	d.mu.Lock()
 	for _, r := range batch {
@@ -167,7 +233,7 @@ func (d *diskStore) writeBatch(batch []*putRequest) error {
 	}
 	d.refs[name] = len(batch)
 	d.mu.Unlock()
-	return nil
+	return name, nil
 }
 
 // writeSyncClose writes data to f, fsyncs and closes it.
@@ -398,7 +464,7 @@ type memoryStore struct {
 }
 
 func newMemoryStore() *memoryStore                                 { return &memoryStore{} }
-func (m *memoryStore) put(string, []byte) error                    { return nil }
+func (m *memoryStore) put(context.Context, string, []byte) error   { return nil }
 func (m *memoryStore) remove(string, bool) error                   { return nil }
 func (m *memoryStore) close() error                                { return nil }
 func (m *memoryStore) load(func(string, string)) ([]stored, error) { return nil, nil }

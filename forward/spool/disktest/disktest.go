@@ -38,6 +38,7 @@ type Disk struct {
 	dir     string
 	stats   Stats
 	fail    syscall.Errno // answer to every change while set
+	stall   chan struct{} // while not nil, fsyncs wait until it is closed
 }
 
 // Stats counts the durability calls the filesystem saw since New.
@@ -138,6 +139,35 @@ func (d *Disk) Fail(errno syscall.Errno) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.fail = errno
+}
+
+// Stall makes every fsync hang, as a dying SD card's do, until Resume.
+func (d *Disk) Stall() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.stall == nil {
+		d.stall = make(chan struct{})
+	}
+}
+
+// Resume lets stalled fsyncs finish.
+func (d *Disk) Resume() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.stall != nil {
+		close(d.stall)
+		d.stall = nil
+	}
+}
+
+// waitStall blocks while the disk is stalled.
+func (d *Disk) waitStall() {
+	d.mu.Lock()
+	stall := d.stall
+	d.mu.Unlock()
+	if stall != nil {
+		<-stall
+	}
 }
 
 // failing reports the errno changes get now, or 0.
@@ -328,6 +358,7 @@ func (n *dirNode) Rename(ctx context.Context, name string, newParent fs.InodeEmb
 
 // Fsync on a directory makes its current entries durable.
 func (n *dirNode) Fsync(ctx context.Context, fh fs.FileHandle, flags uint32) syscall.Errno {
+	n.disk.waitStall()
 	n.disk.mu.Lock()
 	defer n.disk.mu.Unlock()
 	if n.disk.fail != 0 {
@@ -380,6 +411,7 @@ func (n *fileNode) Write(ctx context.Context, fh fs.FileHandle, data []byte, off
 
 // Fsync on a file makes its current data durable (not its name).
 func (n *fileNode) Fsync(ctx context.Context, fh fs.FileHandle, flags uint32) syscall.Errno {
+	n.disk.waitStall()
 	n.disk.mu.Lock()
 	defer n.disk.mu.Unlock()
 	if n.disk.fail != 0 {
