@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -469,5 +470,43 @@ func TestModeOffTimeout(t *testing.T) {
 	defer mu.Unlock()
 	if len(got) != 1 || got[0] != "alert 0" {
 		t.Fatalf("delivered %q, want only the alert already under way", got)
+	}
+}
+
+// TestSpoolFromFirstRelease: a spool the first release left behind
+// (testdata/spool/v0) is listed and delivered by this one.
+func TestSpoolFromFirstRelease(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.CopyFS(dir, os.DirFS("../../testdata/spool/v0")); err != nil {
+		t.Fatal(err)
+	}
+	items, err := List(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var states []string
+	for _, it := range items {
+		states = append(states, it.State+" "+it.Device+" "+it.Subject)
+	}
+	want := []string{
+		"queued cam-garage alert 0",
+		"queued ups alert 1",
+		"queued cam-garage alert 2 (put back with spool retry)",
+		"dead nas alert 3 (refused by the serial output)",
+	}
+	if strings.Join(states, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("spool list of the first release's spool:\n%s\nwant:\n%s", strings.Join(states, "\n"), strings.Join(want, "\n"))
+	}
+	out := &fakeOutput{name: "mqtt"}
+	s := open(t, Config{Dir: dir}, out)
+	drain(t, s)
+	var got []string
+	for _, a := range out.delivered() {
+		got = append(got, a.Device+" "+a.Subject+" "+a.Attachments[0].Filename)
+	}
+	slices.Sort(got)
+	wantDelivered := []string{"cam-garage alert 0 snap.jpg", "cam-garage alert 2 (put back with spool retry) snap.jpg", "ups alert 1 snap.jpg"}
+	if !slices.Equal(got, wantDelivered) {
+		t.Fatalf("delivered %q, want %q", got, wantDelivered)
 	}
 }

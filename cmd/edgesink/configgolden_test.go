@@ -1,0 +1,108 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/edgesink/edgesink/forward/mqtt"
+	"github.com/edgesink/edgesink/forward/serial"
+	"github.com/edgesink/edgesink/forward/spool"
+	"github.com/edgesink/edgesink/sink"
+)
+
+var updateConfigGolden = flag.Bool("update", false, "rewrite testdata/config/*.golden.json")
+
+// packageConfigs is what one configuration file gives each package, and the
+// few settings cmd keeps for the wiring itself.
+type packageConfigs struct {
+	Sink   sink.Config    `json:"sink"`
+	MQTT   *mqtt.Config   `json:"mqtt,omitempty"`
+	Serial *serial.Config `json:"serial,omitempty"`
+	Spool  spool.Config   `json:"spool"`
+	Wiring map[string]any `json:"wiring"`
+}
+
+func mapConfig(t *testing.T, cfg Config) packageConfigs {
+	t.Helper()
+	pc := packageConfigs{Sink: cfg.SMTP.sinkConfig(cfg.Auth.sinkAuth())}
+	if broker := cfg.MQTT.Broker; broker != brokerNone {
+		if broker == brokerEmbedded {
+			broker = "tcp://" + cfg.MQTT.EmbeddedListen
+		}
+		m, err := cfg.MQTT.publisherConfig(broker)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pc.MQTT = &m
+	}
+	if cfg.Serial.Device != "" {
+		s := cfg.Serial.portConfig()
+		pc.Serial = &s
+	}
+	sp, err := cfg.Spool.spoolConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc.Spool = sp
+	pc.Wiring = map[string]any{
+		"log": cfg.Log, "smtp.listen": cfg.SMTP.Listen, "smtp.shutdown_grace": cfg.SMTP.ShutdownGrace.String(),
+		"smtp.tls": cfg.SMTP.TLS, "mqtt.broker": cfg.MQTT.Broker, "mqtt.embedded_listen": cfg.MQTT.EmbeddedListen,
+		"board": cfg.Board,
+	}
+	return pc
+}
+
+// TestConfigGolden pins what every configuration file in testdata/config
+// and the shipped deploy/edgesink.yaml give each package, so a rework of the
+// configuration code cannot change what a user's file means unnoticed.
+func TestConfigGolden(t *testing.T) {
+	t.Setenv("STATE_DIRECTORY", "/var/lib/edgesink")
+	files, _ := filepath.Glob("../../testdata/config/*.yaml")
+	files = append(files, "../../deploy/edgesink.yaml")
+	if len(files) < 5 {
+		t.Fatalf("configuration fixtures missing: %v", files)
+	}
+	for _, file := range files {
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			data, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// A file with passwords must not be world-readable.
+			private := filepath.Join(t.TempDir(), "edgesink.yaml")
+			if err := os.WriteFile(private, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := LoadConfig(private)
+			if err != nil {
+				t.Fatalf("%s no longer loads: %v", file, err)
+			}
+			got, err := json.MarshalIndent(mapConfig(t, cfg), "", "  ")
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, '\n')
+			golden := filepath.Join("../../testdata/config", strings.TrimSuffix(filepath.Base(file), ".yaml")+".golden.json")
+			if file == "../../deploy/edgesink.yaml" {
+				golden = "../../testdata/config/deploy-edgesink.golden.json"
+			}
+			if *updateConfigGolden {
+				if err := os.WriteFile(golden, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (create it with -update)", err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("%s now maps to other package settings than %s:\n%s", file, golden, got)
+			}
+		})
+	}
+}
