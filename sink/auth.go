@@ -134,8 +134,8 @@ func (s *session) authFailed(user, reason string) error {
 		"reason", reason, "failures", s.authFailures)
 	time.Sleep(time.Duration(s.authFailures) * authFailureDelay)
 	if s.authFailures >= maxAuthFailures {
-		if s.lc != nil {
-			s.lc.hangUpAfterReply()
+		if s.cc != nil {
+			s.cc.hangUpAfterReply()
 		}
 		return errAuthTooMany
 	}

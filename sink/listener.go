@@ -7,7 +7,8 @@ import (
 	"time"
 )
 
-// listener wraps every accepted connection in a legacyConn, caps how many are
+// listener wraps every accepted connection in a clientConn (and, unless it
+// speaks implicit TLS, the line shim), caps how many are
 // open at once and keeps a registry so Shutdown can reach idle sessions.
 //
 // A client over the cap is answered 421 at once rather than left waiting in
@@ -23,7 +24,7 @@ type listener struct {
 	refusing chan struct{}
 
 	mu    sync.Mutex
-	conns map[*legacyConn]struct{}
+	conns map[*clientConn]struct{}
 }
 
 func newListener(l net.Listener, s *Server, tlsConfig *tls.Config) *listener {
@@ -33,7 +34,7 @@ func newListener(l net.Listener, s *Server, tlsConfig *tls.Config) *listener {
 		tls:      tlsConfig,
 		refusing: make(chan struct{}, maxRefusing),
 		slots:    make(chan struct{}, s.cfg.MaxConnections),
-		conns:    make(map[*legacyConn]struct{}),
+		conns:    make(map[*clientConn]struct{}),
 	}
 }
 
@@ -43,7 +44,7 @@ func (l *listener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		if l.srv.draining() {
+		if l.srv.stopping.Load() {
 			// Shutting down: say so instead of leaving the device to time
 			// out; it retries later, against the restarted edgesink.
 			go l.refuse(c, "421 4.3.2 "+l.srv.cfg.Domain+" shutting down, try again later\r\n")
@@ -72,26 +73,24 @@ func (l *listener) Accept() (net.Conn, error) {
 			go l.refuse(c, "421 4.7.0 "+l.srv.cfg.Domain+" too many connections from your address, try again later\r\n")
 			continue
 		}
-		lc := newLegacyConn(c, !l.srv.cfg.StrictLineEndings, l.srv.cfg.DataTimeout)
-		lc.maxErrors = l.srv.cfg.MaxErrors
-		lc.onClose = func() {
+		cc := &clientConn{Conn: c, maxErrors: l.srv.cfg.MaxErrors}
+		cc.onClose = func() {
 			l.mu.Lock()
-			delete(l.conns, lc)
+			delete(l.conns, cc)
 			l.mu.Unlock()
 			l.srv.clients.closed(addr)
 			<-l.slots
 		}
 		l.mu.Lock()
-		l.conns[lc] = struct{}{}
+		l.conns[cc] = struct{}{}
 		l.mu.Unlock()
 		if l.tls != nil {
-			// Below TLS the legacy layer only sees ciphertext: it passes it
-			// through and keeps its bookkeeping (cap, drain, hang-up).
+			// Implicit TLS: the lifecycle layer only sees ciphertext, and
 			// go-smtp must see the *tls.Conn to know the session is secure.
-			lc.setRaw()
-			return tls.Server(lc, l.tls), nil
+			cc.encrypted()
+			return tls.Server(cc, l.tls), nil
 		}
-		return lc, nil
+		return newLineConn(cc, !l.srv.cfg.StrictLineEndings), nil
 	}
 }
 
@@ -135,7 +134,7 @@ func reject(c net.Conn, reply string) {
 // shutdown the socket stays open, so that new clients are told 421 until
 // the sessions in progress are done; Server.Shutdown closes it then.
 func (l *listener) Close() error {
-	if l.srv.graceful.Load() {
+	if l.srv.draining.Load() {
 		return nil
 	}
 	return l.Listener.Close()

@@ -138,8 +138,8 @@ type Server struct {
 	ctx    context.Context // parent of handler contexts; cancelled by Close
 	cancel context.CancelFunc
 
-	closing   atomic.Bool
-	graceful  atomic.Bool  // Shutdown in progress: listeners answer 421
+	stopping  atomic.Bool  // Shutdown or Close began: new clients are answered 421
+	draining  atomic.Bool  // Shutdown in progress: listeners stay open to answer 421, idle sessions end
 	buffered  atomic.Int64 // bytes of mail held by sessions now, bounded by cfg.MaxMemory
 	mu        sync.Mutex
 	listeners []*listener
@@ -202,15 +202,13 @@ func (s *Server) serve(wl *listener) error {
 	return nil
 }
 
-func (s *Server) draining() bool { return s.closing.Load() }
-
 // Shutdown stops taking mail (new clients are answered 421), lets every
 // mail already in transfer finish (its device gets its final reply), ends
 // idle sessions with 421, and waits for all sessions to end. When ctx expires first, the remaining
 // connections are closed and ctx's error is returned.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.graceful.Store(true)
-	s.closing.Store(true)
+	s.draining.Store(true)
+	s.stopping.Store(true)
 	s.mu.Lock()
 	for _, l := range s.listeners {
 		l.drainAll()
@@ -220,7 +218,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if errors.Is(err, smtp.ErrServerClosed) {
 		err = nil
 	}
-	s.graceful.Store(false)
+	s.draining.Store(false)
 	s.closeListeners()
 	if ctx.Err() != nil {
 		s.Close()
@@ -241,8 +239,8 @@ func (s *Server) closeListeners() {
 // Close closes every listener and connection at once and cancels alerts in
 // delivery. It is safe to call more than once.
 func (s *Server) Close() error {
-	s.closing.Store(true)
-	s.graceful.Store(false)
+	s.stopping.Store(true)
+	s.draining.Store(false)
 	s.closeListeners()
 	s.cancel()
 	err := s.smtp.Close()
@@ -254,11 +252,8 @@ func (s *Server) Close() error {
 
 func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
 	sess := &session{srv: s, conn: c}
-	nc := c.Conn()
-	if u, ok := nc.(interface{ NetConn() net.Conn }); ok {
-		nc = u.NetConn() // under TLS
-	}
-	sess.lc, _ = nc.(*legacyConn)
+	sess.cc, _ = unwrap[*clientConn](c.Conn())
+	sess.lc, _ = unwrap[*lineConn](c.Conn())
 	return sess, nil
 }
 
@@ -266,7 +261,8 @@ func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
 type session struct {
 	srv   *Server
 	conn  *smtp.Conn
-	lc    *legacyConn // nil only if Serve was bypassed
+	cc    *clientConn // nil only if Serve was bypassed
+	lc    *lineConn   // nil on implicit TLS
 	from  string
 	rcpts []string
 
@@ -276,8 +272,8 @@ type session struct {
 
 func (s *session) Reset() {
 	s.from, s.rcpts = "", nil
-	if s.lc != nil {
-		s.lc.transactionDone()
+	if s.cc != nil {
+		s.cc.transactionDone()
 	}
 }
 
@@ -299,6 +295,9 @@ func (s *session) Mail(from string, _ *smtp.MailOptions) error {
 		return errRateLimited
 	}
 	s.from = from
+	if s.cc != nil {
+		s.cc.beginTransaction()
+	}
 	return nil
 }
 
@@ -316,6 +315,9 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 // handler has decided its fate; go-smtp turns the result into the reply.
 func (s *session) Data(r io.Reader) error {
 	start := time.Now()
+	if s.cc != nil {
+		s.cc.startData(s.srv.cfg.DataTimeout)
+	}
 	remote := s.conn.Conn().RemoteAddr().String()
 	log := s.srv.log.With("remote_addr", remote, "mail_from", s.from)
 

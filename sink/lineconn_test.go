@@ -31,9 +31,9 @@ func (c *scriptConn) SetDeadline(time.Time) error      { return nil }
 func (c *scriptConn) SetReadDeadline(time.Time) error  { return nil }
 func (c *scriptConn) SetWriteDeadline(time.Time) error { return nil }
 
-// TestLegacyConnCommandMode checks the client-side rewriting, delivered in
+// TestLineConnCommandMode checks the client-side rewriting, delivered in
 // 1-, 3- and 4096-byte pieces so state across reads is exercised.
-func TestLegacyConnCommandMode(t *testing.T) {
+func TestLineConnCommandMode(t *testing.T) {
 	tests := []struct {
 		name, in, want string
 		strict         bool
@@ -55,7 +55,7 @@ func TestLegacyConnCommandMode(t *testing.T) {
 	for _, tt := range tests {
 		for _, chunk := range []int{1, 3, 4096} {
 			sc := &scriptConn{r: bytes.NewReader([]byte(tt.in)), chunk: chunk}
-			lc := newLegacyConn(sc, !tt.strict, 0)
+			lc := newLineConn(sc, !tt.strict)
 			got, err := io.ReadAll(lc)
 			if err != nil {
 				t.Fatalf("%s/%d: %v", tt.name, chunk, err)
@@ -70,11 +70,11 @@ func TestLegacyConnCommandMode(t *testing.T) {
 	}
 }
 
-// TestLegacyConnDataMode checks that DATA content is translated but never
+// TestLineConnDataMode checks that DATA content is translated but never
 // rewritten as commands, and that command mode resumes after CRLF.CRLF.
-func TestLegacyConnDataMode(t *testing.T) {
+func TestLineConnDataMode(t *testing.T) {
 	sc := &scriptConn{r: bytes.NewReader([]byte("HELO\nBDAT 2\nSTARTTLS\n.\nHELO\n")), chunk: 1}
-	lc := newLegacyConn(sc, true, 0)
+	lc := newLineConn(sc, true)
 	// The server has just answered DATA with 354.
 	if _, err := lc.Write([]byte("354 go ahead\r\n")); err != nil {
 		t.Fatal(err)
@@ -86,12 +86,12 @@ func TestLegacyConnDataMode(t *testing.T) {
 	}
 }
 
-// TestLegacyConnStartTLS checks that after the 220 reply to STARTTLS the
+// TestLineConnStartTLS checks that after the 220 reply to STARTTLS the
 // stream passes through untouched (it is TLS records from then on).
-func TestLegacyConnStartTLS(t *testing.T) {
+func TestLineConnStartTLS(t *testing.T) {
 	tls := "\x16\x03\x01\n\n\x00"
 	sc := &scriptConn{r: bytes.NewReader([]byte("STARTTLS\n" + tls)), chunk: 9}
-	lc := newLegacyConn(sc, true, 0)
+	lc := newLineConn(sc, true)
 	buf := make([]byte, 64)
 	n, _ := lc.Read(buf)
 	if string(buf[:n]) != "STARTTLS\r\n" {

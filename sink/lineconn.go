@@ -8,10 +8,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 )
 
-// legacyConn is the thin layer between a device's TCP socket and go-smtp.
+// lineConn is the line shim between a device's connection and go-smtp: it
+// does line endings, empty HELO names and BDAT passthrough, nothing else.
+// (The session's lifecycle, deadlines, error cap and slot, is clientConn's,
+// below it.)
 //
 // Why it exists: go-smtp is strict where old devices are sloppy. It answers
 // 501 to a HELO/EHLO without a name, and its DATA reader only ends a message
@@ -34,22 +36,14 @@ import (
 // It follows the server's replies to know when DATA starts (354), and the
 // CRLF.CRLF line to know when it ends, so message lines that happen to read
 // like commands are never rewritten.
-type legacyConn struct {
+type lineConn struct {
 	net.Conn
 	translateLF bool
-	dataTimeout time.Duration
-	onClose     func()
 
 	mu              sync.Mutex
 	mode            connMode
 	pendingStartTLS bool
 	emptyHelo       bool
-	busy            bool // inside a mail transaction: MAIL seen, not yet answered
-	draining        bool // server is shutting down: end the session when idle
-	hangUp          bool // close the connection once the next reply is written
-	maxErrors       int  // error replies allowed before hanging up; 0: no limit
-	errors          int
-	closeOnce       sync.Once
 
 	// Read side; go-smtp reads from a single goroutine, mu guards the mode
 	// switches shared with Write.
@@ -88,17 +82,15 @@ const (
 // over-long lines itself).
 const maxInspectLine = 1024
 
-func newLegacyConn(c net.Conn, translateLF bool, dataTimeout time.Duration) *legacyConn {
-	return &legacyConn{
-		Conn:        c,
-		translateLF: translateLF,
-		dataTimeout: dataTimeout,
-		in:          make([]byte, 4096),
-	}
+func newLineConn(c net.Conn, translateLF bool) *lineConn {
+	return &lineConn{Conn: c, translateLF: translateLF, in: make([]byte, 4096)}
 }
 
+// NetConn returns the connection below the shim.
+func (c *lineConn) NetConn() net.Conn { return c.Conn }
+
 // Read returns the client's bytes after translation.
-func (c *legacyConn) Read(p []byte) (int, error) {
+func (c *lineConn) Read(p []byte) (int, error) {
 	for c.outPos >= len(c.out) {
 		c.out, c.outPos = c.out[:0], 0
 		if c.readErr != nil {
@@ -129,7 +121,7 @@ func (c *legacyConn) Read(p []byte) (int, error) {
 }
 
 // feed translates b and appends the result to c.out. Called with c.mu held.
-func (c *legacyConn) feed(b []byte) {
+func (c *lineConn) feed(b []byte) {
 	for i := 0; i < len(b); i++ {
 		switch c.mode {
 		case modeRaw:
@@ -160,7 +152,7 @@ func (c *legacyConn) feed(b []byte) {
 }
 
 // put emits one byte in command or data mode.
-func (c *legacyConn) put(ch byte) {
+func (c *lineConn) put(ch byte) {
 	if c.mode == modeData {
 		c.out = append(c.out, ch)
 		c.trackData(ch)
@@ -185,14 +177,14 @@ func (c *legacyConn) put(ch byte) {
 	}
 }
 
-func (c *legacyConn) flushLine() {
+func (c *lineConn) flushLine() {
 	c.out = append(c.out, c.line...)
 	c.line = c.line[:0]
 }
 
 // trackData follows the same state machine as go-smtp's DATA reader to see
 // the CRLF.CRLF end of the message.
-func (c *legacyConn) trackData(ch byte) {
+func (c *lineConn) trackData(ch byte) {
 	switch c.dataState {
 	case dataBeginLine:
 		switch ch {
@@ -231,7 +223,7 @@ func (c *legacyConn) trackData(ch byte) {
 
 // commandLine inspects one complete command line and returns what go-smtp
 // should see instead.
-func (c *legacyConn) commandLine(line []byte) []byte {
+func (c *lineConn) commandLine(line []byte) []byte {
 	text := strings.TrimRight(string(line), "\r\n")
 	verb, arg, _ := strings.Cut(text, " ")
 	switch strings.ToUpper(verb) {
@@ -240,8 +232,6 @@ func (c *legacyConn) commandLine(line []byte) []byte {
 		if c.emptyHelo {
 			return []byte(verb + " " + addressLiteral(c.Conn.RemoteAddr()) + "\r\n")
 		}
-	case "MAIL":
-		c.busy = true
 	case "BDAT":
 		// Mirror go-smtp's handleBdat: the chunk follows whenever the size
 		// argument parses, even if the command itself is then refused.
@@ -260,113 +250,36 @@ func (c *legacyConn) commandLine(line []byte) []byte {
 
 // Write passes the server's replies on and watches them for the two that
 // change how the client's bytes must be read.
-func (c *legacyConn) Write(p []byte) (int, error) {
+func (c *lineConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
+	startTLS := false
 	switch {
 	case c.pendingStartTLS:
 		c.pendingStartTLS = false
 		if bytes.HasPrefix(p, []byte("220")) {
-			c.mode = modeRaw
+			c.mode, startTLS = modeRaw, true
 		}
 	case c.mode == modeCommand && bytes.HasPrefix(p, []byte("354")):
 		c.mode, c.dataState = modeData, dataBeginLine
-		if c.dataTimeout > 0 {
-			// go-smtp sets a read deadline per command line only; this bounds
-			// the whole message transfer instead.
-			_ = c.Conn.SetReadDeadline(time.Now().Add(c.dataTimeout))
-		}
-	}
-	// Count error replies (4xx, 5xx; a reply is one write, go-smtp flushes
-	// each). Over the limit, the client is told why and the line is cut.
-	out := p
-	if c.mode != modeRaw && c.maxErrors > 0 && len(p) >= 4 && (p[0] == '4' || p[0] == '5') && !bytes.HasPrefix(p, []byte("421")) {
-		c.errors++
-		if c.errors >= c.maxErrors && !c.hangUp {
-			c.hangUp = true
-			out = append(append([]byte(nil), p...), "421 4.7.0 Too many errors, closing connection\r\n"...)
-		}
-	}
-	hangUp := c.hangUp
-	c.mu.Unlock()
-	n, err := c.Conn.Write(out)
-	if hangUp {
-		_ = c.Conn.Close() // go-smtp's next read fails and ends the session
-	}
-	return min(n, len(p)), err
-}
-
-// setRaw passes bytes through untouched from now on.
-func (c *legacyConn) setRaw() {
-	c.mu.Lock()
-	c.mode = modeRaw
-	c.mu.Unlock()
-}
-
-// hangUpAfterReply closes the connection right after the next reply: for a
-// client the server refuses to talk to any longer.
-func (c *legacyConn) hangUpAfterReply() {
-	c.mu.Lock()
-	c.hangUp = true
-	c.mu.Unlock()
-}
-
-// SetReadDeadline keeps an idle session of a draining server ending at once:
-// go-smtp renews the deadline before every command.
-func (c *legacyConn) SetReadDeadline(t time.Time) error {
-	c.mu.Lock()
-	if c.draining && !c.busy {
-		t = time.Unix(1, 0)
 	}
 	c.mu.Unlock()
-	return c.Conn.SetReadDeadline(t)
-}
-
-// SetDeadline routes the read half through SetReadDeadline.
-func (c *legacyConn) SetDeadline(t time.Time) error {
-	if err := c.SetReadDeadline(t); err != nil {
-		return err
+	n, err := c.Conn.Write(p)
+	if e, ok := c.Conn.(encrypter); ok && startTLS {
+		e.encrypted()
 	}
-	return c.Conn.SetWriteDeadline(t)
+	return n, err
 }
 
-// transactionDone marks the end of a mail transaction; a draining server
-// then ends the session (go-smtp answers 421 on the expired deadline).
-func (c *legacyConn) transactionDone() {
-	c.mu.Lock()
-	c.busy = false
-	drain := c.draining
-	c.mu.Unlock()
-	if drain {
-		_ = c.Conn.SetReadDeadline(time.Unix(1, 0))
-	}
+// encrypter is told when the stream below turns into TLS records (once the
+// reply accepting STARTTLS is written), so it stops reading the replies.
+type encrypter interface {
+	encrypted()
 }
 
-// drain asks the session to end as soon as it is idle.
-func (c *legacyConn) drain() {
-	c.mu.Lock()
-	c.draining = true
-	idle := !c.busy
-	c.mu.Unlock()
-	if idle {
-		_ = c.Conn.SetReadDeadline(time.Unix(1, 0))
-	}
-}
-
-func (c *legacyConn) heloWasEmpty() bool {
+func (c *lineConn) heloWasEmpty() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.emptyHelo
-}
-
-// Close closes the socket once and tells the listener the slot is free.
-func (c *legacyConn) Close() error {
-	err := c.Conn.Close()
-	c.closeOnce.Do(func() {
-		if c.onClose != nil {
-			c.onClose()
-		}
-	})
-	return err
 }
 
 // addressLiteral formats a peer address as an RFC 5321 address literal.

@@ -1,0 +1,75 @@
+package sink_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edgesink/edgesink/sink"
+)
+
+// TestDataTimeoutBoundsTransfer: a device that keeps trickling message
+// lines, each well within the read timeout, is cut off once the whole
+// transfer takes longer than the DATA timeout.
+func TestDataTimeoutBoundsTransfer(t *testing.T) {
+	_, addr := startServer(t, sink.Config{ReadTimeout: time.Minute, DataTimeout: 300 * time.Millisecond}, &recorder{})
+	c := dial(t, addr)
+	c.cmd("EHLO cam", 250)
+	c.cmd("MAIL FROM:<cam@cams.lan>", 250)
+	c.cmd("RCPT TO:<a@b>", 250)
+	c.cmd("DATA", 354)
+	c.send("Subject: slow\r\n\r\n")
+	ended := make(chan struct{})
+	go func() {
+		defer close(ended)
+		_ = c.conn.SetReadDeadline(time.Now().Add(30 * time.Second)) // longer than the trickle
+		for {
+			if _, err := c.r.ReadString('\n'); err != nil {
+				return
+			}
+		}
+	}()
+	for i := 0; i < 30; i++ { // 3 s of lines, 100 ms apart
+		select {
+		case <-ended:
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+		if _, err := c.conn.Write([]byte("line\r\n")); err != nil {
+			return
+		}
+	}
+	t.Fatal("a transfer of 3 s went on past a DATA timeout of 300 ms")
+}
+
+// TestShutdownLetsOpenTransactionFinish: a device between MAIL and DATA
+// when the server starts draining may finish its mail; only then is its
+// session ended.
+func TestShutdownLetsOpenTransactionFinish(t *testing.T) {
+	rec := &recorder{}
+	s, addr := startServer(t, sink.Config{}, rec)
+	c := dial(t, addr)
+	c.cmd("EHLO cam", 250)
+	c.cmd("MAIL FROM:<cam@cams.lan>", 250)
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		shut <- s.Shutdown(ctx)
+	}()
+	time.Sleep(100 * time.Millisecond) // the drain reaches the session
+	c.cmd("RCPT TO:<a@b>", 250)
+	c.cmd("DATA", 354)
+	c.send(simpleMail + ".\r\n")
+	if text := c.expect(250); !strings.Contains(text, "2.0.0") {
+		t.Errorf("250 %q", text)
+	}
+	c.expect(421)
+	if err := <-shut; err != nil {
+		t.Fatal(err)
+	}
+	if n := len(rec.got()); n != 1 {
+		t.Fatalf("%d alerts delivered, want 1", n)
+	}
+}
