@@ -9,10 +9,12 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strconv"
 	"syscall"
 	"time"
 
 	"github.com/edgesink/edgesink/board"
+	"github.com/edgesink/edgesink/board/procnet"
 	"github.com/edgesink/edgesink/forward"
 	"github.com/edgesink/edgesink/forward/broker"
 	"github.com/edgesink/edgesink/forward/mqtt"
@@ -49,25 +51,44 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 		}
 	}()
 	info := readyInfo{}
+
+	// First the lock, before anything is opened, bound or connected: a
+	// second instance on the same spool stops here, naming the first.
+	lockDir, err := cfg.lockDir()
+	if err != nil {
+		return &configError{err}
+	}
+	lock, err := spool.AcquireLock(lockDir)
+	if err != nil {
+		var le *spool.LockedError
+		if errors.As(err, &le) {
+			return fmt.Errorf("%w: refusing to run a second edgesink on the same spool "+
+				"(stop that one, or give this one its own spool.dir, site and ports)", err)
+		}
+		return err
+	}
+	closers = append(closers, lock.Close)
+	// 'edgesink spool retry' signals the PID in the lock file from now on;
+	// SIGHUP's default action would end the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
 	setMemoryLimit(cfg, log)
 
 	var outputs []forward.Forwarder
 	brokerURL := cfg.MQTT.Broker
 	if brokerURL == brokerEmbedded {
 		b, err := broker.Start(cfg.MQTT.EmbeddedListen, log)
-		if errors.Is(err, syscall.EADDRINUSE) {
-			return fmt.Errorf("start embedded broker: %w (another MQTT broker, often a system mosquitto, "+
-				"holds this port: publish to it with --mqtt-broker tcp://%s, or set mqtt.embedded_listen)", err, cfg.MQTT.EmbeddedListen)
-		}
 		if err != nil {
-			return fmt.Errorf("start embedded broker: %w", err)
+			return fmt.Errorf("start embedded broker: %w", portInUse(err, cfg.MQTT.EmbeddedListen, "mqtt.embedded_listen"))
 		}
 		closers = append(closers, b.Close)
 		brokerURL, info.BrokerAddr = b.URL(), b.Addr()
 		log.Info("embedded MQTT broker listening", "addr", b.Addr())
 	}
 	if brokerURL != brokerNone {
-		pcfg, err := cfg.MQTT.publisherConfig(brokerURL)
+		pcfg, err := cfg.MQTT.publisherConfig(brokerURL, cfg.Site)
 		if err != nil {
 			return &configError{fmt.Errorf("mqtt: %w", err)}
 		}
@@ -148,13 +169,13 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 	}
 	l, err := net.Listen("tcp", cfg.SMTP.Listen)
 	if err != nil {
-		return fmt.Errorf("smtp: %w", err)
+		return fmt.Errorf("smtp: %w", portInUse(err, cfg.SMTP.Listen, "smtp.listen"))
 	}
 	var implicit net.Listener
 	if cfg.SMTP.TLS.ListenImplicit != "" {
 		if implicit, err = net.Listen("tcp", cfg.SMTP.TLS.ListenImplicit); err != nil {
 			_ = l.Close()
-			return fmt.Errorf("smtps: %w", err)
+			return fmt.Errorf("smtps: %w", portInUse(err, cfg.SMTP.TLS.ListenImplicit, "smtp.tls.listen_implicit"))
 		}
 		info.SMTPSAddr = implicit.Addr().String()
 	}
@@ -174,9 +195,6 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 		log.Warn("could not tell systemd we are ready", "err", err)
 	}
 
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	for running := true; running; {
 		select {
 		case err := <-served:
@@ -220,6 +238,35 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 	}
 	log.Info("edgesink stopped")
 	return nil
+}
+
+// portInUse adds to a bind error on addr what holds the port, when the
+// port is taken: the PID and command when this user can see them, else
+// whose process it is and the command that shows it. key is the setting
+// that moves this listener.
+func portInUse(err error, addr, key string) error {
+	if !errors.Is(err, syscall.EADDRINUSE) {
+		return err
+	}
+	_, p, _ := net.SplitHostPort(addr)
+	port, perr := strconv.Atoi(p)
+	if perr != nil {
+		return err
+	}
+	h, herr := procnet.Listener(port)
+	if herr != nil {
+		return fmt.Errorf("%w (port %d is taken; see what holds it with: %s; or set %s)", err, port, procnet.SSCommand(port), key)
+	}
+	hint := "stop it, or set " + key
+	switch h.Comm {
+	case "mosquitto":
+		if key == "mqtt.embedded_listen" {
+			hint = fmt.Sprintf("a system mosquitto: publish to it with --mqtt-broker tcp://%s (mqtt.broker), or stop it", addr)
+		}
+	case "edgesink":
+		hint = "another edgesink: give each instance its own site, spool.dir and ports, or stop it"
+	}
+	return fmt.Errorf("%w: port %d is held by %s (%s)", err, port, h, hint)
 }
 
 // openLED takes over the board's activity LED for board.led: activity.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -168,9 +169,47 @@ func TestConfigErrors(t *testing.T) {
 		{Broker: "tcp://x:1", QoS: 3},
 		{Broker: "tcp://x:1", AvailabilityTopic: "a/#"},
 		{Broker: "tcp://x:1", Topic: "a/+"},
+		{Broker: "tcp://x:1", Site: "Lab"},
+		{Broker: "tcp://x:1", Site: "a/b"},
+		{Broker: "tcp://x:1", Site: "-lab"},
+		{Broker: "tcp://x:1", Site: strings.Repeat("a", 33)},
+		{Broker: "tcp://x:1", BaseTopic: "home/#"},
 	} {
 		if _, err := New(c, nil); err == nil {
 			t.Errorf("New(%+v) accepted", c)
 		}
+	}
+}
+
+// TestIdentity: the client id and status topic are those TOPICS.md defines:
+// edgesink-<hostname>[-<site>] and {base}/status, {base} being base_topic,
+// else edgesink or edgesink/<site>. Without a site, what upgraders had.
+func TestIdentity(t *testing.T) {
+	host, _ := os.Hostname()
+	h := "edgesink-" + sink.SafeName(host)
+	tests := []struct {
+		name             string
+		in               Config
+		clientID, status string
+	}{
+		{"no site", Config{}, h, "edgesink/status"},
+		{"site", Config{Site: "lab"}, h + "-lab", "edgesink/lab/status"},
+		{"site and base topic", Config{Site: "lab", BaseTopic: "home/es"}, h + "-lab", "home/es/status"},
+		{"base topic", Config{BaseTopic: "home/es"}, h, "home/es/status"},
+		{"client id set by hand", Config{Site: "lab", ClientID: "mine"}, "mine", "edgesink/lab/status"},
+		{"status topic set by hand", Config{Site: "lab", AvailabilityTopic: "x/y"}, h + "-lab", "x/y"},
+		{"status off", Config{Site: "lab", AvailabilityTopic: "-"}, h + "-lab", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.in.Broker = "tcp://127.0.0.1:1"
+			got, err := ValidateConfig(tt.in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.ClientID != tt.clientID || got.AvailabilityTopic != tt.status {
+				t.Errorf("client id %q, status %q; want %q, %q", got.ClientID, got.AvailabilityTopic, tt.clientID, tt.status)
+			}
+		})
 	}
 }
