@@ -4,14 +4,21 @@ package main
 // (issue 9, sections 3 and 4).
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -239,5 +246,246 @@ func TestSendTestFrom(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatalf("send-test %v: no alert", tt.args)
 		}
+	}
+}
+
+// sbinTool finds a system tool, in /usr/sbin or /sbin when PATH lacks them.
+// Missing, it fails the test under CI and skips it elsewhere.
+func sbinTool(t *testing.T, name string) string {
+	t.Helper()
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	for _, dir := range []string{"/usr/sbin", "/sbin"} {
+		if p := filepath.Join(dir, name); fileExists(p) {
+			return p
+		}
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatalf("%s not installed: CI must run every test", name)
+	}
+	t.Skipf("%s not installed", name)
+	return ""
+}
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+// throwawayUser creates a system user for the test and removes it after.
+func throwawayUser(t *testing.T) (name string, uid, gid int) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") != "" {
+			t.Fatal("CI runs this test as root: it creates a user and runs edgesink as that user")
+		}
+		t.Skip("needs root (to create a throwaway user); CI runs it as root")
+	}
+	useradd, userdel := sbinTool(t, "useradd"), sbinTool(t, "userdel")
+	name = fmt.Sprintf("es-t%d", os.Getpid())
+	if out, err := exec.Command(useradd, "--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin", name).CombinedOutput(); err != nil {
+		t.Fatalf("useradd: %v\n%s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command(userdel, name).CombinedOutput(); err != nil {
+			t.Errorf("userdel %s: %v\n%s", name, err, out)
+		}
+	})
+	u, err := user.Lookup(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, _ = strconv.Atoi(u.Uid)
+	gid, _ = strconv.Atoi(u.Gid)
+	return name, uid, gid
+}
+
+// service is the real binary running as a service would, its log kept.
+type service struct {
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	log  strings.Builder
+	done chan struct{}
+}
+
+func (s *service) logText() string { s.mu.Lock(); defer s.mu.Unlock(); return s.log.String() }
+
+// waitLog waits until the log holds want, and fails the test after timeout.
+func (s *service) waitLog(t *testing.T, want string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !strings.Contains(s.logText(), want) {
+		select {
+		case <-s.done:
+			t.Fatalf("edgesink exited while waiting for %q:\n%s", want, s.logText())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q in the log within %v:\n%s", want, timeout, s.logText())
+		}
+	}
+}
+
+// startService starts bin with args as cred (nil: as this process) and
+// returns once it is ready; it is stopped with SIGTERM when the test ends.
+func startService(t *testing.T, cred *syscall.Credential, bin string, args ...string) *service {
+	t.Helper()
+	s := &service{cmd: exec.Command(bin, args...), done: make(chan struct{})}
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	pipe, _ := s.cmd.StderrPipe()
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(pipe)
+		for sc.Scan() {
+			s.mu.Lock()
+			s.log.WriteString(sc.Text() + "\n")
+			s.mu.Unlock()
+		}
+		_ = s.cmd.Wait()
+		close(s.done)
+	}()
+	t.Cleanup(func() {
+		_ = s.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-s.done:
+		case <-time.After(20 * time.Second):
+			_ = s.cmd.Process.Kill()
+			t.Errorf("edgesink did not stop on SIGTERM:\n%s", s.logText())
+		}
+	})
+	s.waitLog(t, `msg="edgesink ready"`, 20*time.Second)
+	return s
+}
+
+// queueFileAsRoot writes an alert into the queue as the old 'sudo edgesink
+// spool retry' did: owned by root, mode 0600, unreadable for the service.
+func queueFileAsRoot(t *testing.T, spoolDir, subject string) string {
+	t.Helper()
+	a := sink.Alert{ID: sink.NewID(time.Now()), ReceivedAt: time.Now().UTC(), Device: "cam", Subject: subject,
+		RcptTo: []string{}, From: []string{}, To: []string{}, Attachments: []sink.Attachment{}, ParseErrors: []string{}}
+	data, _ := json.Marshal(a)
+	if err := os.WriteFile(filepath.Join(spoolDir, "queue", a.ID+".json"), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return a.ID
+}
+
+// waitGone waits until the spool no longer holds id (delivered).
+func waitGone(t *testing.T, s *service, spoolDir, id string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		items, err := spool.Show(spoolDir, id)
+		if errors.Is(err, spool.ErrNotFound) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still in the spool (%+v, %v):\n%s", id, items, err, s.logText())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func ownedBy(t *testing.T, path string, uid int) {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := fi.Sys().(*syscall.Stat_t); int(st.Uid) != uid || fi.Mode().Perm()&0o400 == 0 {
+		t.Errorf("%s: owner uid %d mode %v, want uid %d and readable by it", path, st.Uid, fi.Mode(), uid)
+	}
+}
+
+// TestSpoolRetryForServiceUser: the service runs as a user the test
+// creates, as the package runs it as edgesink. 'spool retry' run as root
+// (sudo) and as that user writes files the service can read, tells the
+// running service (SIGHUP to the PID in the lock file) or says none runs;
+// a root-owned queue file the service cannot read is moved aside, at start
+// and on rescan, never fatal, and 'spool retry' brings it back.
+func TestSpoolRetryForServiceUser(t *testing.T) {
+	name, uid, gid := throwawayUser(t)
+	cred := &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+	base, err := os.MkdirTemp("", "edgesink-ops-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	os.Chmod(base, 0o755)
+	bin := filepath.Join(base, "edgesink")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	state := filepath.Join(base, "state") // as /var/lib/edgesink: the service user's, 0750
+	spoolDir := filepath.Join(state, "spool")
+	deadA := deadLetterSpool(t, spoolDir, "retried by root")
+	deadB := deadLetterSpool(t, spoolDir, "retried by the user")
+	chownR(t, state, uid, gid)
+	os.Chmod(state, 0o750)
+	conf := filepath.Join(base, "edgesink.yaml")
+	os.WriteFile(conf, []byte("mqtt:\n  embedded_listen: 127.0.0.1:0\n"), 0o644)
+	cli := func(cred *syscall.Credential, args ...string) (int, string) {
+		cmd := exec.Command(bin, append(args, "--spool-dir", spoolDir)...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+		out, _ := cmd.CombinedOutput()
+		return cmd.ProcessState.ExitCode(), string(out)
+	}
+
+	// No service yet: the files land with the service user's owner.
+	if code, out := cli(nil, "spool", "retry", deadA.ID); code != 0 || !strings.Contains(out, "no edgesink is running") {
+		t.Fatalf("retry as root: exit %d\n%s", code, out)
+	}
+	ownedBy(t, filepath.Join(spoolDir, "queue", deadA.ID+".json"), uid)
+	if code, out := cli(cred, "spool", "retry", deadB.ID); code != 0 || !strings.Contains(out, "no edgesink is running") {
+		t.Fatalf("retry as %s: exit %d\n%s", name, code, out)
+	}
+	ownedBy(t, filepath.Join(spoolDir, "queue", deadB.ID+".json"), uid)
+	// What the old CLI left: a file the service cannot read.
+	atStart := queueFileAsRoot(t, spoolDir, "unreadable at start")
+
+	svc := startService(t, cred, bin, "--config", conf, "--smtp-listen", "127.0.0.1:0", "--spool-dir", spoolDir)
+	svc.waitLog(t, "moved aside", 10*time.Second)
+	waitGone(t, svc, spoolDir, deadA.ID)
+	waitGone(t, svc, spoolDir, deadB.ID)
+	ownedBy(t, filepath.Join(spoolDir, spool.LockName), uid)
+	if items, err := spool.Show(spoolDir, atStart); err != nil || items[0].State != "held" {
+		t.Fatalf("unreadable file: %+v, %v; want it held", items, err)
+	}
+	code, out := cli(nil, "spool", "retry", atStart)
+	if want := fmt.Sprintf("told the running edgesink (pid %d)", svc.cmd.Process.Pid); code != 0 || !strings.Contains(out, want) {
+		t.Fatalf("retry of a held alert: exit %d\n%s\nwant %q", code, out, want)
+	}
+	waitGone(t, svc, spoolDir, atStart)
+
+	// The same on a rescan (SIGHUP) while running.
+	onRescan := queueFileAsRoot(t, spoolDir, "unreadable on rescan")
+	if err := svc.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	svc.waitLog(t, onRescan+".json", 10*time.Second)
+	if code, out := cli(cred, "spool", "list"); code != 0 || !strings.Contains(out, "held") {
+		t.Errorf("spool list as %s: exit %d\n%s", name, code, out)
+	}
+	if code, out := cli(nil, "spool", "retry", onRescan); code != 0 || !strings.Contains(out, "told the running edgesink") {
+		t.Fatalf("retry after rescan: exit %d\n%s", code, out)
+	}
+	waitGone(t, svc, spoolDir, onRescan)
+	select {
+	case <-svc.done:
+		t.Fatalf("the service exited:\n%s", svc.logText())
+	default:
+	}
+}
+
+func chownR(t *testing.T, root string, uid, gid int) {
+	t.Helper()
+	err := filepath.Walk(root, func(p string, _ os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, uid, gid)
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

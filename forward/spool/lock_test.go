@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"testing"
 )
 
@@ -78,5 +79,52 @@ func TestHolderStale(t *testing.T) {
 				t.Errorf("holder = %d, %v; want %d", pid, err, tt.want)
 			}
 		})
+	}
+}
+
+// TestListMissing: a spool that does not exist yet lists as empty and is
+// not created by listing it.
+func TestListMissing(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "spool")
+	items, err := List(dir)
+	if err != nil || len(items) != 0 {
+		t.Errorf("List = %v, %v; want nothing, no error", items, err)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("List created %s (%v)", dir, err)
+	}
+}
+
+// TestRootWritesAsDirOwner: run as root in a directory another user owns
+// (the service's spool), the lock file and files written durably belong to
+// that user, so the service can open them.
+func TestRootWritesAsDirOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") != "" {
+			t.Fatal("CI runs the tests as root; this one needs it")
+		}
+		t.Skip("needs root")
+	}
+	const uid, gid = 4242, 4243 // no such user needed: ids are numbers
+	dir := t.TempDir()
+	if err := os.Chown(dir, uid, gid); err != nil {
+		t.Fatal(err)
+	}
+	l, err := AcquireLock(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if err := writeFileSync(filepath.Join(dir, "x.json"), []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{LockName, "x.json"} {
+		fi, err := os.Stat(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := fi.Sys().(*syscall.Stat_t); st.Uid != uid || st.Gid != gid {
+			t.Errorf("%s owned by %d:%d, want %d:%d", name, st.Uid, st.Gid, uid, gid)
+		}
 	}
 }
