@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgesink/edgesink/forward/forwardtest"
 	"github.com/edgesink/edgesink/forward/spool"
 	"github.com/edgesink/edgesink/sink"
 )
@@ -487,5 +489,47 @@ func chownR(t *testing.T, root string, uid, gid int) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestTwoSitesOneBroker: two edgesinks on one host and one broker, with two
+// sites, keep their own client ids (neither knocks the other off) and
+// status topics: when one stops, its retained "offline" leaves the other's
+// "online" standing.
+func TestTwoSitesOneBroker(t *testing.T) {
+	broker := forwardtest.StartMosquitto(t)
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	start := func(site string) *service {
+		conf := filepath.Join(dir, site+".yaml")
+		os.WriteFile(conf, []byte(fmt.Sprintf("site: %s\nsmtp:\n  listen: 127.0.0.1:0\nmqtt:\n  broker: %s\nspool:\n  dir: %s\n",
+			site, broker.URL(), filepath.Join(dir, site))), 0o600)
+		s := startService(t, nil, bin, "--config", conf)
+		s.waitLog(t, `msg="mqtt connected"`, 10*time.Second)
+		return s
+	}
+	a := start("a")
+	b := start("b")
+
+	status := func(sub *forwardtest.Subscriber) map[string]string {
+		got := map[string]string{}
+		for len(got) < 2 {
+			m := sub.Next(t, 10*time.Second, nil)
+			got[m.Topic] = m.Payload
+		}
+		return got
+	}
+	want := map[string]string{"edgesink/a/status": "online", "edgesink/b/status": "online"}
+	if got := status(forwardtest.Subscribe(t, broker.Addr(), "edgesink/+/status")); !reflect.DeepEqual(got, want) {
+		t.Fatalf("status topics %v, want %v", got, want)
+	}
+	_ = b.cmd.Process.Signal(syscall.SIGTERM)
+	<-b.done
+	want["edgesink/b/status"] = "offline"
+	if got := status(forwardtest.Subscribe(t, broker.Addr(), "edgesink/+/status")); !reflect.DeepEqual(got, want) {
+		t.Errorf("after the second stopped: status topics %v, want %v", got, want)
+	}
+	if strings.Contains(a.logText(), "mqtt connection lost") {
+		t.Errorf("the first instance was knocked off the broker (same client id?):\n%s", a.logText())
 	}
 }
