@@ -10,8 +10,10 @@ package procnet
 
 import (
 	"bufio"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -36,15 +38,17 @@ var ErrNotFound = errors.New("procnet: no listening socket on that port")
 // Proc reads a /proc tree; Root is "/proc" on a running system.
 type Proc struct{ Root string }
 
-// Listener finds what holds a TCP port in the LISTEN state on this host.
-func Listener(port int) (Holder, error) { return Proc{Root: "/proc"}.Listener(port) }
+// Listener finds what holds a TCP port in the LISTEN state on this host,
+// where a bind to ip (nil: any) would clash: ip itself or a wildcard.
+func Listener(ip net.IP, port int) (Holder, error) { return Proc{Root: "/proc"}.Listener(ip, port) }
 
-// Listener finds what holds a TCP port in the LISTEN state, IPv4 or IPv6.
-func (p Proc) Listener(port int) (Holder, error) {
+// Listener finds what holds a TCP port in the LISTEN state, IPv4 or IPv6,
+// where a bind to ip (nil or unspecified: any address) would clash.
+func (p Proc) Listener(ip net.IP, port int) (Holder, error) {
 	h := Holder{Port: port, UID: -1}
 	inode := ""
 	for _, table := range []string{"net/tcp", "net/tcp6"} {
-		ino, uid, err := p.listening(table, port)
+		ino, uid, err := p.listening(table, ip, port)
 		if err != nil {
 			continue
 		}
@@ -73,10 +77,10 @@ func (p Proc) Listener(port int) (Holder, error) {
 const tcpListen = "0A"
 
 // listening returns the inode and owner of a listening socket on port in
-// one /proc/net table, "" if there is none. The table's lines are
-// "sl local_address rem_address st ... uid timeout inode ...", addresses in
-// hex as ADDR:PORT.
-func (p Proc) listening(table string, port int) (inode string, uid int, err error) {
+// one /proc/net table that clashes with ip, "" if there is none. The
+// table's lines are "sl local_address rem_address st ... uid timeout inode
+// ...", addresses in hex as ADDR:PORT, ADDR in the kernel's byte order.
+func (p Proc) listening(table string, ip net.IP, port int) (inode string, uid int, err error) {
 	f, err := os.Open(filepath.Join(p.Root, table))
 	if err != nil {
 		return "", 0, err
@@ -89,17 +93,39 @@ func (p Proc) listening(table string, port int) (inode string, uid int, err erro
 		if len(fields) < 10 || fields[3] != tcpListen {
 			continue
 		}
-		_, hexPort, ok := strings.Cut(fields[1], ":")
+		hexAddr, hexPort, ok := strings.Cut(fields[1], ":")
 		if !ok {
 			continue
 		}
 		if n, err := strconv.ParseUint(hexPort, 16, 16); err != nil || int(n) != port {
 			continue
 		}
+		if !clashes(ip, parseHexIP(hexAddr)) {
+			continue
+		}
 		uid, _ := strconv.Atoi(fields[7])
 		return fields[9], uid, nil
 	}
 	return "", 0, sc.Err()
+}
+
+// clashes tells whether a bind to want collides with a listener on have:
+// either is a wildcard, or they are the same address.
+func clashes(want, have net.IP) bool {
+	return want == nil || have == nil || want.IsUnspecified() || have.IsUnspecified() || want.Equal(have)
+}
+
+// parseHexIP decodes an address from /proc/net/tcp{,6}: 32-bit words, each
+// in host (here little-endian) byte order. nil if it does not parse.
+func parseHexIP(s string) net.IP {
+	b, err := hex.DecodeString(s)
+	if err != nil || (len(b) != 4 && len(b) != 16) {
+		return nil
+	}
+	for i := 0; i < len(b); i += 4 {
+		b[i], b[i+1], b[i+2], b[i+3] = b[i+3], b[i+2], b[i+1], b[i]
+	}
+	return net.IP(b)
 }
 
 // socketOwner returns a process with a descriptor on socket inode, 0 if

@@ -248,12 +248,12 @@ func portInUse(err error, addr, key string) error {
 	if !errors.Is(err, syscall.EADDRINUSE) {
 		return err
 	}
-	_, p, _ := net.SplitHostPort(addr)
+	host, p, _ := net.SplitHostPort(addr)
 	port, perr := strconv.Atoi(p)
 	if perr != nil {
 		return err
 	}
-	h, herr := procnet.Listener(port)
+	h, herr := procnet.Listener(net.ParseIP(host), port)
 	if herr != nil {
 		return fmt.Errorf("%w (port %d is taken; see what holds it with: %s; or set %s)", err, port, procnet.SSCommand(port), key)
 	}

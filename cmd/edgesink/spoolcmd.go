@@ -145,7 +145,11 @@ func orDefaults(file string) string {
 }
 
 func spoolFailed(stderr io.Writer, err error) int {
-	fmt.Fprintf(stderr, "edgesink spool: %v\n", err)
+	hint := ""
+	if errors.Is(err, os.ErrPermission) {
+		hint = " (the service's spool belongs to its user: run this with sudo)"
+	}
+	fmt.Fprintf(stderr, "edgesink spool: %v%s\n", err, hint)
 	if errors.Is(err, spool.ErrNotFound) {
 		return exitUsage
 	}
