@@ -16,6 +16,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -531,5 +532,44 @@ func TestTwoSitesOneBroker(t *testing.T) {
 	}
 	if strings.Contains(a.logText(), "mqtt connection lost") {
 		t.Errorf("the first instance was knocked off the broker (same client id?):\n%s", a.logText())
+	}
+}
+
+// TestSecondInstanceSamePorts: a second edgesink with a spool of its own
+// but the first's SMTP port and broker fails on the port, naming the first
+// as its holder, before it connects to the broker: the first is not knocked
+// off (same client id) and its retained "online" stands.
+func TestSecondInstanceSamePorts(t *testing.T) {
+	broker := forwardtest.StartMosquitto(t)
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	first := startService(t, nil, bin, "--smtp-listen", "127.0.0.1:0", "--mqtt-broker", broker.URL(), "--spool-dir", filepath.Join(dir, "first"))
+	first.waitLog(t, `msg="mqtt connected"`, 10*time.Second)
+	m := regexp.MustCompile(`msg="edgesink ready".* smtp=(\S+)`).FindStringSubmatch(first.logText())
+	if m == nil {
+		t.Fatalf("no SMTP address in the log:\n%s", first.logText())
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	second := exec.CommandContext(ctx, bin, "--smtp-listen", m[1], "--mqtt-broker", broker.URL(), "--spool-dir", filepath.Join(dir, "second"))
+	out, err := second.CombinedOutput()
+	if err == nil || ctx.Err() != nil {
+		t.Fatalf("second instance on a taken port: %v\n%s", err, out)
+	}
+	for _, want := range []string{"address already in use", "pid " + strconv.Itoa(first.cmd.Process.Pid) + " (edgesink", "another edgesink"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("second instance's message lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(string(out), "mqtt connected") || strings.Contains(string(out), "mosquitto") {
+		t.Errorf("second instance connected to the broker, or blamed mosquitto:\n%s", out)
+	}
+	msg := forwardtest.Subscribe(t, broker.Addr(), "edgesink/status").Next(t, 10*time.Second, nil)
+	if msg.Payload != "online" {
+		t.Errorf("retained status %q after the second instance gave up, want online", msg.Payload)
+	}
+	if strings.Contains(first.logText(), "mqtt connection lost") {
+		t.Errorf("the first instance was knocked off the broker:\n%s", first.logText())
 	}
 }

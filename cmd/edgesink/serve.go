@@ -41,6 +41,10 @@ type readyInfo struct {
 // serve wires the sink to its outputs and runs until ctx ends, then drains:
 // mail in transfer is finished and answered, outputs are closed last.
 // ready, if not nil, is called once everything listens.
+//
+// It starts in an order that lets a second instance fail before it can
+// disturb the first: the instance lock, then the SMTP ports, then the
+// embedded broker, the MQTT connection, the spool.
 func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyInfo)) (err error) {
 	var closers []func() error
 	defer func() {
@@ -51,6 +55,12 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 		}
 	}()
 	info := readyInfo{}
+
+	// 'edgesink spool retry' signals the PID in the lock file as soon as it
+	// is written; SIGHUP's default action would end the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 
 	// First the lock, before anything is opened, bound or connected: a
 	// second instance on the same spool stops here, naming the first.
@@ -68,11 +78,32 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 		return err
 	}
 	closers = append(closers, lock.Close)
-	// 'edgesink spool retry' signals the PID in the lock file from now on;
-	// SIGHUP's default action would end the process.
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+
+	// Then the ports, before the broker connection: an instance that cannot
+	// have them must not take the MQTT client id of one that has, nor leave
+	// "offline" on its status topic on the way out.
+	l, err := net.Listen("tcp", cfg.SMTP.Listen)
+	if err != nil {
+		return fmt.Errorf("smtp: %w", portInUse(err, cfg.SMTP.Listen, "smtp.listen"))
+	}
+	var implicit net.Listener
+	if cfg.SMTP.TLS.ListenImplicit != "" {
+		if implicit, err = net.Listen("tcp", cfg.SMTP.TLS.ListenImplicit); err != nil {
+			_ = l.Close()
+			return fmt.Errorf("smtps: %w", portInUse(err, cfg.SMTP.TLS.ListenImplicit, "smtp.tls.listen_implicit"))
+		}
+		info.SMTPSAddr = implicit.Addr().String()
+	}
+	serving := false // from then on the sink server closes the listeners
+	closers = append(closers, func() error {
+		if !serving {
+			_ = l.Close()
+			if implicit != nil {
+				_ = implicit.Close()
+			}
+		}
+		return nil
+	})
 
 	setMemoryLimit(cfg, log)
 
@@ -167,20 +198,9 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 	if err != nil {
 		return &configError{err}
 	}
-	l, err := net.Listen("tcp", cfg.SMTP.Listen)
-	if err != nil {
-		return fmt.Errorf("smtp: %w", portInUse(err, cfg.SMTP.Listen, "smtp.listen"))
-	}
-	var implicit net.Listener
-	if cfg.SMTP.TLS.ListenImplicit != "" {
-		if implicit, err = net.Listen("tcp", cfg.SMTP.TLS.ListenImplicit); err != nil {
-			_ = l.Close()
-			return fmt.Errorf("smtps: %w", portInUse(err, cfg.SMTP.TLS.ListenImplicit, "smtp.tls.listen_implicit"))
-		}
-		info.SMTPSAddr = implicit.Addr().String()
-	}
 	info.SMTPAddr, info.Outputs = l.Addr().String(), handler.(sink.Outputs).Outputs()
 
+	serving = true
 	served := make(chan error, 2)
 	go func() { served <- srv.Serve(l) }()
 	if implicit != nil {
