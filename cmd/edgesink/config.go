@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -208,7 +209,6 @@ func DefaultConfig() Config {
 		MQTT: MQTTConfig{
 			Broker:               brokerEmbedded,
 			EmbeddedListen:       broker.DefaultAddr,
-			Topic:                mqtt.DefaultTopic,
 			QoS:                  1,
 			KeepAlive:            Duration(mqtt.DefaultKeepAlive),
 			ConnectTimeout:       Duration(mqtt.DefaultConnectTimeout),
@@ -408,7 +408,7 @@ func (c Config) Validate() error {
 		}
 	}
 	if c.MQTT.Broker != brokerNone {
-		if _, err := mqtt.ParseTopic(c.MQTT.Topic); err != nil {
+		if _, err := mqtt.ParseTopic(cmp.Or(c.MQTT.Topic, mqtt.Base(c.Site)+"/{device}/alert")); err != nil {
 			return bad("mqtt.topic", "%v", err)
 		}
 		if c.MQTT.QoS != 1 && c.MQTT.QoS != 2 {

@@ -302,7 +302,7 @@ func describeConfig(w io.Writer, cfg Config, h host) {
 		if status == "" {
 			status = "off"
 		}
-		fmt.Fprintf(w, "  mqtt:   %s, alerts to %s, client id %s, status on %s\n", broker, cfg.MQTT.Topic, pcfg.ClientID, status)
+		fmt.Fprintf(w, "  mqtt:   %s, alerts to %s, client id %s, status on %s\n", broker, pcfg.Topic, pcfg.ClientID, status)
 	}
 	if cfg.Serial.Device != "" {
 		dev, _ := cfg.Serial.device()

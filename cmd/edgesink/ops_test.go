@@ -200,7 +200,7 @@ func TestCheckConfigFlag(t *testing.T) {
 		code := runCheckConfig(args, &stdout, &stderr, host{getenv: func(string) string { return "" }})
 		out := stdout.String()
 		for _, want := range []string{conf + ": OK", "listen on 127.0.0.1:2525", "embedded broker on 127.0.0.1:1883",
-			"client id edgesink-" + sink.SafeName(hostname) + "-lab", "status on edgesink/lab/status",
+			"client id edgesink-" + sink.SafeName(hostname) + "-lab", "status on edgesink/lab/status", "alerts to edgesink/lab/{device}/alert",
 			"disk, in " + dir + "/spool", filepath.Join(dir, "spool", "lock")} {
 			if code != exitOK || !strings.Contains(out, want) {
 				t.Errorf("check-config %v: exit %d, lacks %q:\n%s%s", args, code, want, out, stderr.String())
@@ -494,9 +494,9 @@ func chownR(t *testing.T, root string, uid, gid int) {
 }
 
 // TestTwoSitesOneBroker: two edgesinks on one host and one broker, with two
-// sites, keep their own client ids (neither knocks the other off) and
-// status topics: when one stops, its retained "offline" leaves the other's
-// "online" standing.
+// sites, keep their own client ids (neither knocks the other off), alert
+// topics and status topics: when one stops, its retained "offline" leaves
+// the other's "online" standing.
 func TestTwoSitesOneBroker(t *testing.T) {
 	broker := forwardtest.StartMosquitto(t)
 	bin := buildBinary(t)
@@ -523,6 +523,14 @@ func TestTwoSitesOneBroker(t *testing.T) {
 	want := map[string]string{"edgesink/a/status": "online", "edgesink/b/status": "online"}
 	if got := status(forwardtest.Subscribe(t, broker.Addr(), "edgesink/+/status")); !reflect.DeepEqual(got, want) {
 		t.Fatalf("status topics %v, want %v", got, want)
+	}
+	alerts := forwardtest.Subscribe(t, broker.Addr(), "edgesink/#")
+	addrA := regexp.MustCompile(`msg="edgesink ready".* smtp=(\S+)`).FindStringSubmatch(a.logText())
+	if out, err := exec.Command(bin, "send-test", "--server", addrA[1], "--from", "cam1@cams.lan").CombinedOutput(); err != nil {
+		t.Fatalf("send-test: %v %s", err, out)
+	}
+	if m := alerts.Next(t, 10*time.Second, func(m forwardtest.Message) bool { return strings.HasSuffix(m.Topic, "/alert") }); m.Topic != "edgesink/a/cam1/alert" {
+		t.Errorf("alert of site a on %q, want edgesink/a/cam1/alert", m.Topic)
 	}
 	_ = b.cmd.Process.Signal(syscall.SIGTERM)
 	<-b.done

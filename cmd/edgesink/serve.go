@@ -108,6 +108,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 	setMemoryLimit(cfg, log)
 
 	var outputs []forward.Forwarder
+	var mqttTopic, mqttClientID string
 	brokerURL := cfg.MQTT.Broker
 	if brokerURL == brokerEmbedded {
 		b, err := broker.Start(cfg.MQTT.EmbeddedListen, log)
@@ -127,6 +128,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 		if err != nil {
 			return &configError{err}
 		}
+		mqttTopic, mqttClientID = pub.Config().Topic, pub.Config().ClientID
 		closers = append(closers, pub.Close)
 		outputs = append(outputs, pub)
 		// Being connected before the first device mails avoids a needless
@@ -207,7 +209,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 		go func() { served <- srv.ServeTLS(implicit) }()
 	}
 	log.Info("edgesink ready", "version", version, "smtp", info.SMTPAddr, "smtps", info.SMTPSAddr, "starttls", cfg.SMTP.TLS.StartTLS, "outputs", info.Outputs,
-		"mqtt_broker", brokerURL, "mqtt_topic", cfg.MQTT.Topic, "serial_device", cfg.Serial.Device)
+		"mqtt_broker", brokerURL, "mqtt_topic", mqttTopic, "mqtt_client_id", mqttClientID, "serial_device", cfg.Serial.Device)
 	if ready != nil {
 		ready(info)
 	}

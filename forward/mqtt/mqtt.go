@@ -32,7 +32,7 @@ import (
 // DefaultBaseTopic/{site} when a site is set; the status topic is
 // {base}/status and the client id edgesink-<hostname>[-<site>].
 const (
-	DefaultTopic          = "edgesink/{device}/alert"
+	DefaultTopic          = "{base}/{device}/alert" // {base} is filled in before parsing
 	DefaultBaseTopic      = "edgesink"
 	DefaultKeepAlive      = 30 * time.Second
 	DefaultConnectTimeout = 10 * time.Second
@@ -51,7 +51,7 @@ type Config struct {
 	Username          string      // empty: no login
 	Password          string      //
 	TLS               *tls.Config // used for ssl://, tls://, mqtts:// and wss:// brokers
-	Topic             string      // template, default DefaultTopic
+	Topic             string      // template, default DefaultTopic: edgesink[/<site>]/{device}/alert
 	QoS               byte        // 1 (default) or 2; 0 gives no delivery proof and is refused
 	Retain            bool        // retain each alert on its topic
 	KeepAlive         time.Duration
@@ -155,7 +155,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.ClientID = ClientID(host, c.Site)
 	}
 	if c.Topic == "" {
-		c.Topic = DefaultTopic
+		c.Topic = strings.Replace(DefaultTopic, "{base}", c.BaseTopic, 1)
 	}
 	switch c.QoS {
 	case 0:
@@ -229,6 +229,9 @@ func CheckSite(site string) error {
 	}
 	return nil
 }
+
+// Config is the publisher's configuration, defaults filled in.
+func (p *Publisher) Config() Config { return p.cfg }
 
 // Name implements forward.Forwarder.
 func (p *Publisher) Name() string { return "mqtt" }

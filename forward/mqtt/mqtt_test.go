@@ -181,24 +181,25 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
-// TestIdentity: the client id and status topic are those TOPICS.md defines:
-// edgesink-<hostname>[-<site>] and {base}/status, {base} being base_topic,
-// else edgesink or edgesink/<site>. Without a site, what upgraders had.
+// TestIdentity: the client id and default topics are those TOPICS.md
+// defines: edgesink-<hostname>[-<site>], {base}/status and
+// {base}/{device}/alert, {base} being base_topic, else edgesink or
+// edgesink/<site>. Without a site, what upgraders had.
 func TestIdentity(t *testing.T) {
 	host, _ := os.Hostname()
 	h := "edgesink-" + sink.SafeName(host)
 	tests := []struct {
-		name             string
-		in               Config
-		clientID, status string
+		name                    string
+		in                      Config
+		clientID, status, alert string
 	}{
-		{"no site", Config{}, h, "edgesink/status"},
-		{"site", Config{Site: "lab"}, h + "-lab", "edgesink/lab/status"},
-		{"site and base topic", Config{Site: "lab", BaseTopic: "home/es"}, h + "-lab", "home/es/status"},
-		{"base topic", Config{BaseTopic: "home/es"}, h, "home/es/status"},
-		{"client id set by hand", Config{Site: "lab", ClientID: "mine"}, "mine", "edgesink/lab/status"},
-		{"status topic set by hand", Config{Site: "lab", AvailabilityTopic: "x/y"}, h + "-lab", "x/y"},
-		{"status off", Config{Site: "lab", AvailabilityTopic: "-"}, h + "-lab", ""},
+		{"no site", Config{}, h, "edgesink/status", "edgesink/{device}/alert"},
+		{"site", Config{Site: "lab"}, h + "-lab", "edgesink/lab/status", "edgesink/lab/{device}/alert"},
+		{"site and base topic", Config{Site: "lab", BaseTopic: "home/es"}, h + "-lab", "home/es/status", "home/es/{device}/alert"},
+		{"base topic", Config{BaseTopic: "home/es"}, h, "home/es/status", "home/es/{device}/alert"},
+		{"client id set by hand", Config{Site: "lab", ClientID: "mine"}, "mine", "edgesink/lab/status", "edgesink/lab/{device}/alert"},
+		{"topics set by hand", Config{Site: "lab", AvailabilityTopic: "x/y", Topic: "a/{device}"}, h + "-lab", "x/y", "a/{device}"},
+		{"status off", Config{Site: "lab", AvailabilityTopic: "-"}, h + "-lab", "", "edgesink/lab/{device}/alert"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -207,8 +208,9 @@ func TestIdentity(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got.ClientID != tt.clientID || got.AvailabilityTopic != tt.status {
-				t.Errorf("client id %q, status %q; want %q, %q", got.ClientID, got.AvailabilityTopic, tt.clientID, tt.status)
+			if got.ClientID != tt.clientID || got.AvailabilityTopic != tt.status || got.Topic != tt.alert {
+				t.Errorf("client id %q, status %q, alerts %q; want %q, %q, %q",
+					got.ClientID, got.AvailabilityTopic, got.Topic, tt.clientID, tt.status, tt.alert)
 			}
 		})
 	}
