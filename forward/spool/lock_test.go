@@ -2,6 +2,7 @@ package spool
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -126,5 +127,46 @@ func TestRootWritesAsDirOwner(t *testing.T) {
 		if st := fi.Sys().(*syscall.Stat_t); st.Uid != uid || st.Gid != gid {
 			t.Errorf("%s owned by %d:%d, want %d:%d", name, st.Uid, st.Gid, uid, gid)
 		}
+	}
+}
+
+// TestUnreadableQueueFileHeld: a queue file that cannot be read (here a
+// symlink loop, unreadable for root too) neither fails Open nor Rescan: it
+// is moved to dead/ as held, the rest is delivered, and List shows it.
+func TestUnreadableQueueFileHeld(t *testing.T) {
+	dir := t.TempDir()
+	out := &fakeOutput{name: "out"}
+	for _, name := range []string{"", "more"} {
+		t.Run("at "+map[string]string{"": "start", "more": "rescan"}[name], func(t *testing.T) {
+			bad := "0000000000000000000000a" + fmt.Sprint(len(name)) + ".json"
+			queue := filepath.Join(dir, queueDir)
+			os.MkdirAll(queue, 0o700)
+			var s *Spool
+			if name == "" {
+				if err := os.Symlink(bad, filepath.Join(queue, bad)); err != nil {
+					t.Fatal(err)
+				}
+				s = open(t, Config{Dir: dir}, out)
+			} else {
+				s = open(t, Config{Dir: dir}, out)
+				if err := os.Symlink(bad, filepath.Join(queue, bad)); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := s.Rescan(); err != nil {
+					t.Fatalf("Rescan: %v", err)
+				}
+			}
+			handle(t, s, testAlert(1, "cam"))
+			drain(t, s)
+			if _, err := os.Lstat(filepath.Join(dir, deadDir, bad+heldExt)); err != nil {
+				t.Errorf("unreadable file not held in dead/: %v", err)
+			}
+			items, err := List(dir)
+			if err != nil || len(items) != 1 || items[0].State != "held" {
+				t.Errorf("List = %+v, %v; want the held file", items, err)
+			}
+			s.Close()
+			os.Remove(filepath.Join(dir, deadDir, bad+heldExt))
+		})
 	}
 }
