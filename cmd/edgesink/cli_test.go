@@ -23,21 +23,29 @@ func runCLI(args ...string) (int, string, string) {
 	return code, stdout.String(), stderr.String()
 }
 
+// TestCLIHelpAndUsage: asked-for help goes to stdout with exit 0 (nothing
+// on stderr); a mistake goes to stderr with exit 2.
 func TestCLIHelpAndUsage(t *testing.T) {
 	tests := []struct {
 		args []string
 		code int
-		out  string // in stdout+stderr
+		out  string // in stdout for exit 0, in stderr otherwise
 	}{
 		{[]string{"--help"}, exitOK, "edgesink send-test [flags] [FILE]"},
 		{[]string{"-h"}, exitOK, "-smtp-listen"},
-		{[]string{"help"}, exitOK, "edgesink check-config FILE"},
+		{[]string{"help"}, exitOK, "edgesink check-config [--config] FILE"},
 		{[]string{"serve", "--help"}, exitOK, "-smtp-listen"},
 		{[]string{"--help-me"}, exitUsage, "flag provided but not defined"},
-		{[]string{"check-config", "--help"}, exitOK, "edgesink check-config FILE"},
-		{[]string{"check-config"}, exitUsage, "edgesink check-config FILE"},
+		{[]string{"check-config", "--help"}, exitOK, "edgesink check-config [--config] FILE"},
+		{[]string{"check-config"}, exitUsage, "edgesink check-config [--config] FILE"},
+		{[]string{"check-config", "--config", "a.yaml", "b.yaml"}, exitUsage, "edgesink check-config [--config] FILE"},
 		{[]string{"send-test", "--help"}, exitOK, "-server"},
+		{[]string{"send-test", "-h"}, exitOK, "-from"},
 		{[]string{"board", "--help"}, exitOK, "edgesink board"},
+		{[]string{"spool", "--help"}, exitOK, "edgesink spool list"},
+		{[]string{"spool", "list", "--help"}, exitOK, "-spool-dir"},
+		{[]string{"spool"}, exitUsage, "edgesink spool list"},
+		{[]string{"hash-password", "--help"}, exitOK, "bcrypt hash"},
 		{[]string{"frobnicate"}, exitUsage, `unknown command "frobnicate"`},
 		{[]string{"serve", "extra"}, exitUsage, `unexpected argument "extra"`},
 		{[]string{"--mqtt-broker", "none"}, exitUsage, "no output configured"},
@@ -47,8 +55,13 @@ func TestCLIHelpAndUsage(t *testing.T) {
 	}
 	for _, tt := range tests {
 		code, stdout, stderr := runCLI(tt.args...)
-		if code != tt.code || !strings.Contains(stdout+stderr, tt.out) {
-			t.Errorf("edgesink %v: exit %d, output:\n%s%s\nwant exit %d and %q", tt.args, code, stdout, stderr, tt.code, tt.out)
+		want, other := stderr, stdout
+		if tt.code == exitOK {
+			want, other = stdout, stderr
+		}
+		if code != tt.code || !strings.Contains(want, tt.out) || other != "" {
+			t.Errorf("edgesink %v: exit %d\nstdout:\n%s\nstderr:\n%s\nwant exit %d and %q on std%s, nothing on the other",
+				tt.args, code, stdout, stderr, tt.code, tt.out, map[bool]string{true: "out", false: "err"}[tt.code == exitOK])
 		}
 	}
 }

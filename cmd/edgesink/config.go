@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -29,6 +30,7 @@ import (
 // Config is the whole configuration file. Every key is documented in
 // deploy/edgesink.yaml, which the tests check against DefaultConfig.
 type Config struct {
+	Site   string       `yaml:"site"` // TOPICS.md: part of default topics and the MQTT client id
 	Log    LogConfig    `yaml:"log"`
 	SMTP   SMTPConfig   `yaml:"smtp"`
 	MQTT   MQTTConfig   `yaml:"mqtt"`
@@ -132,6 +134,7 @@ type SMTPConfig struct {
 type MQTTConfig struct {
 	Broker               string        `yaml:"broker"`
 	EmbeddedListen       string        `yaml:"embedded_listen"`
+	BaseTopic            string        `yaml:"base_topic"`
 	ClientID             string        `yaml:"client_id"`
 	Username             string        `yaml:"username"`
 	Password             string        `yaml:"password"`
@@ -203,8 +206,6 @@ func DefaultConfig() Config {
 		MQTT: MQTTConfig{
 			Broker:               brokerEmbedded,
 			EmbeddedListen:       broker.DefaultAddr,
-			Topic:                mqtt.DefaultTopic,
-			AvailabilityTopic:    mqtt.DefaultAvailabilityTopic,
 			QoS:                  1,
 			KeepAlive:            Duration(mqtt.DefaultKeepAlive),
 			ConnectTimeout:       Duration(mqtt.DefaultConnectTimeout),
@@ -384,6 +385,9 @@ func (c Config) Validate() error {
 	if err := c.SMTP.sinkConfig(c.Auth.sinkAuth()).Validate(); err != nil {
 		return bad("smtp", "%v", err)
 	}
+	if err := mqtt.CheckSite(c.Site); err != nil {
+		return bad("site", "%v", err)
+	}
 	switch c.MQTT.Broker {
 	case brokerNone:
 	case brokerEmbedded:
@@ -391,12 +395,17 @@ func (c Config) Validate() error {
 			return bad("mqtt.embedded_listen", "%v", err)
 		}
 	default:
-		if _, err := c.MQTT.publisherConfig(c.MQTT.Broker); err != nil {
+		if _, err := c.MQTT.publisherConfig(c.MQTT.Broker, c.Site); err != nil {
 			return bad("mqtt.broker", "%v", err)
 		}
 	}
+	if c.MQTT.Broker != brokerNone && c.MQTT.BaseTopic != "" {
+		if _, err := mqtt.ParseTopic(c.MQTT.BaseTopic); err != nil || strings.Contains(c.MQTT.BaseTopic, "{") {
+			return bad("mqtt.base_topic", "%q: want a literal topic such as edgesink or home/edgesink", c.MQTT.BaseTopic)
+		}
+	}
 	if c.MQTT.Broker != brokerNone {
-		if _, err := mqtt.ParseTopic(c.MQTT.Topic); err != nil {
+		if _, err := mqtt.ParseTopic(cmp.Or(c.MQTT.Topic, mqtt.Base(c.Site)+"/{device}/alert")); err != nil {
 			return bad("mqtt.topic", "%v", err)
 		}
 		if c.MQTT.QoS != 1 && c.MQTT.QoS != 2 {
@@ -547,11 +556,25 @@ func prefixStrings(ps []netip.Prefix) []string {
 	return out
 }
 
-// publisherConfig builds the MQTT output's settings for brokerURL, loading
-// TLS files where given.
-func (m MQTTConfig) publisherConfig(brokerURL string) (mqtt.Config, error) {
+// mqttIdentity is the MQTT client id and status topic this config gives,
+// defaults filled in (see TOPICS.md).
+func (c Config) mqttIdentity() mqtt.Config {
+	url := c.MQTT.Broker
+	if url == brokerEmbedded || url == brokerNone {
+		url = "tcp://" + c.MQTT.EmbeddedListen
+	}
+	pcfg, _ := c.MQTT.publisherConfig(url, c.Site)
+	pcfg, _ = mqtt.ValidateConfig(pcfg)
+	return pcfg
+}
+
+// publisherConfig builds the MQTT output's settings for brokerURL and the
+// instance's site, loading TLS files where given.
+func (m MQTTConfig) publisherConfig(brokerURL, site string) (mqtt.Config, error) {
 	cfg := mqtt.Config{
 		Broker:            brokerURL,
+		Site:              site,
+		BaseTopic:         m.BaseTopic,
 		ClientID:          m.ClientID,
 		Username:          m.Username,
 		Password:          m.Password,
@@ -627,6 +650,11 @@ func (s SerialConfig) portConfig() serial.Config {
 // directory: systemd's StateDirectory, else $XDG_STATE_HOME/edgesink, else
 // ~/.local/state/edgesink, with "spool" below it.
 func (c SpoolConfig) spoolConfig() (spool.Config, error) {
+	return c.spoolConfigIn(stateDir)
+}
+
+// spoolConfigIn is spoolConfig with the state directory from stateDir.
+func (c SpoolConfig) spoolConfigIn(stateDir func() (string, error)) (spool.Config, error) {
 	dir := c.Dir
 	if dir == "" && c.Mode == spool.ModeDisk {
 		state, err := stateDir()
@@ -654,18 +682,82 @@ func (c SpoolConfig) spoolConfig() (spool.Config, error) {
 	return cfg, nil
 }
 
-func stateDir() (string, error) {
-	if d := os.Getenv("STATE_DIRECTORY"); d != "" { // systemd StateDirectory=
+// lockDir is where the instance lock lives: the spool directory in disk
+// mode; otherwise spool.dir when set, else the state directory.
+func (c Config) lockDir() (string, error) {
+	if c.Spool.Mode == spool.ModeDisk {
+		scfg, err := c.Spool.spoolConfig()
+		return scfg.Dir, err
+	}
+	if c.Spool.Dir != "" {
+		return c.Spool.Dir, nil
+	}
+	return stateDir()
+}
+
+// stateDir is the service's state directory: systemd's StateDirectory=,
+// else $XDG_STATE_HOME/edgesink, else ~/.local/state/edgesink.
+func stateDir() (string, error) { return stateDirFrom(os.Getenv) }
+
+func stateDirFrom(getenv func(string) string) (string, error) {
+	if d := getenv("STATE_DIRECTORY"); d != "" { // systemd StateDirectory=
 		return strings.Split(d, ":")[0], nil
 	}
-	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+	if d := getenv("XDG_STATE_HOME"); d != "" {
 		return filepath.Join(d, "edgesink"), nil
 	}
-	home, err := os.UserHomeDir()
-	if err != nil {
-		return "", fmt.Errorf("no spool.dir given and no home directory: %w", err)
+	home := getenv("HOME")
+	if home == "" {
+		var err error
+		if home, err = os.UserHomeDir(); err != nil {
+			return "", fmt.Errorf("no spool.dir given and no home directory: %w", err)
+		}
 	}
 	return filepath.Join(home, ".local", "state", "edgesink"), nil
+}
+
+// host is where an installed package keeps its files, and the process
+// environment. Operator commands (spool, check-config) use it to find what
+// the service uses when run from a shell; tests give their own.
+type host struct {
+	config   string // the package's config file
+	stateDir string // the unit's StateDirectory=
+	getenv   func(string) string
+}
+
+func systemHost() host {
+	return host{config: "/etc/edgesink/edgesink.yaml", stateDir: "/var/lib/edgesink", getenv: os.Getenv}
+}
+
+// installed tells whether the package is installed here: its state
+// directory exists.
+func (h host) installed() bool {
+	fi, err := os.Stat(h.stateDir)
+	return err == nil && fi.IsDir()
+}
+
+// cliStateDir is the state directory an operator command uses: the
+// service's when the package is installed (run from a shell, the command
+// has no STATE_DIRECTORY), else the same rules as the service.
+func (h host) cliStateDir() (string, error) {
+	if h.getenv("STATE_DIRECTORY") == "" && h.installed() {
+		return h.stateDir, nil
+	}
+	return stateDirFrom(h.getenv)
+}
+
+// cliConfig loads the config an operator command reads: path when given,
+// else the installed package's config file when there is one, else the
+// defaults. It returns the file it read ("" for the defaults).
+func (h host) cliConfig(path string) (Config, string, error) {
+	if path == "" {
+		if _, err := os.Stat(h.config); err != nil {
+			return DefaultConfig(), "", nil
+		}
+		path = h.config
+	}
+	cfg, err := LoadConfig(path)
+	return cfg, path, err
 }
 
 func parseLevel(s string) (slog.Level, error) {

@@ -82,6 +82,8 @@ func TestConfigErrorsNameTheLine(t *testing.T) {
 		{"zero timeout", "smtp:\n  data_timeout: 0s\n", "line 2: smtp.data_timeout"},
 		{"not yaml", "smtp: [\n", "line 1"},
 		{"memory below message size", "smtp:\n  max_message_size: 10MiB\n  max_memory: 8MiB\n", "line 3: smtp.max_memory"},
+		{"bad site", "log:\n  level: info\nsite: Garage/1\n", "line 3: site"},
+		{"bad base topic", "mqtt:\n  base_topic: home/+\n", "line 2: mqtt.base_topic"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

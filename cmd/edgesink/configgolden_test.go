@@ -34,7 +34,7 @@ func mapConfig(t *testing.T, cfg Config) packageConfigs {
 		if broker == brokerEmbedded {
 			broker = "tcp://" + cfg.MQTT.EmbeddedListen
 		}
-		m, err := cfg.MQTT.publisherConfig(broker)
+		m, err := cfg.MQTT.publisherConfig(broker, cfg.Site)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -52,7 +52,7 @@ func mapConfig(t *testing.T, cfg Config) packageConfigs {
 	pc.Wiring = map[string]any{
 		"log": cfg.Log, "smtp.listen": cfg.SMTP.Listen, "smtp.shutdown_grace": cfg.SMTP.ShutdownGrace.String(),
 		"smtp.tls": cfg.SMTP.TLS, "mqtt.broker": cfg.MQTT.Broker, "mqtt.embedded_listen": cfg.MQTT.EmbeddedListen,
-		"board": cfg.Board,
+		"board": cfg.Board, "site": cfg.Site,
 	}
 	return pc
 }

@@ -27,8 +27,8 @@ first line of standard input is the password:
 `
 
 func runHashPassword(args []string, stdin *os.File, stdout, stderr io.Writer) int {
-	fs := newFlagSet("hash-password", hashPasswordHelp, stderr)
-	if ok, code := parseFlags(fs, args); !ok {
+	fs := newFlagSet("hash-password", hashPasswordHelp, stdout, stderr)
+	if ok, code := fs.parse(args); !ok {
 		return code
 	}
 	if fs.NArg() > 0 {

@@ -14,11 +14,13 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"syscall"
 
 	"github.com/edgesink/edgesink/board"
+	"github.com/edgesink/edgesink/forward/spool"
 )
 
 // Set at build time with -ldflags "-X main.version=... -X main.commit=...".
@@ -46,9 +48,10 @@ const usageText = `edgesink - an SMTP sink that bridges device alert mail to MQT
 
 Usage:
   edgesink [serve] [flags]          run the sink (the default)
-  edgesink check-config FILE        validate a config file and exit
+  edgesink check-config [--config] FILE
+                                    validate a config file, say what it would do
   edgesink send-test [flags] [FILE] send a sample alert (or FILE.eml) to a running sink
-  edgesink spool list|show|retry|drop [ID]
+  edgesink spool list|show|retry|drop [ID] [flags]
                                     look at and act on alerts waiting in the spool
   edgesink hash-password            read a password, print its bcrypt hash for auth.users
   edgesink board                    show the board edgesink detects here
@@ -69,7 +72,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "serve":
 		return runServe(ctx, args, stdout, stderr)
 	case "check-config":
-		return runCheckConfig(args, stdout, stderr)
+		return runCheckConfig(args, stdout, stderr, systemHost())
 	case "send-test":
 		return runSendTest(ctx, args, stdout, stderr)
 	case "board":
@@ -77,7 +80,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "hash-password":
 		return runHashPassword(args, os.Stdin, stdout, stderr)
 	case "spool":
-		return runSpool(args, stdout, stderr)
+		return runSpool(args, stdout, stderr, systemHost())
 	case "version":
 		fmt.Fprintf(stdout, "edgesink %s (commit %s) %s/%s %s\n", version, commit, runtime.GOOS, runtime.GOARCH, runtime.Version())
 		return exitOK
@@ -90,37 +93,87 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 }
 
-// newFlagSet returns a flag set that prints its usage to stderr and reports
-// errors instead of exiting.
-func newFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		if strings.Contains(synopsis, "\n") {
-			fmt.Fprint(stderr, synopsis) // a whole help text
-		} else {
-			fmt.Fprintf(stderr, "Usage: %s\n\nFlags:\n", synopsis)
-		}
-		fs.PrintDefaults()
-	}
-	return fs
+// flagSet is one command's flags. Help asked for (-h, --help) goes to
+// stdout with exit 0; a mistake goes to stderr with exit 2. Flags and
+// arguments may come in any order (spool list --spool-dir X); after "--"
+// everything is an argument.
+type flagSet struct {
+	*flag.FlagSet
+	synopsis       string
+	stdout, stderr io.Writer
+	args           []string
 }
 
-// parseFlags parses args; the int is the exit code when the caller should
-// stop (help was asked for, or the flags were wrong).
-func parseFlags(fs *flag.FlagSet, args []string) (bool, int) {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return false, exitOK
-		}
-		return false, exitUsage
+func newFlagSet(name, synopsis string, stdout, stderr io.Writer) *flagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {} // parse prints it, to the stream that fits
+	return &flagSet{FlagSet: fs, synopsis: synopsis, stdout: stdout, stderr: stderr}
+}
+
+func (f *flagSet) printUsage(w io.Writer) {
+	if strings.Contains(f.synopsis, "\n") {
+		fmt.Fprint(w, f.synopsis) // a whole help text
+	} else {
+		fmt.Fprintf(w, "Usage: %s\n\nFlags:\n", f.synopsis)
 	}
+	f.SetOutput(w)
+	f.PrintDefaults()
+	f.SetOutput(f.stderr)
+}
+
+// usageError prints the usage to stderr and returns the usage exit code.
+func (f *flagSet) usageError() int {
+	f.printUsage(f.stderr)
+	return exitUsage
+}
+
+// parse parses args; the int is the exit code when the caller should stop
+// (help was asked for, or the flags were wrong).
+func (f *flagSet) parse(args []string) (bool, int) {
+	var tail []string
+	for i, a := range args {
+		if a == "--" {
+			args, tail = args[:i], args[i+1:]
+			break
+		}
+	}
+	f.args = nil
+	for {
+		if err := f.FlagSet.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				f.printUsage(f.stdout)
+				return false, exitOK
+			}
+			return false, f.usageError()
+		}
+		args = f.FlagSet.Args()
+		if len(args) == 0 {
+			break
+		}
+		f.args, args = append(f.args, args[0]), args[1:]
+	}
+	f.args = append(f.args, tail...)
 	return true, exitOK
+}
+
+// Args are the arguments left after the flags.
+func (f *flagSet) Args() []string { return f.args }
+
+// NArg is len(Args()).
+func (f *flagSet) NArg() int { return len(f.args) }
+
+// Arg is the i-th argument, "" if there is none.
+func (f *flagSet) Arg(i int) string {
+	if i < len(f.args) {
+		return f.args[i]
+	}
+	return ""
 }
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	// serve is the default command, so its help is the program's help.
-	fs := newFlagSet("serve", usageText+"\nFlags of serve:\n", stderr)
+	fs := newFlagSet("serve", usageText+"\nFlags of serve:\n", stdout, stderr)
 	configPath := fs.String("config", "", "YAML config `file` (default: built-in defaults)")
 	smtpListen := fs.String("smtp-listen", "", "SMTP listen `address`, e.g. 0.0.0.0:25 (config smtp.listen)")
 	mqttBroker := fs.String("mqtt-broker", "", "MQTT broker: tcp://host:port, ssl://host:port, embedded or none (config mqtt.broker)")
@@ -129,7 +182,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	serialBaud := fs.Int("serial-baud", 0, "serial baud `rate` (config serial.baud)")
 	spoolDir := fs.String("spool-dir", "", "spool `directory` (config spool.dir; default: the state directory)")
 	logLevel := fs.String("log-level", "", "log `level`: debug, info, warn, error (config log.level)")
-	if ok, code := parseFlags(fs, args); !ok {
+	if ok, code := fs.parse(args); !ok {
 		return code
 	}
 	if fs.NArg() > 0 {
@@ -194,26 +247,97 @@ func newLogger(c LogConfig, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-func runCheckConfig(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("check-config", "edgesink check-config FILE", stderr)
-	if ok, code := parseFlags(fs, args); !ok {
+const checkConfigUsage = `Usage: edgesink check-config [--config] FILE
+
+Validates FILE as edgesink would at start (naming the line of the first
+problem, exit 2) and prints what edgesink would do with it: where it
+listens, where alerts go, where the spool and its lock are.
+
+Flags:
+`
+
+func runCheckConfig(args []string, stdout, stderr io.Writer, h host) int {
+	fs := newFlagSet("check-config", checkConfigUsage, stdout, stderr)
+	configPath := fs.String("config", "", "config `file` to check (or give it as the argument)")
+	if ok, code := fs.parse(args); !ok {
 		return code
 	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return exitUsage
+	path := *configPath
+	switch {
+	case path == "" && fs.NArg() == 1:
+		path = fs.Arg(0)
+	case path == "" || fs.NArg() != 0:
+		return fs.usageError()
 	}
-	if _, err := LoadConfig(fs.Arg(0)); err != nil {
+	cfg, err := LoadConfig(path)
+	if err != nil {
 		fmt.Fprintf(stderr, "edgesink: %v\n", err)
 		return exitUsage
 	}
-	fmt.Fprintf(stdout, "%s: OK\n", fs.Arg(0))
+	fmt.Fprintf(stdout, "%s: OK\n", path)
+	describeConfig(stdout, cfg, h)
 	return exitOK
 }
 
+// describeConfig says, in a few lines, what edgesink would do with cfg.
+func describeConfig(w io.Writer, cfg Config, h host) {
+	smtps := ""
+	if cfg.SMTP.TLS.ListenImplicit != "" {
+		smtps = ", SMTPS on " + cfg.SMTP.TLS.ListenImplicit
+	}
+	fmt.Fprintf(w, "  smtp:   listen on %s%s (STARTTLS %s), login %s\n", cfg.SMTP.Listen, smtps, onOff(cfg.SMTP.TLS.StartTLS), cfg.Auth.Mode)
+	if cfg.Site != "" {
+		fmt.Fprintf(w, "  site:   %s\n", cfg.Site)
+	}
+	switch cfg.MQTT.Broker {
+	case brokerNone:
+		fmt.Fprintln(w, "  mqtt:   off")
+	default:
+		broker := cfg.MQTT.Broker
+		if broker == brokerEmbedded {
+			broker = "embedded broker on " + cfg.MQTT.EmbeddedListen
+		}
+		pcfg := cfg.mqttIdentity()
+		status := pcfg.AvailabilityTopic
+		if status == "" {
+			status = "off"
+		}
+		fmt.Fprintf(w, "  mqtt:   %s, alerts to %s, client id %s, status on %s\n", broker, pcfg.Topic, pcfg.ClientID, status)
+	}
+	if cfg.Serial.Device != "" {
+		dev, _ := cfg.Serial.device()
+		fmt.Fprintf(w, "  serial: %s at %d baud, line %q\n", dev, cfg.Serial.Baud, cfg.Serial.Template)
+	} else {
+		fmt.Fprintln(w, "  serial: off")
+	}
+	lock := cfg.Spool.Dir
+	if cfg.Spool.Mode == spool.ModeDisk {
+		scfg, err := cfg.Spool.spoolConfigIn(h.cliStateDir)
+		if err != nil {
+			fmt.Fprintf(w, "  spool:  disk, directory unknown: %v\n", err)
+			return
+		}
+		lock = scfg.Dir
+		fmt.Fprintf(w, "  spool:  disk, in %s\n", scfg.Dir)
+	} else {
+		fmt.Fprintf(w, "  spool:  %s\n", cfg.Spool.Mode)
+	}
+	if lock == "" {
+		lock, _ = h.cliStateDir()
+	}
+	fmt.Fprintf(w, "  lock:   %s (one edgesink per spool)\n", filepath.Join(lock, spool.LockName))
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
+}
+
 func runBoard(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("board", "edgesink board", stderr)
-	if ok, code := parseFlags(fs, args); !ok {
+	fs := newFlagSet("board", "edgesink board", stdout, stderr)
+	if ok, code := fs.parse(args); !ok {
 		return code
 	}
 	p, model, known := board.Detect()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/mail"
 	"net/smtp"
 	"os"
 	"strings"
@@ -25,18 +26,17 @@ If it reached your MQTT subscriber or serial device, the whole path works.
 `
 
 func runSendTest(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("send-test", "edgesink send-test [flags] [FILE.eml]", stderr)
+	fs := newFlagSet("send-test", "edgesink send-test [flags] [FILE.eml]", stdout, stderr)
 	server := fs.String("server", "127.0.0.1:2525", "edgesink SMTP `address` to send to")
 	to := fs.String("to", "alerts@edgesink.lan", "envelope recipient `address`")
-	from := fs.String("from", "edgesink-test@edgesink.lan", "envelope sender `address` (its local part becomes the device name)")
+	from := fs.String("from", "", "envelope sender `address`; its local part becomes the device name (default: FILE's From: address, else "+defaultTestFrom+")")
 	helo := fs.String("helo", "edgesink-send-test", "HELO `name` to announce")
 	timeout := fs.Duration("timeout", time.Minute, "give up after this `duration`")
-	if ok, code := parseFlags(fs, args); !ok {
+	if ok, code := fs.parse(args); !ok {
 		return code
 	}
 	if fs.NArg() > 1 {
-		fs.Usage()
-		return exitUsage
+		return fs.usageError()
 	}
 
 	var msg []byte
@@ -48,7 +48,16 @@ func runSendTest(ctx context.Context, args []string, stdout, stderr io.Writer) i
 			return exitUsage
 		}
 		what = fs.Arg(0)
-	} else {
+		if *from == "" {
+			// The alert names the device the mail came from, as it would
+			// when the device sends it.
+			*from = headerFrom(msg)
+		}
+	}
+	if *from == "" {
+		*from = defaultTestFrom
+	}
+	if fs.NArg() == 0 {
 		now := time.Now()
 		msg = []byte(strings.NewReplacer("{from}", *from, "{to}", *to,
 			"{date}", now.Format(time.RFC1123Z), "{date_id}", fmt.Sprint(now.UnixNano())).Replace(sampleAlert))
@@ -63,6 +72,22 @@ func runSendTest(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	}
 	fmt.Fprintf(stdout, "%s accepted by %s in %s\n", what, *server, time.Since(start).Round(time.Millisecond))
 	return exitOK
+}
+
+const defaultTestFrom = "edgesink-test@edgesink.lan"
+
+// headerFrom is the address in a mail's From: header, "" if it has none
+// that parses.
+func headerFrom(msg []byte) string {
+	m, err := mail.ReadMessage(bytes.NewReader(msg))
+	if err != nil {
+		return ""
+	}
+	addrs, err := m.Header.AddressList("From")
+	if err != nil || len(addrs) == 0 {
+		return ""
+	}
+	return addrs[0].Address
 }
 
 // sendMail delivers one message over plain SMTP and returns the server's

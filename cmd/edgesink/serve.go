@@ -9,10 +9,12 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strconv"
 	"syscall"
 	"time"
 
 	"github.com/edgesink/edgesink/board"
+	"github.com/edgesink/edgesink/board/procnet"
 	"github.com/edgesink/edgesink/forward"
 	"github.com/edgesink/edgesink/forward/broker"
 	"github.com/edgesink/edgesink/forward/mqtt"
@@ -39,6 +41,10 @@ type readyInfo struct {
 // serve wires the sink to its outputs and runs until ctx ends, then drains:
 // mail in transfer is finished and answered, outputs are closed last.
 // ready, if not nil, is called once everything listens.
+//
+// It starts in an order that lets a second instance fail before it can
+// disturb the first: the instance lock, then the SMTP ports, then the
+// embedded broker, the MQTT connection, the spool.
 func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyInfo)) (err error) {
 	var closers []func() error
 	defer func() {
@@ -49,25 +55,72 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 		}
 	}()
 	info := readyInfo{}
+
+	// 'edgesink spool retry' signals the PID in the lock file as soon as it
+	// is written; SIGHUP's default action would end the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	// First the lock, before anything is opened, bound or connected: a
+	// second instance on the same spool stops here, naming the first.
+	lockDir, err := cfg.lockDir()
+	if err != nil {
+		return &configError{err}
+	}
+	lock, err := spool.AcquireLock(lockDir)
+	if err != nil {
+		var le *spool.LockedError
+		if errors.As(err, &le) {
+			return fmt.Errorf("%w: refusing to run a second edgesink on the same spool "+
+				"(stop that one, or give this one its own spool.dir, site and ports)", err)
+		}
+		return err
+	}
+	closers = append(closers, lock.Close)
+
+	// Then the ports, before the broker connection: an instance that cannot
+	// have them must not take the MQTT client id of one that has, nor leave
+	// "offline" on its status topic on the way out.
+	l, err := net.Listen("tcp", cfg.SMTP.Listen)
+	if err != nil {
+		return fmt.Errorf("smtp: %w", portInUse(err, cfg.SMTP.Listen, "smtp.listen"))
+	}
+	var implicit net.Listener
+	if cfg.SMTP.TLS.ListenImplicit != "" {
+		if implicit, err = net.Listen("tcp", cfg.SMTP.TLS.ListenImplicit); err != nil {
+			_ = l.Close()
+			return fmt.Errorf("smtps: %w", portInUse(err, cfg.SMTP.TLS.ListenImplicit, "smtp.tls.listen_implicit"))
+		}
+		info.SMTPSAddr = implicit.Addr().String()
+	}
+	serving := false // from then on the sink server closes the listeners
+	closers = append(closers, func() error {
+		if !serving {
+			_ = l.Close()
+			if implicit != nil {
+				_ = implicit.Close()
+			}
+		}
+		return nil
+	})
+
 	setMemoryLimit(cfg, log)
 
 	var outputs []forward.Forwarder
+	var mqttTopic, mqttClientID string
 	brokerURL := cfg.MQTT.Broker
 	if brokerURL == brokerEmbedded {
 		b, err := broker.Start(cfg.MQTT.EmbeddedListen, log)
-		if errors.Is(err, syscall.EADDRINUSE) {
-			return fmt.Errorf("start embedded broker: %w (another MQTT broker, often a system mosquitto, "+
-				"holds this port: publish to it with --mqtt-broker tcp://%s, or set mqtt.embedded_listen)", err, cfg.MQTT.EmbeddedListen)
-		}
 		if err != nil {
-			return fmt.Errorf("start embedded broker: %w", err)
+			return fmt.Errorf("start embedded broker: %w", portInUse(err, cfg.MQTT.EmbeddedListen, "mqtt.embedded_listen"))
 		}
 		closers = append(closers, b.Close)
 		brokerURL, info.BrokerAddr = b.URL(), b.Addr()
 		log.Info("embedded MQTT broker listening", "addr", b.Addr())
 	}
 	if brokerURL != brokerNone {
-		pcfg, err := cfg.MQTT.publisherConfig(brokerURL)
+		pcfg, err := cfg.MQTT.publisherConfig(brokerURL, cfg.Site)
 		if err != nil {
 			return &configError{fmt.Errorf("mqtt: %w", err)}
 		}
@@ -75,6 +128,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 		if err != nil {
 			return &configError{err}
 		}
+		mqttTopic, mqttClientID = pub.Config().Topic, pub.Config().ClientID
 		closers = append(closers, pub.Close)
 		outputs = append(outputs, pub)
 		// Being connected before the first device mails avoids a needless
@@ -144,27 +198,16 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 	if err != nil {
 		return &configError{err}
 	}
-	l, err := net.Listen("tcp", cfg.SMTP.Listen)
-	if err != nil {
-		return fmt.Errorf("smtp: %w", err)
-	}
-	var implicit net.Listener
-	if cfg.SMTP.TLS.ListenImplicit != "" {
-		if implicit, err = net.Listen("tcp", cfg.SMTP.TLS.ListenImplicit); err != nil {
-			_ = l.Close()
-			return fmt.Errorf("smtps: %w", err)
-		}
-		info.SMTPSAddr = implicit.Addr().String()
-	}
 	info.SMTPAddr, info.Outputs = l.Addr().String(), sp.Outputs()
 
+	serving = true
 	served := make(chan error, 2)
 	go func() { served <- srv.Serve(l) }()
 	if implicit != nil {
 		go func() { served <- srv.ServeTLS(implicit) }()
 	}
 	log.Info("edgesink ready", "version", version, "smtp", info.SMTPAddr, "smtps", info.SMTPSAddr, "starttls", cfg.SMTP.TLS.StartTLS, "outputs", info.Outputs,
-		"mqtt_broker", brokerURL, "mqtt_topic", cfg.MQTT.Topic, "serial_device", cfg.Serial.Device)
+		"mqtt_broker", brokerURL, "mqtt_topic", mqttTopic, "mqtt_client_id", mqttClientID, "serial_device", cfg.Serial.Device)
 	if ready != nil {
 		ready(info)
 	}
@@ -172,9 +215,6 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 		log.Warn("could not tell systemd we are ready", "err", err)
 	}
 
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	for running := true; running; {
 		select {
 		case err := <-served:
@@ -214,6 +254,35 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 	}
 	log.Info("edgesink stopped")
 	return nil
+}
+
+// portInUse adds to a bind error on addr what holds the port, when the
+// port is taken: the PID and command when this user can see them, else
+// whose process it is and the command that shows it. key is the setting
+// that moves this listener.
+func portInUse(err error, addr, key string) error {
+	if !errors.Is(err, syscall.EADDRINUSE) {
+		return err
+	}
+	host, p, _ := net.SplitHostPort(addr)
+	port, perr := strconv.Atoi(p)
+	if perr != nil {
+		return err
+	}
+	h, herr := procnet.Listener(net.ParseIP(host), port)
+	if herr != nil {
+		return fmt.Errorf("%w (port %d is taken; see what holds it with: %s; or set %s)", err, port, procnet.SSCommand(port), key)
+	}
+	hint := "stop it, or set " + key
+	switch h.Comm {
+	case "mosquitto":
+		if key == "mqtt.embedded_listen" {
+			hint = fmt.Sprintf("a system mosquitto: publish to it with --mqtt-broker tcp://%s (mqtt.broker), or stop it", addr)
+		}
+	case "edgesink":
+		hint = "another edgesink: give each instance its own site, spool.dir and ports, or stop it"
+	}
+	return fmt.Errorf("%w: port %d is held by %s (%s)", err, port, h, hint)
 }
 
 // openLED takes over the board's activity LED for board.led: activity.

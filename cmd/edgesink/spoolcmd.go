@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -13,50 +15,60 @@ import (
 const spoolUsage = `edgesink spool - look at and act on alerts waiting in the spool
 
 Usage:
-  edgesink spool [flags] list         queued alerts and dead letters, oldest first
-  edgesink spool [flags] show ID      what the spool holds for one alert
-  edgesink spool [flags] retry ID     put a dead letter back in the queue
-                                      (taken up at the next start, or now with
-                                      systemctl reload edgesink / kill -HUP)
-  edgesink spool [flags] drop ID      delete an alert from the spool for good
+  edgesink spool list [flags]         queued alerts and dead letters, oldest first
+  edgesink spool show [flags] ID      what the spool holds for one alert
+  edgesink spool retry [flags] ID     put a dead letter (or a held file) back in the
+                                      queue and tell the running edgesink (SIGHUP)
+  edgesink spool drop [flags] ID      delete an alert from the spool for good
+
+The spool is the one the service uses: --spool-dir, else spool.dir of
+--config (default /etc/edgesink/edgesink.yaml when installed), else the
+state directory (/var/lib/edgesink when installed). Files are written as
+the spool's owner, also under sudo; the service's lock is never taken.
 
 Flags:
 `
 
-func runSpool(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("spool", spoolUsage, stderr)
-	configPath := fs.String("config", "", "config `file` whose spool.dir to use")
+func runSpool(args []string, stdout, stderr io.Writer, h host) int {
+	fs := newFlagSet("spool", spoolUsage, stdout, stderr)
+	configPath := fs.String("config", "", "config `file` whose spool.dir to use (default: the installed one, if any)")
 	dirFlag := fs.String("spool-dir", "", "spool `directory` (default: spool.dir, else the state directory)")
-	if ok, code := parseFlags(fs, args); !ok {
+	if ok, code := fs.parse(args); !ok {
 		return code
 	}
-	cfg, err := configFrom(*configPath)
-	if err != nil {
-		fmt.Fprintf(stderr, "edgesink: %v\n", err)
-		return exitUsage
-	}
-	if *dirFlag != "" {
-		cfg.Spool.Dir = *dirFlag
-	}
-	cfg.Spool.Mode = spool.ModeDisk
-	scfg, err := cfg.Spool.spoolConfig()
-	if err != nil {
-		fmt.Fprintf(stderr, "edgesink spool: %v\n", err)
-		return exitUsage
-	}
-	dir := scfg.Dir
-
 	verb, rest := fs.Arg(0), fs.Args()
 	if len(rest) > 0 {
 		rest = rest[1:]
 	}
 	needID := verb == "show" || verb == "retry" || verb == "drop"
 	if verb == "" || (needID && len(rest) != 1) || (!needID && len(rest) != 0) {
-		fs.Usage()
-		return exitUsage
+		return fs.usageError()
 	}
+	dir := *dirFlag
+	if dir == "" {
+		cfg, file, err := h.cliConfig(*configPath)
+		if err != nil {
+			fmt.Fprintf(stderr, "edgesink spool: %v (or name the spool with --spool-dir)\n", err)
+			return exitUsage
+		}
+		if cfg.Spool.Mode != spool.ModeDisk {
+			fmt.Fprintf(stderr, "edgesink spool: %s has spool.mode %s: nothing is kept on disk\n", orDefaults(file), cfg.Spool.Mode)
+			return exitUsage
+		}
+		scfg, err := cfg.Spool.spoolConfigIn(h.cliStateDir)
+		if err != nil {
+			fmt.Fprintf(stderr, "edgesink spool: %v\n", err)
+			return exitUsage
+		}
+		dir = scfg.Dir
+	}
+
 	switch verb {
 	case "list":
+		if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+			fmt.Fprintf(stdout, "spool %s is empty (it does not exist yet)\n", dir)
+			return exitOK
+		}
 		items, err := spool.List(dir)
 		if err != nil {
 			return spoolFailed(stderr, err)
@@ -93,7 +105,8 @@ func runSpool(args []string, stdout, stderr io.Writer) int {
 		if err := spool.Retry(dir, rest[0]); err != nil {
 			return spoolFailed(stderr, err)
 		}
-		fmt.Fprintf(stdout, "%s queued again; a running edgesink takes it up on SIGHUP (systemctl reload edgesink) or at its next start\n", rest[0])
+		fmt.Fprintf(stdout, "%s queued again in %s\n", rest[0], dir)
+		tellService(dir, stdout, stderr)
 	case "drop":
 		if err := spool.Drop(dir, rest[0]); err != nil {
 			return spoolFailed(stderr, err)
@@ -101,14 +114,42 @@ func runSpool(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "%s dropped\n", rest[0])
 	default:
 		fmt.Fprintf(stderr, "edgesink spool: unknown action %q\n\n", verb)
-		fs.Usage()
-		return exitUsage
+		return fs.usageError()
 	}
 	return exitOK
 }
 
+// tellService sends SIGHUP to the edgesink holding the spool's lock, so it
+// takes up what was put back now, and says what it did.
+func tellService(dir string, stdout, stderr io.Writer) {
+	pid, err := spool.Holder(dir)
+	switch {
+	case err != nil:
+		fmt.Fprintf(stderr, "edgesink spool: cannot tell whether an edgesink runs on %s: %v; 'systemctl reload edgesink' takes it up now\n", dir, err)
+	case pid == 0:
+		fmt.Fprintf(stdout, "no edgesink is running on %s: it is delivered at the next start\n", dir)
+	default:
+		if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
+			fmt.Fprintf(stderr, "edgesink spool: could not signal the running edgesink (pid %d): %v; run 'sudo systemctl reload edgesink'\n", pid, err)
+			return
+		}
+		fmt.Fprintf(stdout, "told the running edgesink (pid %d) to take it up now (SIGHUP)\n", pid)
+	}
+}
+
+func orDefaults(file string) string {
+	if file == "" {
+		return "the built-in config"
+	}
+	return file
+}
+
 func spoolFailed(stderr io.Writer, err error) int {
-	fmt.Fprintf(stderr, "edgesink spool: %v\n", err)
+	hint := ""
+	if errors.Is(err, os.ErrPermission) {
+		hint = " (the service's spool belongs to its user: run this with sudo)"
+	}
+	fmt.Fprintf(stderr, "edgesink spool: %v%s\n", err, hint)
 	if errors.Is(err, spool.ErrNotFound) {
 		return exitUsage
 	}

@@ -27,13 +27,16 @@ import (
 	"github.com/edgesink/edgesink/sink"
 )
 
-// Defaults for Config fields left empty.
+// Defaults for Config fields left empty. The names on the wire follow
+// TOPICS.md: {base} is BaseTopic, else DefaultBaseTopic, or
+// DefaultBaseTopic/{site} when a site is set; the status topic is
+// {base}/status and the client id edgesink-<hostname>[-<site>].
 const (
-	DefaultTopic             = "edgesink/{device}/alert"
-	DefaultAvailabilityTopic = "edgesink/status"
-	DefaultKeepAlive         = 30 * time.Second
-	DefaultConnectTimeout    = 10 * time.Second
-	DefaultMaxReconnect      = 30 * time.Second
+	DefaultTopic          = "{base}/{device}/alert" // {base} is filled in before parsing
+	DefaultBaseTopic      = "edgesink"
+	DefaultKeepAlive      = 30 * time.Second
+	DefaultConnectTimeout = 10 * time.Second
+	DefaultMaxReconnect   = 30 * time.Second
 )
 
 // ErrNotConnected is returned (marked temporary) while the broker is down.
@@ -42,17 +45,19 @@ var ErrNotConnected = errors.New("mqtt: not connected to broker")
 // Config says where and how to publish.
 type Config struct {
 	Broker            string      // tcp://host:port, ssl://host:port, ws://...
-	ClientID          string      // default edgesink-<hostname>
+	Site              string      // this instance's site (CheckSite), "" for none
+	BaseTopic         string      // {base}; default DefaultBaseTopic[/Site]
+	ClientID          string      // default edgesink-<hostname>[-<site>]
 	Username          string      // empty: no login
 	Password          string      //
 	TLS               *tls.Config // used for ssl://, tls://, mqtts:// and wss:// brokers
-	Topic             string      // template, default DefaultTopic
+	Topic             string      // template, default DefaultTopic: edgesink[/<site>]/{device}/alert
 	QoS               byte        // 1 (default) or 2; 0 gives no delivery proof and is refused
 	Retain            bool        // retain each alert on its topic
 	KeepAlive         time.Duration
 	ConnectTimeout    time.Duration
 	MaxReconnect      time.Duration // longest wait between reconnect attempts
-	AvailabilityTopic string        // "online"/"offline" (last will), retained; "-" disables
+	AvailabilityTopic string        // "online"/"offline" (last will), retained; default {base}/status; "-" disables
 }
 
 // Publisher is the MQTT output.
@@ -136,12 +141,21 @@ func (c Config) withDefaults() (Config, error) {
 	default:
 		return c, fmt.Errorf("mqtt: broker %q: unknown scheme %q (use tcp, ssl, ws or wss)", c.Broker, u.Scheme)
 	}
+	if err := CheckSite(c.Site); err != nil {
+		return c, err
+	}
+	if c.BaseTopic == "" {
+		c.BaseTopic = Base(c.Site)
+	}
+	if err := checkTopicLiteral(c.BaseTopic); err != nil {
+		return c, fmt.Errorf("mqtt: base topic %q: %w", c.BaseTopic, err)
+	}
 	if c.ClientID == "" {
 		host, _ := os.Hostname()
-		c.ClientID = "edgesink-" + sink.SafeName(host)
+		c.ClientID = ClientID(host, c.Site)
 	}
 	if c.Topic == "" {
-		c.Topic = DefaultTopic
+		c.Topic = strings.Replace(DefaultTopic, "{base}", c.BaseTopic, 1)
 	}
 	switch c.QoS {
 	case 0:
@@ -161,7 +175,7 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	switch c.AvailabilityTopic {
 	case "":
-		c.AvailabilityTopic = DefaultAvailabilityTopic
+		c.AvailabilityTopic = c.BaseTopic + "/status"
 	case "-":
 		c.AvailabilityTopic = ""
 	}
@@ -172,6 +186,52 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	return c, nil
 }
+
+// Base is the default {base} of every topic: DefaultBaseTopic, or
+// DefaultBaseTopic/site when a site is set.
+func Base(site string) string {
+	if site == "" {
+		return DefaultBaseTopic
+	}
+	return DefaultBaseTopic + "/" + site
+}
+
+// ClientID is the default client id of the instance on host at site:
+// edgesink-<hostname>[-<site>]. Two instances on one host need two sites,
+// or the broker lets only one of them stay connected.
+func ClientID(host, site string) string {
+	id := "edgesink-" + sink.SafeName(host)
+	if site != "" {
+		id += "-" + site
+	}
+	return id
+}
+
+// maxSite bounds a site name; it is part of topics, client ids and Home
+// Assistant ids.
+const maxSite = 32
+
+// CheckSite accepts "" (no site) or a name that is safe as one topic level,
+// in a client id and in a Home Assistant id: 1 to 32 of a-z, 0-9, '_' and
+// '-', starting with a letter or digit.
+func CheckSite(site string) error {
+	if site == "" {
+		return nil
+	}
+	if len(site) > maxSite {
+		return fmt.Errorf("site %q: longer than %d bytes", site, maxSite)
+	}
+	for i, r := range site {
+		ok := r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || (i > 0 && (r == '_' || r == '-'))
+		if !ok {
+			return fmt.Errorf("site %q: want lower-case letters, digits, '_' and '-' (starting with a letter or digit)", site)
+		}
+	}
+	return nil
+}
+
+// Config is the publisher's configuration, defaults filled in.
+func (p *Publisher) Config() Config { return p.cfg }
 
 // Name implements forward.Forwarder.
 func (p *Publisher) Name() string { return "mqtt" }

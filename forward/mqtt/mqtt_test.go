@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -168,9 +169,49 @@ func TestConfigErrors(t *testing.T) {
 		{Broker: "tcp://x:1", QoS: 3},
 		{Broker: "tcp://x:1", AvailabilityTopic: "a/#"},
 		{Broker: "tcp://x:1", Topic: "a/+"},
+		{Broker: "tcp://x:1", Site: "Lab"},
+		{Broker: "tcp://x:1", Site: "a/b"},
+		{Broker: "tcp://x:1", Site: "-lab"},
+		{Broker: "tcp://x:1", Site: strings.Repeat("a", 33)},
+		{Broker: "tcp://x:1", BaseTopic: "home/#"},
 	} {
 		if _, err := New(c, nil); err == nil {
 			t.Errorf("New(%+v) accepted", c)
 		}
+	}
+}
+
+// TestIdentity: the client id and default topics are those TOPICS.md
+// defines: edgesink-<hostname>[-<site>], {base}/status and
+// {base}/{device}/alert, {base} being base_topic, else edgesink or
+// edgesink/<site>. Without a site, what upgraders had.
+func TestIdentity(t *testing.T) {
+	host, _ := os.Hostname()
+	h := "edgesink-" + sink.SafeName(host)
+	tests := []struct {
+		name                    string
+		in                      Config
+		clientID, status, alert string
+	}{
+		{"no site", Config{}, h, "edgesink/status", "edgesink/{device}/alert"},
+		{"site", Config{Site: "lab"}, h + "-lab", "edgesink/lab/status", "edgesink/lab/{device}/alert"},
+		{"site and base topic", Config{Site: "lab", BaseTopic: "home/es"}, h + "-lab", "home/es/status", "home/es/{device}/alert"},
+		{"base topic", Config{BaseTopic: "home/es"}, h, "home/es/status", "home/es/{device}/alert"},
+		{"client id set by hand", Config{Site: "lab", ClientID: "mine"}, "mine", "edgesink/lab/status", "edgesink/lab/{device}/alert"},
+		{"topics set by hand", Config{Site: "lab", AvailabilityTopic: "x/y", Topic: "a/{device}"}, h + "-lab", "x/y", "a/{device}"},
+		{"status off", Config{Site: "lab", AvailabilityTopic: "-"}, h + "-lab", "", "edgesink/lab/{device}/alert"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.in.Broker = "tcp://127.0.0.1:1"
+			got, err := ValidateConfig(tt.in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.ClientID != tt.clientID || got.AvailabilityTopic != tt.status || got.Topic != tt.alert {
+				t.Errorf("client id %q, status %q, alerts %q; want %q, %q, %q",
+					got.ClientID, got.AvailabilityTopic, got.Topic, tt.clientID, tt.status, tt.alert)
+			}
+		})
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -17,7 +18,7 @@ import (
 // Item is one file of a disk spool, as an operator sees it.
 type Item struct {
 	ID         string
-	State      string // "queued", "dead" or "corrupt"
+	State      string // "queued", "dead", "corrupt" or "held" (a queue file the service could not read)
 	Device     string
 	Subject    string
 	ReceivedAt time.Time
@@ -30,11 +31,12 @@ type Item struct {
 var ErrNotFound = errors.New("spool: no such alert")
 
 // List reads a disk spool directory (the daemon may be running) and returns
-// its queued alerts and dead letters, oldest first.
+// its queued alerts and dead letters, oldest first. A spool that does not
+// exist yet is empty; List never creates it.
 func List(dir string) ([]Item, error) {
 	var items []Item
 	q, err := os.ReadDir(filepath.Join(dir, queueDir))
-	if err != nil {
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
 	for _, de := range q {
@@ -58,7 +60,7 @@ func List(dir string) ([]Item, error) {
 		}
 	}
 	d, err := os.ReadDir(filepath.Join(dir, deadDir))
-	if err != nil {
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
 	for _, de := range d {
@@ -66,6 +68,8 @@ func List(dir string) ([]Item, error) {
 		path := filepath.Join(dir, deadDir, name)
 		switch {
 		case strings.HasPrefix(name, "."):
+		case strings.HasSuffix(name, heldExt):
+			items = append(items, heldItems(path, name)...)
 		case strings.HasSuffix(name, ".corrupt"):
 			items = append(items, Item{ID: strings.TrimSuffix(name, ".corrupt"), State: "corrupt", Path: path,
 				Reason: "unreadable queue file"})
@@ -81,6 +85,27 @@ func List(dir string) ([]Item, error) {
 	}
 	sort.SliceStable(items, func(i, j int) bool { return items[i].ID < items[j].ID })
 	return items, nil
+}
+
+// heldItems lists the alerts in a queue file set aside as unreadable: one
+// item per alert when this process can read it (root can), else one for the
+// file.
+func heldItems(path, name string) []Item {
+	const why = "the service could not read this queue file (owner or mode); 'spool retry ID' puts it back"
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return []Item{{ID: strings.TrimSuffix(name, heldExt), State: "held", Path: path, Reason: err.Error()}}
+	}
+	var items []Item
+	for _, line := range bytes.Split(bytes.TrimSpace(data), []byte("\n")) {
+		var a sink.Alert
+		if json.Unmarshal(line, &a) != nil || a.ID == "" {
+			continue
+		}
+		items = append(items, Item{ID: a.ID, State: "held", Device: a.Device, Subject: a.Subject,
+			ReceivedAt: a.ReceivedAt, Path: path, Reason: why})
+	}
+	return items
 }
 
 // Show returns the files a spool holds for id.
@@ -101,8 +126,11 @@ func Show(dir, id string) ([]Item, error) {
 	return out, nil
 }
 
-// Retry puts a dead-lettered alert back in the queue, for every output. A
-// running edgesink picks it up at its next start or on SIGHUP.
+// Retry puts a dead-lettered or held alert back in the queue, for every
+// output. It writes as the queue directory's owner (a temporary file, fsynced
+// and renamed; chowned when run as root), so the service can read it, and
+// never takes the service's lock. A running edgesink picks it up at its next
+// start or on SIGHUP.
 func Retry(dir, id string) error {
 	items, err := Show(dir, id)
 	if err != nil {
@@ -121,6 +149,13 @@ func Retry(dir, id string) error {
 			}
 			alert = dl.Alert
 		}
+		if it.State == "held" {
+			a, err := alertIn(it.Path, id)
+			if err != nil {
+				return err
+			}
+			alert = a
+		}
 	}
 	if alert == nil {
 		return fmt.Errorf("spool: %s has no readable dead letter to retry", id)
@@ -133,8 +168,8 @@ func Retry(dir, id string) error {
 		return fmt.Errorf("spool: requeue %s: %w", id, err)
 	}
 	for _, it := range items {
-		if err := os.Remove(it.Path); err != nil {
-			return err
+		if err := dropFrom(it.Path, id); err != nil {
+			return fmt.Errorf("spool: requeue %s: remove %s: %w", id, it.Path, err)
 		}
 	}
 	// Durably gone, or a power cut brings the dead letter back beside the
@@ -143,6 +178,21 @@ func Retry(dir, id string) error {
 		return fmt.Errorf("spool: requeue %s: %w", id, err)
 	}
 	return nil
+}
+
+// alertIn finds alert id among the lines of a queue file.
+func alertIn(path, id string) (*sink.Alert, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("spool: read %s: %w", path, err)
+	}
+	for _, line := range bytes.Split(bytes.TrimSpace(data), []byte("\n")) {
+		var a sink.Alert
+		if json.Unmarshal(line, &a) == nil && a.ID == id {
+			return &a, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: %s in %s", ErrNotFound, id, path)
 }
 
 // Drop deletes everything the spool holds for id. The alert is gone for
@@ -164,7 +214,7 @@ func Drop(dir, id string) error {
 // dropFrom removes id's line from a batch file, or the file if nothing else
 // is left in it.
 func dropFrom(path, id string) error {
-	if !strings.HasSuffix(path, batchExt) {
+	if !strings.HasSuffix(path, batchExt) && !strings.HasSuffix(path, heldExt) {
 		err := os.Remove(path)
 		if errors.Is(err, os.ErrNotExist) {
 			return nil

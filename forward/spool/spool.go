@@ -167,6 +167,14 @@ func Open(cfg Config, log *slog.Logger, outputs ...forward.Forwarder) (*Spool, e
 		ds.onPartial = func(id string) {
 			s.log.Warn("spool: removed alert cut short by a crash (never acknowledged; the device still has it)", "id", id)
 		}
+		ds.onHeld = func(name, to string, cause, moveErr error) {
+			if moveErr != nil {
+				s.log.Error("spool: queue file unreadable and could not be moved aside; skipped", "file", name, "err", cause, "move_err", moveErr)
+				return
+			}
+			s.log.Error("spool: queue file unreadable (wrong owner or mode?), moved aside; fix it with 'edgesink spool retry ID'",
+				"file", name, "moved_to", to, "err", cause)
+		}
 		s.store = ds
 	} else {
 		s.store = newMemoryStore()

@@ -37,6 +37,7 @@ const (
 	deadDir  = "dead"
 	tmpExt   = ".tmp"
 	jsonExt  = ".json"  // one alert: dead letters, and alerts put back by 'spool retry'
+	heldExt  = ".held"  // in dead/: a queue file the service could not read
 	batchExt = ".jsonl" // alerts stored together, one JSON object a line
 )
 
@@ -54,10 +55,11 @@ const (
 // is delivered. Dead letters are one file each in dead/.
 type diskStore struct {
 	dir       string
-	queue     *os.File         // kept open to fsync the directory
-	onPartial func(id string)  // told of truncated files removed at start
-	reqs      chan *putRequest // to the committer
-	done      chan struct{}    // closed when the committers have exited
+	queue     *os.File                                    // kept open to fsync the directory
+	onPartial func(id string)                             // told of truncated files removed at start
+	onHeld    func(name, to string, cause, moveErr error) // told of unreadable queue files set aside
+	reqs      chan *putRequest                            // to the committer
+	done      chan struct{}                               // closed when the committers have exited
 
 	committers sync.WaitGroup
 
@@ -97,7 +99,7 @@ func openDiskStore(dir string) (*diskStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("spool: open queue: %w", err)
 	}
-	d := &diskStore{dir: dir, queue: q, onPartial: func(string) {},
+	d := &diskStore{dir: dir, queue: q, onPartial: func(string) {}, onHeld: func(string, string, error, error) {},
 		reqs: make(chan *putRequest, maxBatch), done: make(chan struct{}),
 		batchOf: make(map[string]string), refs: make(map[string]int), durable: make(map[string]bool)}
 	d.committers.Add(committers)
@@ -249,11 +251,18 @@ func writeSyncClose(f *os.File, data []byte) error {
 }
 
 // writeFileSync writes path atomically and durably: a temporary file,
-// fsynced, renamed into place, and the directory fsynced.
+// fsynced, renamed into place, and the directory fsynced. Run as root (sudo
+// edgesink spool retry), the file is given to the directory's owner first,
+// so the service, which runs as that owner, can read it.
 func writeFileSync(path string, data []byte) error {
 	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+tmpExt)
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
+		return err
+	}
+	if err = giveToDirOwner(f, filepath.Dir(path)); err != nil {
+		f.Close()
+		_ = os.Remove(tmp)
 		return err
 	}
 	err = writeSyncClose(f, data)
@@ -323,6 +332,20 @@ func (d *diskStore) remove(id string, durably bool) error {
 		err = d.queue.Sync()
 	}
 	return err
+}
+
+// holdAside moves a queue file this process cannot read to dead/NAME.held,
+// where 'edgesink spool list' shows it and 'spool retry' puts it back.
+func (d *diskStore) holdAside(name string, cause error) {
+	to := filepath.Join(d.dir, deadDir, name+heldExt)
+	err := os.Rename(filepath.Join(d.dir, queueDir, name), to)
+	if err == nil {
+		err = syncDir(filepath.Join(d.dir, deadDir))
+	}
+	if err == nil {
+		err = d.queue.Sync()
+	}
+	d.onHeld(name, to, cause, err)
 }
 
 func (d *diskStore) dead(dl DeadLetter) error {
@@ -412,11 +435,14 @@ func (d *diskStore) read(atStart bool, onCorrupt func(id, reason string)) ([]sto
 			continue
 		}
 		data, err := os.ReadFile(path)
-		if errors.Is(err, os.ErrNotExist) && !atStart {
+		if errors.Is(err, os.ErrNotExist) {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("spool: read %s: %w", name, err)
+			// Typically a file root wrote with an old 'sudo edgesink spool
+			// retry': fatal here, it would keep the service from starting.
+			d.holdAside(name, err)
+			continue
 		}
 		if isBatch && (len(data) == 0 || data[len(data)-1] != '\n') {
 			if atStart {

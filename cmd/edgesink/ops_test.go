@@ -1,0 +1,583 @@
+package main
+
+// Operator commands on an installed board, and two instances on one board
+// (issue 9, sections 3 and 4).
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/edgesink/edgesink/forward/forwardtest"
+	"github.com/edgesink/edgesink/forward/spool"
+	"github.com/edgesink/edgesink/sink"
+)
+
+// embeddedArgs run the binary on free loopback ports with its embedded
+// broker, so no outside broker is needed.
+func embeddedArgs(spoolDir string) []string {
+	return []string{"--smtp-listen", "127.0.0.1:0", "--config", writeTestConfig(spoolDir), "--spool-dir", spoolDir}
+}
+
+// writeTestConfig writes, next to spoolDir, a config whose embedded broker
+// listens on a free port.
+func writeTestConfig(spoolDir string) string {
+	path := filepath.Join(filepath.Dir(spoolDir), "edgesink-"+filepath.Base(spoolDir)+".yaml")
+	_ = os.WriteFile(path, []byte("mqtt:\n  broker: embedded\n  embedded_listen: 127.0.0.1:0\n"), 0o644)
+	return path
+}
+
+// TestSecondInstanceRefused starts the real binary twice on one spool: the
+// second exits non-zero at once, names the first's PID, and has not touched
+// the spool (a crash-cut batch file, which opening the spool removes, is
+// still there), bound a port or started a broker.
+func TestSecondInstanceRefused(t *testing.T) {
+	bin := buildBinary(t)
+	spoolDir := filepath.Join(t.TempDir(), "spool")
+	first, _ := startBinary(t, bin, embeddedArgs(spoolDir)...)
+
+	partial := filepath.Join(spoolDir, "queue", "0000000000000000000000ff.jsonl")
+	if err := os.WriteFile(partial, []byte(`{"id":"0000000000000000000000ff"`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	second := exec.CommandContext(ctx, bin, embeddedArgs(spoolDir)...)
+	out, err := second.CombinedOutput()
+	if ctx.Err() != nil {
+		t.Fatalf("second instance still running after 15s, did not refuse:\n%s", out)
+	}
+	if err == nil || second.ProcessState.ExitCode() == 0 {
+		t.Fatalf("second instance exited 0:\n%s", out)
+	}
+	if want := "pid " + strconv.Itoa(first.Process.Pid); !strings.Contains(string(out), want) {
+		t.Errorf("second instance's message does not name the first (%s):\n%s", want, out)
+	}
+	for _, touched := range []string{"spool ready", "embedded MQTT broker listening", "removed alert cut short", "edgesink ready"} {
+		if strings.Contains(string(out), touched) {
+			t.Errorf("second instance got as far as %q before refusing:\n%s", touched, out)
+		}
+	}
+	if _, err := os.Stat(partial); err != nil {
+		t.Errorf("second instance opened the spool (the partial batch is gone): %v", err)
+	}
+	if pid, err := spool.Holder(spoolDir); err != nil || pid != first.Process.Pid {
+		t.Errorf("lock holder = %d, %v; want the first instance, %d", pid, err, first.Process.Pid)
+	}
+}
+
+// TestPortHolderNamed: a port held by a listener of this test process makes
+// edgesink's bind error name this process's PID and command, for the SMTP
+// listener and the embedded broker alike, and blame no mosquitto.
+func TestPortHolderNamed(t *testing.T) {
+	held, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	comm, err := os.ReadFile("/proc/self/comm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		set  func(*Config)
+		want string
+	}{
+		{"smtp.listen", func(c *Config) { c.SMTP.Listen = held.Addr().String() }, "smtp: "},
+		{"mqtt.embedded_listen", func(c *Config) {
+			c.MQTT.Broker, c.MQTT.EmbeddedListen = brokerEmbedded, held.Addr().String()
+		}, "start embedded broker: "},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig(t, brokerEmbedded, "")
+			cfg.MQTT.EmbeddedListen = "127.0.0.1:0"
+			tt.set(&cfg)
+			err := serve(context.Background(), cfg, slog.New(slog.DiscardHandler), nil)
+			if err == nil {
+				t.Fatal("serve started on a port in use")
+			}
+			msg := err.Error()
+			for _, want := range []string{tt.want, "address already in use", "pid " + strconv.Itoa(os.Getpid()),
+				strings.TrimSpace(string(comm)), "set " + tt.name} {
+				if !strings.Contains(msg, want) {
+					t.Errorf("error lacks %q:\n%s", want, msg)
+				}
+			}
+			if strings.Contains(msg, "mosquitto") {
+				t.Errorf("error blames mosquitto, which does not hold the port:\n%s", msg)
+			}
+		})
+	}
+}
+
+// TestSpoolListMissing: listing a spool that does not exist yet says it is
+// empty, exits 0 and creates nothing; flags may follow the verb.
+func TestSpoolListMissing(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "not-yet")
+	code, out, errOut := runCLI("spool", "list", "--spool-dir", dir)
+	if code != exitOK || !strings.Contains(out, "is empty") || errOut != "" {
+		t.Errorf("spool list on a missing spool: exit %d\n%s%s", code, out, errOut)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("spool list created %s (%v)", dir, err)
+	}
+}
+
+// TestSpoolDirOfInstalledBoard: from a shell (no STATE_DIRECTORY) on a
+// board with the package installed, the spool commands use the service's
+// spool: the installed config's spool.dir, else the service's state
+// directory, never ~/.local/state.
+func TestSpoolDirOfInstalledBoard(t *testing.T) {
+	home := t.TempDir()
+	tests := []struct {
+		name      string
+		installed bool   // the package's state directory exists
+		config    string // the package's config file, "" for none
+		env       map[string]string
+		want      func(state, root string) string
+	}{
+		{"installed, default config", true, "log:\n  level: info\n", nil,
+			func(state, _ string) string { return filepath.Join(state, "spool") }},
+		{"installed, no config file", true, "", nil,
+			func(state, _ string) string { return filepath.Join(state, "spool") }},
+		{"installed, spool.dir in config", true, "spool:\n  dir: {root}/elsewhere\n", nil,
+			func(_, root string) string { return filepath.Join(root, "elsewhere") }},
+		{"under systemd", true, "", map[string]string{"STATE_DIRECTORY": "{root}/sd"},
+			func(_, root string) string { return filepath.Join(root, "sd", "spool") }},
+		{"not installed", false, "", map[string]string{"HOME": home},
+			func(string, string) string { return filepath.Join(home, ".local", "state", "edgesink", "spool") }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			root := t.TempDir()
+			h := host{config: filepath.Join(root, "etc", "edgesink.yaml"), stateDir: filepath.Join(root, "var", "lib", "edgesink"),
+				getenv: func(k string) string { return strings.ReplaceAll(tt.env[k], "{root}", root) }}
+			if tt.installed {
+				os.MkdirAll(h.stateDir, 0o750)
+			}
+			if tt.config != "" {
+				os.MkdirAll(filepath.Dir(h.config), 0o755)
+				os.WriteFile(h.config, []byte(strings.ReplaceAll(tt.config, "{root}", root)), 0o640)
+			}
+			var stdout, stderr strings.Builder
+			code := runSpool([]string{"list"}, &stdout, &stderr, h)
+			want := tt.want(h.stateDir, root)
+			if code != exitOK || !strings.Contains(stdout.String(), "spool "+want+" is empty") {
+				t.Errorf("spool list: exit %d\n%s%s\nwant it to use %s", code, stdout.String(), stderr.String(), want)
+			}
+		})
+	}
+}
+
+// TestCheckConfigFlag: check-config takes the file as --config FILE (as
+// install.sh and postinst call it) or as its argument, and says what
+// edgesink would do with it.
+func TestCheckConfigFlag(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "edgesink.yaml")
+	os.WriteFile(conf, []byte("site: lab\nspool:\n  dir: "+dir+"/spool\n"), 0o600)
+	hostname, _ := os.Hostname()
+	for _, args := range [][]string{{"--config", conf}, {conf}} {
+		var stdout, stderr strings.Builder
+		code := runCheckConfig(args, &stdout, &stderr, host{getenv: func(string) string { return "" }})
+		out := stdout.String()
+		for _, want := range []string{conf + ": OK", "listen on 127.0.0.1:2525", "embedded broker on 127.0.0.1:1883",
+			"client id edgesink-" + sink.SafeName(hostname) + "-lab", "status on edgesink/lab/status", "alerts to edgesink/lab/{device}/alert",
+			"disk, in " + dir + "/spool", filepath.Join(dir, "spool", "lock")} {
+			if code != exitOK || !strings.Contains(out, want) {
+				t.Errorf("check-config %v: exit %d, lacks %q:\n%s%s", args, code, want, out, stderr.String())
+			}
+		}
+	}
+}
+
+// TestSendTestFrom: send-test FILE sends from the file's From: address, so
+// the alert names the camera; --from wins; the sample uses its own.
+func TestSendTestFrom(t *testing.T) {
+	got := make(chan *sink.Alert, 1)
+	srv, err := sink.New(sink.DefaultConfig(), sink.HandlerFunc(func(_ context.Context, a *sink.Alert) error {
+		got <- a
+		return nil
+	}), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(l)
+	defer srv.Close()
+	hik := "../../testdata/corpus/hikvision-motion.eml"
+	tests := []struct {
+		args             []string
+		mailFrom, device string
+	}{
+		{[]string{hik}, "cam-garage@cams.lan", "cam-garage"},
+		{[]string{"--from", "door@cams.lan", hik}, "door@cams.lan", "door"},
+		{[]string{hik, "--from", "door@cams.lan"}, "door@cams.lan", "door"},
+		{nil, defaultTestFrom, "edgesink-test"},
+	}
+	for _, tt := range tests {
+		code, out, errOut := runCLI(append([]string{"send-test", "--server", l.Addr().String()}, tt.args...)...)
+		if code != exitOK {
+			t.Fatalf("send-test %v: exit %d %s%s", tt.args, code, out, errOut)
+		}
+		select {
+		case a := <-got:
+			if a.MailFrom != tt.mailFrom || a.Device != tt.device {
+				t.Errorf("send-test %v: mail from %q, device %q; want %q, %q", tt.args, a.MailFrom, a.Device, tt.mailFrom, tt.device)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("send-test %v: no alert", tt.args)
+		}
+	}
+}
+
+// sbinTool finds a system tool, in /usr/sbin or /sbin when PATH lacks them.
+// Missing, it fails the test under CI and skips it elsewhere.
+func sbinTool(t *testing.T, name string) string {
+	t.Helper()
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	for _, dir := range []string{"/usr/sbin", "/sbin"} {
+		if p := filepath.Join(dir, name); fileExists(p) {
+			return p
+		}
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatalf("%s not installed: CI must run every test", name)
+	}
+	t.Skipf("%s not installed", name)
+	return ""
+}
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+// throwawayUser creates a system user for the test and removes it after.
+func throwawayUser(t *testing.T) (name string, uid, gid int) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") != "" {
+			t.Fatal("CI runs this test as root: it creates a user and runs edgesink as that user")
+		}
+		t.Skip("needs root (to create a throwaway user); CI runs it as root")
+	}
+	useradd, userdel := sbinTool(t, "useradd"), sbinTool(t, "userdel")
+	name = fmt.Sprintf("es-t%d", os.Getpid())
+	if out, err := exec.Command(useradd, "--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin", name).CombinedOutput(); err != nil {
+		t.Fatalf("useradd: %v\n%s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command(userdel, name).CombinedOutput(); err != nil {
+			t.Errorf("userdel %s: %v\n%s", name, err, out)
+		}
+	})
+	u, err := user.Lookup(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, _ = strconv.Atoi(u.Uid)
+	gid, _ = strconv.Atoi(u.Gid)
+	return name, uid, gid
+}
+
+// service is the real binary running as a service would, its log kept.
+type service struct {
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	log  strings.Builder
+	done chan struct{}
+}
+
+func (s *service) logText() string { s.mu.Lock(); defer s.mu.Unlock(); return s.log.String() }
+
+// waitLog waits until the log holds want, and fails the test after timeout.
+func (s *service) waitLog(t *testing.T, want string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !strings.Contains(s.logText(), want) {
+		select {
+		case <-s.done:
+			t.Fatalf("edgesink exited while waiting for %q:\n%s", want, s.logText())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q in the log within %v:\n%s", want, timeout, s.logText())
+		}
+	}
+}
+
+// startService starts bin with args as cred (nil: as this process) and
+// returns once it is ready; it is stopped with SIGTERM when the test ends.
+func startService(t *testing.T, cred *syscall.Credential, bin string, args ...string) *service {
+	t.Helper()
+	s := &service{cmd: exec.Command(bin, args...), done: make(chan struct{})}
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	pipe, _ := s.cmd.StderrPipe()
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(pipe)
+		for sc.Scan() {
+			s.mu.Lock()
+			s.log.WriteString(sc.Text() + "\n")
+			s.mu.Unlock()
+		}
+		_ = s.cmd.Wait()
+		close(s.done)
+	}()
+	t.Cleanup(func() {
+		_ = s.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-s.done:
+		case <-time.After(20 * time.Second):
+			_ = s.cmd.Process.Kill()
+			t.Errorf("edgesink did not stop on SIGTERM:\n%s", s.logText())
+		}
+	})
+	s.waitLog(t, `msg="edgesink ready"`, 20*time.Second)
+	return s
+}
+
+// queueFileAsRoot writes an alert into the queue as the old 'sudo edgesink
+// spool retry' did: owned by root, mode 0600, unreadable for the service.
+func queueFileAsRoot(t *testing.T, spoolDir, subject string) string {
+	t.Helper()
+	a := sink.Alert{ID: sink.NewID(time.Now()), ReceivedAt: time.Now().UTC(), Device: "cam", Subject: subject,
+		RcptTo: []string{}, From: []string{}, To: []string{}, Attachments: []sink.Attachment{}, ParseErrors: []string{}}
+	data, _ := json.Marshal(a)
+	if err := os.WriteFile(filepath.Join(spoolDir, "queue", a.ID+".json"), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return a.ID
+}
+
+// waitGone waits until the spool no longer holds id (delivered).
+func waitGone(t *testing.T, s *service, spoolDir, id string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		items, err := spool.Show(spoolDir, id)
+		if errors.Is(err, spool.ErrNotFound) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still in the spool (%+v, %v):\n%s", id, items, err, s.logText())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func ownedBy(t *testing.T, path string, uid int) {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := fi.Sys().(*syscall.Stat_t); int(st.Uid) != uid || fi.Mode().Perm()&0o400 == 0 {
+		t.Errorf("%s: owner uid %d mode %v, want uid %d and readable by it", path, st.Uid, fi.Mode(), uid)
+	}
+}
+
+// TestSpoolRetryForServiceUser: the service runs as a user the test
+// creates, as the package runs it as edgesink. 'spool retry' run as root
+// (sudo) and as that user writes files the service can read, tells the
+// running service (SIGHUP to the PID in the lock file) or says none runs;
+// a root-owned queue file the service cannot read is moved aside, at start
+// and on rescan, never fatal, and 'spool retry' brings it back.
+func TestSpoolRetryForServiceUser(t *testing.T) {
+	name, uid, gid := throwawayUser(t)
+	cred := &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+	base, err := os.MkdirTemp("", "edgesink-ops-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	os.Chmod(base, 0o755)
+	bin := filepath.Join(base, "edgesink")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	state := filepath.Join(base, "state") // as /var/lib/edgesink: the service user's, 0750
+	spoolDir := filepath.Join(state, "spool")
+	deadA := deadLetterSpool(t, spoolDir, "retried by root")
+	deadB := deadLetterSpool(t, spoolDir, "retried by the user")
+	chownR(t, state, uid, gid)
+	os.Chmod(state, 0o750)
+	conf := filepath.Join(base, "edgesink.yaml")
+	os.WriteFile(conf, []byte("mqtt:\n  embedded_listen: 127.0.0.1:0\n"), 0o644)
+	cli := func(cred *syscall.Credential, args ...string) (int, string) {
+		cmd := exec.Command(bin, append(args, "--spool-dir", spoolDir)...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+		out, _ := cmd.CombinedOutput()
+		return cmd.ProcessState.ExitCode(), string(out)
+	}
+
+	// No service yet: the files land with the service user's owner.
+	if code, out := cli(nil, "spool", "retry", deadA.ID); code != 0 || !strings.Contains(out, "no edgesink is running") {
+		t.Fatalf("retry as root: exit %d\n%s", code, out)
+	}
+	ownedBy(t, filepath.Join(spoolDir, "queue", deadA.ID+".json"), uid)
+	if code, out := cli(cred, "spool", "retry", deadB.ID); code != 0 || !strings.Contains(out, "no edgesink is running") {
+		t.Fatalf("retry as %s: exit %d\n%s", name, code, out)
+	}
+	ownedBy(t, filepath.Join(spoolDir, "queue", deadB.ID+".json"), uid)
+	// What the old CLI left: a file the service cannot read.
+	atStart := queueFileAsRoot(t, spoolDir, "unreadable at start")
+
+	svc := startService(t, cred, bin, "--config", conf, "--smtp-listen", "127.0.0.1:0", "--spool-dir", spoolDir)
+	svc.waitLog(t, "moved aside", 10*time.Second)
+	waitGone(t, svc, spoolDir, deadA.ID)
+	waitGone(t, svc, spoolDir, deadB.ID)
+	ownedBy(t, filepath.Join(spoolDir, spool.LockName), uid)
+	if items, err := spool.Show(spoolDir, atStart); err != nil || items[0].State != "held" {
+		t.Fatalf("unreadable file: %+v, %v; want it held", items, err)
+	}
+	code, out := cli(nil, "spool", "retry", atStart)
+	if want := fmt.Sprintf("told the running edgesink (pid %d)", svc.cmd.Process.Pid); code != 0 || !strings.Contains(out, want) {
+		t.Fatalf("retry of a held alert: exit %d\n%s\nwant %q", code, out, want)
+	}
+	waitGone(t, svc, spoolDir, atStart)
+
+	// The same on a rescan (SIGHUP) while running.
+	onRescan := queueFileAsRoot(t, spoolDir, "unreadable on rescan")
+	if err := svc.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	svc.waitLog(t, onRescan+".json", 10*time.Second)
+	if code, out := cli(cred, "spool", "list"); code != 0 || !strings.Contains(out, "held") {
+		t.Errorf("spool list as %s: exit %d\n%s", name, code, out)
+	}
+	if code, out := cli(nil, "spool", "retry", onRescan); code != 0 || !strings.Contains(out, "told the running edgesink") {
+		t.Fatalf("retry after rescan: exit %d\n%s", code, out)
+	}
+	waitGone(t, svc, spoolDir, onRescan)
+	select {
+	case <-svc.done:
+		t.Fatalf("the service exited:\n%s", svc.logText())
+	default:
+	}
+}
+
+func chownR(t *testing.T, root string, uid, gid int) {
+	t.Helper()
+	err := filepath.Walk(root, func(p string, _ os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, uid, gid)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestTwoSitesOneBroker: two edgesinks on one host and one broker, with two
+// sites, keep their own client ids (neither knocks the other off), alert
+// topics and status topics: when one stops, its retained "offline" leaves
+// the other's "online" standing.
+func TestTwoSitesOneBroker(t *testing.T) {
+	broker := forwardtest.StartMosquitto(t)
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	start := func(site string) *service {
+		conf := filepath.Join(dir, site+".yaml")
+		os.WriteFile(conf, []byte(fmt.Sprintf("site: %s\nsmtp:\n  listen: 127.0.0.1:0\nmqtt:\n  broker: %s\nspool:\n  dir: %s\n",
+			site, broker.URL(), filepath.Join(dir, site))), 0o600)
+		s := startService(t, nil, bin, "--config", conf)
+		s.waitLog(t, `msg="mqtt connected"`, 10*time.Second)
+		return s
+	}
+	a := start("a")
+	b := start("b")
+
+	status := func(sub *forwardtest.Subscriber) map[string]string {
+		got := map[string]string{}
+		for len(got) < 2 {
+			m := sub.Next(t, 10*time.Second, nil)
+			got[m.Topic] = m.Payload
+		}
+		return got
+	}
+	want := map[string]string{"edgesink/a/status": "online", "edgesink/b/status": "online"}
+	if got := status(forwardtest.Subscribe(t, broker.Addr(), "edgesink/+/status")); !reflect.DeepEqual(got, want) {
+		t.Fatalf("status topics %v, want %v", got, want)
+	}
+	alerts := forwardtest.Subscribe(t, broker.Addr(), "edgesink/#")
+	addrA := regexp.MustCompile(`msg="edgesink ready".* smtp=(\S+)`).FindStringSubmatch(a.logText())
+	if out, err := exec.Command(bin, "send-test", "--server", addrA[1], "--from", "cam1@cams.lan").CombinedOutput(); err != nil {
+		t.Fatalf("send-test: %v %s", err, out)
+	}
+	if m := alerts.Next(t, 10*time.Second, func(m forwardtest.Message) bool { return strings.HasSuffix(m.Topic, "/alert") }); m.Topic != "edgesink/a/cam1/alert" {
+		t.Errorf("alert of site a on %q, want edgesink/a/cam1/alert", m.Topic)
+	}
+	_ = b.cmd.Process.Signal(syscall.SIGTERM)
+	<-b.done
+	want["edgesink/b/status"] = "offline"
+	if got := status(forwardtest.Subscribe(t, broker.Addr(), "edgesink/+/status")); !reflect.DeepEqual(got, want) {
+		t.Errorf("after the second stopped: status topics %v, want %v", got, want)
+	}
+	if strings.Contains(a.logText(), "mqtt connection lost") {
+		t.Errorf("the first instance was knocked off the broker (same client id?):\n%s", a.logText())
+	}
+}
+
+// TestSecondInstanceSamePorts: a second edgesink with a spool of its own
+// but the first's SMTP port and broker fails on the port, naming the first
+// as its holder, before it connects to the broker: the first is not knocked
+// off (same client id) and its retained "online" stands.
+func TestSecondInstanceSamePorts(t *testing.T) {
+	broker := forwardtest.StartMosquitto(t)
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	first := startService(t, nil, bin, "--smtp-listen", "127.0.0.1:0", "--mqtt-broker", broker.URL(), "--spool-dir", filepath.Join(dir, "first"))
+	first.waitLog(t, `msg="mqtt connected"`, 10*time.Second)
+	m := regexp.MustCompile(`msg="edgesink ready".* smtp=(\S+)`).FindStringSubmatch(first.logText())
+	if m == nil {
+		t.Fatalf("no SMTP address in the log:\n%s", first.logText())
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	second := exec.CommandContext(ctx, bin, "--smtp-listen", m[1], "--mqtt-broker", broker.URL(), "--spool-dir", filepath.Join(dir, "second"))
+	out, err := second.CombinedOutput()
+	if err == nil || ctx.Err() != nil {
+		t.Fatalf("second instance on a taken port: %v\n%s", err, out)
+	}
+	for _, want := range []string{"address already in use", "pid " + strconv.Itoa(first.cmd.Process.Pid) + " (edgesink", "another edgesink"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("second instance's message lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(string(out), "mqtt connected") || strings.Contains(string(out), "mosquitto") {
+		t.Errorf("second instance connected to the broker, or blamed mosquitto:\n%s", out)
+	}
+	msg := forwardtest.Subscribe(t, broker.Addr(), "edgesink/status").Next(t, 10*time.Second, nil)
+	if msg.Payload != "online" {
+		t.Errorf("retained status %q after the second instance gave up, want online", msg.Payload)
+	}
+	if strings.Contains(first.logText(), "mqtt connection lost") {
+		t.Errorf("the first instance was knocked off the broker:\n%s", first.logText())
+	}
+}
