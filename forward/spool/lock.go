@@ -56,7 +56,9 @@ var ErrLocked = errors.New("spool: locked by another process")
 // owns (the service's), the lock file is given to that owner, so the
 // service can still open it.
 func AcquireLock(dir string) (*Lock, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	// Durably: this is usually the spool directory's first creation, and
+	// alerts written into it must not vanish with it at a power cut.
+	if err := mkdirAllSync(dir); err != nil {
 		return nil, fmt.Errorf("spool: lock: create %s: %w", dir, err)
 	}
 	path := filepath.Join(dir, LockName)
