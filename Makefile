@@ -95,6 +95,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzExtract$$' -fuzztime $(FUZZTIME) ./sink
 	$(GO) test -run '^$$' -fuzz '^FuzzLoginServer$$' -fuzztime $(FUZZTIME) ./sink
 	$(GO) test -run '^$$' -fuzz '^FuzzPlainServer$$' -fuzztime $(FUZZTIME) ./sink
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeRecord$$' -fuzztime $(FUZZTIME) ./forward/spool
 
 bench: test-deps
 	$(GO) test -run '^$$' -bench . -benchtime 3000x -timeout 10m ./cmd/edgesink

@@ -1,8 +1,6 @@
 package spool
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -50,11 +48,8 @@ func List(dir string) ([]Item, error) {
 		if err != nil {
 			continue // delivered and removed meanwhile
 		}
-		for _, line := range bytes.Split(bytes.TrimSpace(data), []byte("\n")) {
-			var a sink.Alert
-			if json.Unmarshal(line, &a) != nil || a.ID == "" {
-				continue // being written
-			}
+		for _, r := range readableRecords(data) { // a line being written does not read yet
+			a := r.Alert
 			items = append(items, Item{ID: a.ID, State: "queued", Device: a.Device, Subject: a.Subject,
 				ReceivedAt: a.ReceivedAt, Path: path})
 		}
@@ -74,9 +69,12 @@ func List(dir string) ([]Item, error) {
 			items = append(items, Item{ID: strings.TrimSuffix(name, ".corrupt"), State: "corrupt", Path: path,
 				Reason: "unreadable queue file"})
 		case strings.HasSuffix(name, jsonExt):
-			var dl DeadLetter
 			data, err := os.ReadFile(path)
-			if err != nil || json.Unmarshal(data, &dl) != nil || dl.Alert == nil {
+			if err != nil {
+				continue
+			}
+			dl, err := decodeDeadLetter(data)
+			if err != nil {
 				continue
 			}
 			items = append(items, Item{ID: dl.Alert.ID, State: "dead", Device: dl.Alert.Device, Subject: dl.Alert.Subject,
@@ -97,11 +95,8 @@ func heldItems(path, name string) []Item {
 		return []Item{{ID: strings.TrimSuffix(name, heldExt), State: "held", Path: path, Reason: err.Error()}}
 	}
 	var items []Item
-	for _, line := range bytes.Split(bytes.TrimSpace(data), []byte("\n")) {
-		var a sink.Alert
-		if json.Unmarshal(line, &a) != nil || a.ID == "" {
-			continue
-		}
+	for _, r := range readableRecords(data) {
+		a := r.Alert
 		items = append(items, Item{ID: a.ID, State: "held", Device: a.Device, Subject: a.Subject,
 			ReceivedAt: a.ReceivedAt, Path: path, Reason: why})
 	}
@@ -142,10 +137,13 @@ func Retry(dir, id string) error {
 			return fmt.Errorf("spool: %s is already queued", id)
 		}
 		if it.State == "dead" {
-			var dl DeadLetter
 			data, err := os.ReadFile(it.Path)
-			if err != nil || json.Unmarshal(data, &dl) != nil {
-				return fmt.Errorf("spool: read dead letter %s: %v", it.Path, err)
+			if err != nil {
+				return fmt.Errorf("spool: read dead letter %s: %w", it.Path, err)
+			}
+			dl, err := decodeDeadLetter(data)
+			if err != nil {
+				return fmt.Errorf("spool: read dead letter %s: %w", it.Path, err)
 			}
 			alert = dl.Alert
 		}
@@ -160,7 +158,7 @@ func Retry(dir, id string) error {
 	if alert == nil {
 		return fmt.Errorf("spool: %s has no readable dead letter to retry", id)
 	}
-	data, err := json.Marshal(alert)
+	data, err := encodeRecord(alert, Route{}) // every output, as before it died
 	if err != nil {
 		return err
 	}
@@ -186,10 +184,9 @@ func alertIn(path, id string) (*sink.Alert, error) {
 	if err != nil {
 		return nil, fmt.Errorf("spool: read %s: %w", path, err)
 	}
-	for _, line := range bytes.Split(bytes.TrimSpace(data), []byte("\n")) {
-		var a sink.Alert
-		if json.Unmarshal(line, &a) == nil && a.ID == id {
-			return &a, nil
+	for _, r := range readableRecords(data) {
+		if r.Alert.ID == id {
+			return r.Alert, nil
 		}
 	}
 	return nil, fmt.Errorf("%w: %s in %s", ErrNotFound, id, path)
@@ -225,10 +222,12 @@ func dropFrom(path, id string) error {
 	if err != nil {
 		return err
 	}
+	// Every other line stays as it is, readable or not (an unreadable one
+	// is set aside as corrupt at the next start).
+	lines, _ := recordLines(data)
 	var keep []byte
-	for _, line := range bytes.Split(bytes.TrimSpace(data), []byte("\n")) {
-		var a sink.Alert
-		if json.Unmarshal(line, &a) == nil && a.ID == id {
+	for _, line := range lines {
+		if r, err := decodeRecord(line); err == nil && r.Alert.ID == id {
 			continue
 		}
 		keep = append(append(keep, line...), '\n')

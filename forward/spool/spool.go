@@ -23,7 +23,6 @@ package spool
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -132,6 +131,7 @@ var (
 // entry is one alert in the queue.
 type entry struct {
 	alert   *sink.Alert
+	route   Route // the outputs that deliver it
 	size    int64
 	waiting int  // outputs that have not finished with it
 	dead    bool // an output gave up on it: its removal from the queue must be durable
@@ -238,7 +238,13 @@ func (s *Spool) Rescan() (int, error) {
 // adopt queues an alert found in the store, unless it is queued already.
 // Alerts found are counted against the caps but never refused.
 func (s *Spool) adopt(r stored) bool {
-	e := &entry{alert: r.alert, size: r.size, waiting: len(s.outputs)}
+	route := r.route
+	if s.routed(route) == 0 {
+		s.log.Warn("spool: none of the outputs this alert was routed to is configured now; delivering it to every output",
+			"id", r.alert.ID, "route", route.Outputs)
+		route = Route{}
+	}
+	e := &entry{alert: r.alert, route: route, size: r.size, waiting: s.routed(route)}
 	s.mu.Lock()
 	if _, dup := s.pending[r.alert.ID]; dup {
 		s.mu.Unlock()
@@ -272,12 +278,13 @@ func (s *Spool) Handle(ctx context.Context, a *sink.Alert) error {
 	if s.cfg.Mode == ModeOff {
 		return s.handleDirect(ctx, a)
 	}
-	data, err := json.Marshal(a)
+	route := s.routeFor(a)
+	data, err := encodeRecord(a, route)
 	if err != nil {
-		return fmt.Errorf("spool: encode %s: %w", a.ID, err)
+		return err
 	}
 	size := int64(len(data))
-	e := &entry{alert: a, size: size, waiting: len(s.outputs)}
+	e := &entry{alert: a, route: route, size: size, waiting: s.routed(route)}
 	s.mu.Lock()
 	if s.count+1 > s.cfg.MaxAlerts || s.bytes+size > s.cfg.MaxBytes {
 		count, bytes := s.count, s.bytes
@@ -303,7 +310,8 @@ func (s *Spool) Handle(ctx context.Context, a *sink.Alert) error {
 
 // handleDirect is Handle in mode off.
 func (s *Spool) handleDirect(ctx context.Context, a *sink.Alert) error {
-	e := &entry{alert: a, waiting: len(s.outputs), done: make(chan struct{})}
+	route := s.routeFor(a)
+	e := &entry{alert: a, route: route, waiting: s.routed(route), done: make(chan struct{})}
 	s.mu.Lock()
 	s.addPendingLocked(e)
 	s.mu.Unlock()
@@ -347,9 +355,32 @@ func (s *Spool) dispatch(e *entry) {
 	h := fnv.New32a()
 	h.Write([]byte(e.alert.Device))
 	lane := int(h.Sum32() % uint32(s.cfg.Lanes))
-	for i := range s.outputs {
-		s.lanes[i][lane].push(e)
+	for i, out := range s.outputs {
+		if e.route.includes(out.Name()) {
+			s.lanes[i][lane].push(e)
+		}
 	}
+}
+
+// routeFor decides, once, where a new alert goes; the route is stored with
+// it. Today every output takes every alert: routing rules decide here.
+func (s *Spool) routeFor(*sink.Alert) Route {
+	names := make([]string, len(s.outputs))
+	for i, out := range s.outputs {
+		names[i] = out.Name()
+	}
+	return Route{Outputs: names}
+}
+
+// routed counts the outputs of this spool that are on route.
+func (s *Spool) routed(route Route) int {
+	n := 0
+	for _, out := range s.outputs {
+		if route.includes(out.Name()) {
+			n++
+		}
+	}
+	return n
 }
 
 // finished records that one output is done with e (delivered or dead); the
@@ -647,6 +678,7 @@ func (l *lane) deadLetter(e *entry, cause error, attempts int) bool {
 
 // DeadLetter is an alert an output refused for good, with why.
 type DeadLetter struct {
+	Version  int         `json:"v"`
 	Alert    *sink.Alert `json:"alert"`
 	Output   string      `json:"output"`
 	Reason   string      `json:"reason"`

@@ -1,9 +1,7 @@
 package spool
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -28,6 +26,7 @@ type store interface {
 
 type stored struct {
 	alert *sink.Alert
+	route Route
 	size  int64
 }
 
@@ -349,7 +348,7 @@ func (d *diskStore) holdAside(name string, cause error) {
 }
 
 func (d *diskStore) dead(dl DeadLetter) error {
-	data, err := json.MarshalIndent(dl, "", "  ")
+	data, err := encodeDeadLetter(dl)
 	if err != nil {
 		return err
 	}
@@ -444,7 +443,8 @@ func (d *diskStore) read(atStart bool, onCorrupt func(id, reason string)) ([]sto
 			d.holdAside(name, err)
 			continue
 		}
-		if isBatch && (len(data) == 0 || data[len(data)-1] != '\n') {
+		lines, complete := recordLines(data)
+		if isBatch && !complete {
 			if atStart {
 				// Cut short by a crash before its fsync finished: no device
 				// got a 250 for it, and they still have the mails.
@@ -454,9 +454,9 @@ func (d *diskStore) read(atStart bool, onCorrupt func(id, reason string)) ([]sto
 			continue
 		}
 		var alerts []stored
-		for i, line := range bytes.Split(bytes.TrimSuffix(data, []byte("\n")), []byte("\n")) {
-			var a sink.Alert
-			if err := json.Unmarshal(line, &a); err != nil || a.ID == "" {
+		for i, line := range lines {
+			rec, err := decodeRecord(line)
+			if err != nil {
 				if !atStart {
 					return nil, nil // being written; look again later
 				}
@@ -465,7 +465,7 @@ func (d *diskStore) read(atStart bool, onCorrupt func(id, reason string)) ([]sto
 				onCorrupt(id, fmt.Sprintf("unreadable alert in %s: %v", name, err))
 				continue
 			}
-			alerts = append(alerts, stored{alert: &a, size: int64(len(line))})
+			alerts = append(alerts, stored{alert: rec.Alert, route: rec.Route, size: int64(len(line))})
 		}
 		if len(alerts) == 0 {
 			_ = os.Remove(path)

@@ -1,0 +1,121 @@
+package spool
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/edgesink/edgesink/sink"
+)
+
+// The spool's files, read and written here only:
+//
+//	queue/<id>.jsonl   alerts stored together (a batch), one record a line; a
+//	                   file without its final newline was cut short by a crash
+//	queue/<id>.json    one record, put back by 'edgesink spool retry'
+//	dead/<id>.<output>.json  a DeadLetter
+//
+// A record is {"v":1,"route":{…},"alert":{…}}: the alert and the decisions
+// made when it was accepted. The first release wrote the bare alert (version
+// 0); such a line is read as an alert for every output.
+
+// FormatVersion is the version of the records this release writes.
+const FormatVersion = 1
+
+// Route is where an alert goes, decided once when it is accepted and stored
+// with it, so a changed configuration never reroutes what is queued.
+type Route struct {
+	// Outputs names the outputs that deliver the alert; empty: every one.
+	Outputs []string `json:"outputs,omitempty"`
+}
+
+// includes reports whether output name is on the route.
+func (r Route) includes(name string) bool {
+	return len(r.Outputs) == 0 || slices.Contains(r.Outputs, name)
+}
+
+// record is one queued alert as the spool keeps it.
+type record struct {
+	Version int         `json:"v"`
+	Route   Route       `json:"route"`
+	Alert   *sink.Alert `json:"alert"`
+}
+
+// errNewerFormat: a record written by a later release; left alone.
+var errNewerFormat = errors.New("written by a newer edgesink")
+
+func encodeRecord(a *sink.Alert, route Route) ([]byte, error) {
+	data, err := json.Marshal(record{Version: FormatVersion, Route: route, Alert: a})
+	if err != nil {
+		return nil, fmt.Errorf("spool: encode %s: %w", a.ID, err)
+	}
+	return data, nil
+}
+
+// decodeRecord reads one record, of this version or the first release's.
+func decodeRecord(line []byte) (record, error) {
+	var r record
+	if err := json.Unmarshal(line, &r); err != nil {
+		return record{}, err
+	}
+	switch {
+	case r.Version > FormatVersion:
+		return record{}, fmt.Errorf("record version %d: %w", r.Version, errNewerFormat)
+	case r.Version == 0: // the first release: the line is the alert
+		r = record{Alert: &sink.Alert{}}
+		if err := json.Unmarshal(line, r.Alert); err != nil {
+			return record{}, err
+		}
+	}
+	if r.Alert == nil || r.Alert.ID == "" {
+		return record{}, errors.New("record without an alert id")
+	}
+	return r, nil
+}
+
+// recordLines splits a queue file into its lines. complete is false when
+// the file does not end with a newline: a batch cut short by a crash (a
+// single-record file, written by rename, is always complete).
+func recordLines(data []byte) (lines [][]byte, complete bool) {
+	complete = len(data) > 0 && data[len(data)-1] == '\n'
+	for _, line := range bytes.Split(data, []byte("\n")) {
+		if len(bytes.TrimSpace(line)) > 0 {
+			lines = append(lines, line)
+		}
+	}
+	return lines, complete
+}
+
+// readableRecords decodes the lines of a queue file an operator looks at
+// (the service may be writing it): lines that do not decode are skipped.
+func readableRecords(data []byte) []record {
+	lines, _ := recordLines(data)
+	out := make([]record, 0, len(lines))
+	for _, line := range lines {
+		if r, err := decodeRecord(line); err == nil {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func encodeDeadLetter(d DeadLetter) ([]byte, error) {
+	d.Version = FormatVersion
+	return json.MarshalIndent(d, "", "  ")
+}
+
+func decodeDeadLetter(data []byte) (DeadLetter, error) {
+	var d DeadLetter
+	if err := json.Unmarshal(data, &d); err != nil {
+		return DeadLetter{}, err
+	}
+	if d.Version > FormatVersion {
+		return DeadLetter{}, fmt.Errorf("dead letter version %d: %w", d.Version, errNewerFormat)
+	}
+	if d.Alert == nil || d.Alert.ID == "" {
+		return DeadLetter{}, errors.New("dead letter without an alert")
+	}
+	return d, nil
+}
