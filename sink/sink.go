@@ -30,6 +30,22 @@ type Alert struct {
 	Device      string       `json:"device"`
 	Size        int          `json:"size"`
 	ParseErrors []string     `json:"parse_errors"`
+	// Event is what happened, decided once when the mail is accepted
+	// (sink/classify) and stored with the alert; nil while no device
+	// template knows the mail, and then left out of the JSON.
+	Event *Event `json:"event,omitempty"`
+}
+
+// Event is the meaning of an alert: which kind of thing happened, on which
+// channel, starting or ending. Type is one word of a closed vocabulary
+// (motion, disk_failure, on_battery, …, other).
+type Event struct {
+	Type     string `json:"type"`
+	State    string `json:"state,omitempty"` // start, stop, or empty for a one-off
+	Channel  string `json:"channel,omitempty"`
+	Camera   string `json:"camera,omitempty"`
+	Detail   string `json:"detail,omitempty"`   // e.g. person, vehicle
+	Template string `json:"template,omitempty"` // the device template that decided it
 }
 
 // Attachment describes one attached or inline part. Its bytes are not kept in

@@ -21,6 +21,7 @@ import (
 	"github.com/edgesink/edgesink/forward/serial"
 	"github.com/edgesink/edgesink/forward/spool"
 	"github.com/edgesink/edgesink/sink"
+	"github.com/edgesink/edgesink/sink/classify"
 )
 
 // configError is a start-up failure the user must fix in the config; it
@@ -155,9 +156,10 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 		return &configError{errors.New("no output configured: set mqtt.broker or serial.device")}
 	}
 
-	// The handler the sink answers after: the spool, the one delivery
-	// engine (250 once the alert is stored or, with spool.mode off, once
-	// every output confirmed it).
+	// The stages after extraction, in the order a mail takes: classify
+	// (what happened), then the spool, the one delivery engine, whose
+	// answer the device gets (250 once the alert is stored or, with
+	// spool.mode off, once every output confirmed it).
 	spcfg, err := cfg.Spool.spoolConfig()
 	if err != nil {
 		return &configError{fmt.Errorf("spool: %w", err)}
@@ -167,7 +169,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 		return fmt.Errorf("open spool: %w", err)
 	}
 	closers = append(closers, sp.Close)
-	var handler sink.Handler = sp
+	var handler sink.Handler = classify.New(sp)
 	if spcfg.Mode == spool.ModeDisk {
 		log.Info("spool ready", "dir", spcfg.Dir)
 	}
