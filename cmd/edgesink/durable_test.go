@@ -364,7 +364,8 @@ func TestSpoolCommand(t *testing.T) {
 	a := deadLetterSpool(t, dir, "Motion")
 
 	code, out, _ := runCLI("spool", "--spool-dir", dir, "list")
-	if code != exitOK || !strings.Contains(out, a.ID) || !strings.Contains(out, "dead") || !strings.Contains(out, "payload too large") {
+	if code != exitOK || !strings.Contains(out, a.ID) || !strings.Contains(out, "dead") || !strings.Contains(out, "payload too large") ||
+		!strings.Contains(out, ": 0 queued, 1 dead letter\n") {
 		t.Fatalf("list: %d\n%s", code, out)
 	}
 	code, out, _ = runCLI("spool", "--spool-dir", dir, "show", a.ID)

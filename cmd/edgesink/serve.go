@@ -171,7 +171,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 	closers = append(closers, sp.Close)
 	var handler sink.Handler = classify.New(sp)
 	if spcfg.Mode == spool.ModeDisk {
-		log.Info("spool ready", "dir", spcfg.Dir)
+		log.Info("spool ready", "dir", spcfg.Dir, "holds", sp.Stats().String())
 	}
 	if cfg.Board.LED == board.LEDActivity {
 		led, err := openLED(cfg.Board, log)
@@ -224,7 +224,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 			return err
 		case <-hup:
 			n, err := sp.Rescan()
-			log.Info("SIGHUP: spool rescanned", "new_alerts", n, "err", err)
+			log.Info("SIGHUP: spool rescanned", "new_alerts", n, "holds", sp.Stats().String(), "err", err)
 			if cert != nil {
 				if err := cert.Reload(); err != nil {
 					log.Error("SIGHUP: TLS certificate not reloaded, keeping the old one", "err", err)
@@ -252,7 +252,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 	// is left stays in the spool for the next start.
 	if err := sp.Drain(sctx); err != nil {
 		n, _ := sp.Len()
-		log.Info("stopping with alerts still queued", "count", n)
+		log.Info("stopping with alerts still queued", "count", n, "holds", sp.Stats().String())
 	}
 	log.Info("edgesink stopped")
 	return nil

@@ -87,6 +87,7 @@ func runSpool(args []string, stdout, stderr io.Writer, h host) int {
 			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", it.ID, it.State, received, it.Device, it.Subject, it.Output, it.Reason)
 		}
 		w.Flush()
+		fmt.Fprintf(stdout, "spool %s: %s\n", dir, spool.StatsOf(items))
 	case "show":
 		items, err := spool.Show(dir, rest[0])
 		if err != nil {

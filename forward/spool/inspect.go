@@ -237,3 +237,48 @@ func dropFrom(path, id string) error {
 	}
 	return writeFileSync(path, keep)
 }
+
+// Stats is a read-only picture of a spool: what the log and 'edgesink
+// spool list' report.
+type Stats struct {
+	Queued int       // alerts not yet delivered by every output
+	Bytes  int64     // their size as stored (live spool only)
+	Oldest time.Time // when the oldest queued alert was received; zero if none
+	Dead   int       // dead letters
+	Held   int       // alerts in queue files the service could not read
+}
+
+// String is the one-line summary: "3 queued (oldest 2026-11-23 20:14:05), 1 dead letter".
+func (st Stats) String() string {
+	s := fmt.Sprintf("%d queued", st.Queued)
+	if !st.Oldest.IsZero() {
+		s += fmt.Sprintf(" (oldest %s)", st.Oldest.Local().Format(time.DateTime))
+	}
+	s += fmt.Sprintf(", %d dead letter", st.Dead)
+	if st.Dead != 1 {
+		s += "s"
+	}
+	if st.Held > 0 {
+		s += fmt.Sprintf(", %d held", st.Held)
+	}
+	return s
+}
+
+// StatsOf sums up the items List returned.
+func StatsOf(items []Item) Stats {
+	var st Stats
+	for _, it := range items {
+		switch it.State {
+		case "queued":
+			st.Queued++
+			if !it.ReceivedAt.IsZero() && (st.Oldest.IsZero() || it.ReceivedAt.Before(st.Oldest)) {
+				st.Oldest = it.ReceivedAt
+			}
+		case "dead", "corrupt":
+			st.Dead++
+		case "held":
+			st.Held++
+		}
+	}
+	return st
+}

@@ -424,6 +424,39 @@ func (s *Spool) remover() {
 	}
 }
 
+// Stats reports the queue as it stands. In disk mode the dead letters are
+// counted in dead/ (a directory read); in memory mode they are those kept in
+// RAM (the latest 100).
+func (s *Spool) Stats() Stats {
+	s.mu.Lock()
+	st := Stats{Queued: s.count, Bytes: s.bytes}
+	for _, e := range s.pending {
+		if t := e.alert.ReceivedAt; !t.IsZero() && (st.Oldest.IsZero() || t.Before(st.Oldest)) {
+			st.Oldest = t
+		}
+	}
+	s.mu.Unlock()
+	switch store := s.store.(type) {
+	case *memoryStore:
+		st.Dead = len(store.deadLetters())
+	case *diskStore:
+		if items, err := List(s.cfg.Dir); err == nil {
+			other := StatsOf(items)
+			st.Dead, st.Held = other.Dead, other.Held
+		}
+	}
+	return st
+}
+
+// DeadLetters returns the dead letters a memory spool keeps (the latest
+// 100), oldest first; a disk spool's are in its directory (List).
+func (s *Spool) DeadLetters() []DeadLetter {
+	if m, ok := s.store.(*memoryStore); ok {
+		return m.deadLetters()
+	}
+	return nil
+}
+
 // Len reports the alerts held and their size.
 func (s *Spool) Len() (alerts int, bytes int64) {
 	s.mu.Lock()

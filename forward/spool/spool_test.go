@@ -510,3 +510,35 @@ func TestSpoolFromFirstRelease(t *testing.T) {
 		t.Fatalf("delivered %q, want %q", got, wantDelivered)
 	}
 }
+
+// TestStats: the live picture of a disk and a memory spool; a memory
+// spool keeps only its latest dead letters.
+func TestStats(t *testing.T) {
+	down := &fakeOutput{name: "mqtt", fail: func(*sink.Alert, int) error { return errDown }}
+	dir := t.TempDir()
+	s := open(t, Config{Dir: dir}, down)
+	first := testAlert(1, "cam")
+	handle(t, s, first)
+	handle(t, s, testAlert(2, "ups"))
+	st := s.Stats()
+	if st.Queued != 2 || st.Bytes <= 0 || !st.Oldest.Equal(first.ReceivedAt) || st.Dead != 0 {
+		t.Fatalf("disk spool with two queued: %+v", st)
+	}
+	if items, _ := List(dir); StatsOf(items).Queued != 2 {
+		t.Fatalf("StatsOf(List) = %+v", StatsOf(items))
+	}
+
+	refuse := &fakeOutput{name: "mqtt", fail: func(*sink.Alert, int) error { return errors.New("payload too large") }}
+	m := open(t, Config{Mode: ModeMemory, MaxAttempts: 1}, refuse)
+	for i := range maxMemoryDead + 20 {
+		handle(t, m, testAlert(i, "cam"))
+	}
+	drain(t, m)
+	if st := m.Stats(); st.Queued != 0 || st.Dead != maxMemoryDead {
+		t.Fatalf("memory spool after %d refusals: %+v, want %d dead letters kept", maxMemoryDead+20, st, maxMemoryDead)
+	}
+	dl := m.DeadLetters()
+	if len(dl) != maxMemoryDead || dl[len(dl)-1].Alert.Subject != fmt.Sprintf("alert %d", maxMemoryDead+19) || dl[0].Alert.Subject != "alert 20" {
+		t.Fatalf("kept dead letters: first %q, last %q", dl[0].Alert.Subject, dl[len(dl)-1].Alert.Subject)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -483,11 +484,15 @@ func (d *diskStore) read(atStart bool, onCorrupt func(id, reason string)) ([]sto
 	return out, nil
 }
 
-// memoryStore keeps nothing: queued alerts live only in the Spool's lanes.
+// memoryStore keeps nothing on disk: queued alerts live only in the
+// Spool's lanes; the latest dead letters (at most maxMemoryDead) in RAM.
 type memoryStore struct {
 	mu      sync.Mutex
 	letters []DeadLetter
 }
+
+// maxMemoryDead bounds the dead letters a memory spool keeps; older ones go.
+const maxMemoryDead = 100
 
 func newMemoryStore() *memoryStore                                 { return &memoryStore{} }
 func (m *memoryStore) put(context.Context, string, []byte) error   { return nil }
@@ -498,6 +503,15 @@ func (m *memoryStore) load(func(string, string)) ([]stored, error) { return nil,
 func (m *memoryStore) dead(d DeadLetter) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if len(m.letters) >= maxMemoryDead {
+		m.letters = append(m.letters[:0], m.letters[1:]...)
+	}
 	m.letters = append(m.letters, d)
 	return nil
+}
+
+func (m *memoryStore) deadLetters() []DeadLetter {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.letters)
 }
