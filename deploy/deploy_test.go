@@ -187,12 +187,7 @@ func sameBytes(t *testing.T, a, b string) {
 // qemu finds a qemu-user binary under its Debian 12 or 13 name.
 func qemu(t testing.TB, arch string) string {
 	t.Helper()
-	for _, name := range []string{"qemu-" + arch + "-static", "qemu-" + arch} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	return forwardtest.RequireTool(t, "qemu-"+arch+"-static")
+	return forwardtest.RequireOneOf(t, "qemu-"+arch+"-static", "qemu-"+arch)
 }
 
 // TestARMBinariesUnderQemu runs each ARM build under qemu-user (the ARMv6
@@ -564,7 +559,7 @@ func TestFirstBoot(t *testing.T) {
 	forwardtest.RequireTool(t, "systemd-sysusers")
 	arch := strings.TrimSpace(run(t, "dpkg", "--print-architecture"))
 	if debArch[arch] == "" {
-		t.Skipf("no package for this machine's architecture %s", arch)
+		forwardtest.Unavailable(t, "no package for this machine's architecture %s", arch)
 	}
 	boot := t.TempDir()
 	src := filepath.Join(boot, "edgesink")

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/edgesink/edgesink/forward"
+	"github.com/edgesink/edgesink/forward/forwardtest"
 	"github.com/edgesink/edgesink/sink"
 )
 
@@ -303,16 +304,14 @@ func TestCaps(t *testing.T) {
 // sink.ErrStorageFull, nothing half-written stays, earlier alerts survive.
 func TestDiskFull(t *testing.T) {
 	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("TestDiskFull mounts a tmpfs and needs root; CI runs as root")
-		}
-		t.Skip("needs root to mount a tmpfs")
+		forwardtest.Unavailable(t, "TestDiskFull mounts a tmpfs and needs root (CI runs as root)")
 	}
+	mount, umount := forwardtest.RequireTool(t, "mount"), forwardtest.RequireTool(t, "umount")
 	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", dir).CombinedOutput(); err != nil {
+	if out, err := exec.Command(mount, "-t", "tmpfs", "-o", "size=64k", "tmpfs", dir).CombinedOutput(); err != nil {
 		t.Fatalf("mount tmpfs: %v %s", err, out)
 	}
-	t.Cleanup(func() { exec.Command("umount", dir).Run() })
+	t.Cleanup(func() { exec.Command(umount, dir).Run() })
 	out := &fakeOutput{name: "mqtt", fail: func(*sink.Alert, int) error { return errDown }}
 	s := open(t, Config{Dir: dir}, out)
 	var err error
