@@ -139,8 +139,9 @@ type Server struct {
 	cancel context.CancelFunc
 
 	closing   atomic.Bool
-	graceful  atomic.Bool  // Shutdown in progress: listeners answer 421
-	buffered  atomic.Int64 // bytes of mail held by sessions now, bounded by cfg.MaxMemory
+	graceful  atomic.Bool                          // Shutdown in progress: listeners answer 421
+	buffered  atomic.Int64                         // bytes of mail held by sessions now, bounded by cfg.MaxMemory
+	sleep     func(context.Context, time.Duration) // waits after a failed login; tests record instead
 	mu        sync.Mutex
 	listeners []*listener
 }
@@ -157,7 +158,7 @@ func New(cfg Config, h Handler, log *slog.Logger) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, handler: h, log: log, clients: newClients(cfg.Policy)}
+	s := &Server{cfg: cfg, handler: h, log: log, clients: newClients(cfg.Policy), sleep: sleepCtx}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 
 	srv := smtp.NewServer(smtp.BackendFunc(s.newSession))
