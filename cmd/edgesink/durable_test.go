@@ -17,6 +17,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -34,6 +35,17 @@ func numberedMail(subject string) []byte {
 // sendMany sends n mails numbered prefix-0 … over conc connections at
 // once and returns the subjects that got 250 and those that did not.
 func sendMany(addr func() string, prefix string, n, conc int) (acked, refused []string, errs []error) {
+	return sendManyCounting(addr, prefix, n, conc, nil)
+}
+
+// loadProgress counts, while sendManyCounting runs, the mails begun, those
+// ended (answered or failed) and those that got 250.
+type loadProgress struct {
+	started, ended, acked atomic.Int64
+}
+
+// sendManyCounting is sendMany that keeps p up to date, when given.
+func sendManyCounting(addr func() string, prefix string, n, conc int, p *loadProgress) (acked, refused []string, errs []error) {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	next := make(chan int, n)
@@ -48,6 +60,9 @@ func sendMany(addr func() string, prefix string, n, conc int) (acked, refused []
 			for i := range next {
 				subject := fmt.Sprintf("%s-%d", prefix, i)
 				from := fmt.Sprintf("cam%d@cams.lan", g%5)
+				if p != nil {
+					p.started.Add(1)
+				}
 				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 				err := sendMail(ctx, addr(), "loadgen", from, []string{"alerts@edgesink.lan"}, numberedMail(subject))
 				cancel()
@@ -59,6 +74,12 @@ func sendMany(addr func() string, prefix string, n, conc int) (acked, refused []
 					errs = append(errs, err)
 				}
 				mu.Unlock()
+				if p != nil {
+					if err == nil {
+						p.acked.Add(1)
+					}
+					p.ended.Add(1)
+				}
 			}
 		}(g)
 	}
@@ -230,40 +251,61 @@ func TestSpoolFullAnswers452(t *testing.T) {
 	}
 }
 
-// TestCrashLosesNothing runs the real binary, kills it with SIGKILL while 20
-// senders are mid-load, restarts it on the same spool, and lets the senders
-// retry what was not acknowledged, as devices do. Every acknowledged mail and
-// every retried one must reach MQTT.
+// TestCrashLosesNothing runs the real binary with the broker down, so that
+// every acknowledged mail exists only in the spool; kills it with SIGKILL
+// once mails have been acknowledged and while 20 senders are mid-load;
+// restarts it on the same spool and lets the senders retry what was not
+// acknowledged, as devices do. Once the broker is back, every acknowledged
+// mail and every retried one must reach MQTT. The test fails if the kill
+// found nothing acknowledged or nothing in flight.
 func TestCrashLosesNothing(t *testing.T) {
-	broker := forwardtest.StartMosquitto(t)
-	sub := forwardtest.Subscribe(t, broker.Addr(), "edgesink/+/alert")
+	broker := forwardtest.StartMosquittoPersistent(t)
+	stream := forwardtest.SubscribeSession(t, broker.Addr(), "edgesink/+/alert", "crash-sub", nil)
 	bin := buildBinary(t)
 	spoolDir := t.TempDir()
 	// The load comes from one address: lift the per-address limits.
 	conf := filepath.Join(t.TempDir(), "edgesink.yaml")
-	if err := os.WriteFile(conf, []byte("smtp:\n  max_connections_per_ip: 100\n  max_mails_per_minute: 1000000\n"), 0o600); err != nil {
+	if err := os.WriteFile(conf, []byte("smtp:\n  max_connections_per_ip: 100\n  max_mails_per_minute: 1000000\n"+
+		"mqtt:\n  max_reconnect_interval: 1s\nspool:\n  retry_max: 1s\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	args := []string{"--config", conf, "--smtp-listen", "127.0.0.1:0", "--mqtt-broker", broker.URL(), "--spool-dir", spoolDir}
 
+	broker.Stop() // nothing acknowledged can leave the spool before the kill
 	first, addr1 := startBinary(t, bin, args...)
 	var mu sync.Mutex
 	addr := addr1
 	current := func() string { mu.Lock(); defer mu.Unlock(); return addr }
 
+	const total, wantAcked = 600, 50
+	var progress loadProgress
 	loadDone := make(chan struct{})
 	var acked, refused []string
 	go func() {
 		defer close(loadDone)
-		acked, refused, _ = sendMany(current, "crash", 600, 20)
+		acked, refused, _ = sendManyCounting(current, "crash", total, 20, &progress)
 	}()
-	time.Sleep(400 * time.Millisecond) // well into the load
+	deadline := time.Now().Add(30 * time.Second)
+	for progress.acked.Load() < wantAcked {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d mails acknowledged within 30s; the kill would prove nothing", progress.acked.Load())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// Senders about to begin a mail wait (in current) for the restart, so
+	// that what the kill refuses is what was in flight.
+	mu.Lock()
+	inFlight := progress.started.Load() - progress.ended.Load()
 	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
+	ackedAtKill := progress.acked.Load()
 	_ = first.Wait()
+	if inFlight == 0 || progress.started.Load() >= total {
+		mu.Unlock()
+		t.Fatalf("no mail was in flight at the kill (%d begun, %d ended)", progress.started.Load(), progress.ended.Load())
+	}
 	second, addr2 := startBinary(t, bin, args...)
-	mu.Lock()
 	addr = addr2
 	mu.Unlock()
 	<-loadDone
@@ -281,11 +323,14 @@ func TestCrashLosesNothing(t *testing.T) {
 		t.Fatalf("%d retries refused after restart: %v", len(stillRefused), errs[0])
 	}
 	if len(refused) == 0 {
-		t.Log("no mail was in flight at the kill; the test still checks recovery of the spool")
+		t.Fatalf("the kill with %d mails in flight refused none of them", inFlight)
 	}
-	seen := awaitSubjects(t, sub, append(append([]string(nil), acked...), refused...), 60*time.Second)
-	t.Logf("crash: %d acknowledged before/after the kill, %d unacknowledged and retried, %d delivered, %d duplicates",
-		len(acked), len(refused), len(seen), duplicates(seen))
+
+	broker.Restart()
+	forwardtest.SubscribeSession(t, broker.Addr(), "edgesink/+/alert", "crash-sub", stream)
+	seen := awaitSubjects(t, stream, append(append([]string(nil), acked...), refused...), 60*time.Second)
+	t.Logf("crash: %d acknowledged before the kill, %d in flight at it; %d acknowledged in all, %d unacknowledged and retried, %d delivered, %d duplicates",
+		ackedAtKill, inFlight, len(acked), len(refused), len(seen), duplicates(seen))
 
 	if err := second.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
