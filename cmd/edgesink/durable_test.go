@@ -15,6 +15,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -355,7 +357,16 @@ func buildBinary(t *testing.T) string {
 // startBinary runs edgesink and returns once it logged its SMTP address.
 func startBinary(t *testing.T, bin string, args ...string) (*exec.Cmd, string) {
 	t.Helper()
+	return startBinaryEnv(t, bin, nil, args...)
+}
+
+// startBinaryEnv is startBinary with extra environment variables.
+func startBinaryEnv(t *testing.T, bin string, env []string, args ...string) (*exec.Cmd, string) {
+	t.Helper()
 	cmd := exec.Command(bin, args...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -467,4 +478,93 @@ func TestRetryPickedUpOnSIGHUP(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// TestMemorySpoolWritesNothing runs the real binary with spool.mode:
+// memory and HOME and the state directory in a fresh tree: accepting and
+// delivering alerts creates, changes and writes nothing there, the spool
+// directory is never created, and the kernel counts no bytes the process
+// sent to a block device while it did so (/proc/PID/io write_bytes).
+func TestMemorySpoolWritesNothing(t *testing.T) {
+	broker := forwardtest.StartMosquitto(t)
+	sub := forwardtest.Subscribe(t, broker.Addr(), "edgesink/+/alert")
+	root := t.TempDir()
+	home, state := filepath.Join(root, "home"), filepath.Join(root, "state")
+	for _, d := range []string{home, state} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	spoolDir := filepath.Join(state, "edgesink", "spool")
+	conf := filepath.Join(t.TempDir(), "edgesink.yaml") // outside the watched tree
+	if err := os.WriteFile(conf, []byte("spool:\n  mode: memory\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd, addr := startBinaryEnv(t, buildBinary(t), []string{"HOME=" + home, "XDG_STATE_HOME=" + state},
+		"--config", conf, "--smtp-listen", "127.0.0.1:0", "--mqtt-broker", broker.URL(), "--spool-dir", spoolDir)
+	pid := cmd.Process.Pid
+
+	before, written := treeOf(t, root), writeBytes(t, pid)
+	var subjects []string
+	for i := 0; i < 20; i++ {
+		s := fmt.Sprintf("memory-%d", i)
+		if err := sendMail(context.Background(), addr, "x", "cam@cams.lan", []string{"a@b"}, numberedMail(s)); err != nil {
+			t.Fatalf("mail %d: %v", i, err)
+		}
+		subjects = append(subjects, s)
+	}
+	awaitSubjects(t, sub, subjects, 30*time.Second)
+
+	if w := writeBytes(t, pid); w != written {
+		t.Errorf("the process wrote %d bytes to disk while handling 20 alerts", w-written)
+	}
+	if after := treeOf(t, root); !slices.Equal(after, before) {
+		t.Errorf("files changed under HOME or the state directory:\nbefore %v\nafter  %v", before, after)
+	}
+	if _, err := os.Stat(spoolDir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("memory spool created its directory %s: %v", spoolDir, err)
+	}
+}
+
+// treeOf lists every path under root with its mode, size and time of
+// last change.
+func treeOf(t *testing.T, root string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		out = append(out, fmt.Sprintf("%s %v %d %s", path, fi.Mode(), fi.Size(), fi.ModTime().Format(time.RFC3339Nano)))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// writeBytes is what the kernel counts a process as having sent to the
+// storage layer (/proc/PID/io write_bytes, charged when pages are dirtied).
+func writeBytes(t *testing.T, pid int) int64 {
+	t.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		t.Fatalf("read /proc/%d/io (a kernel with task I/O accounting): %v", pid, err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "write_bytes:"); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+	}
+	t.Fatalf("no write_bytes in /proc/%d/io", pid)
+	return 0
 }

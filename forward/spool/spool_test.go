@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -342,9 +343,26 @@ func TestDiskFull(t *testing.T) {
 	}
 }
 
+// TestMemoryModeWritesNothing: a memory spool given a directory (as the
+// config always has one) neither creates it nor writes anything beside it,
+// while alerts are queued, retried, dead-lettered and delivered.
 func TestMemoryModeWritesNothing(t *testing.T) {
-	out := &fakeOutput{name: "mqtt"}
-	s := open(t, Config{Mode: ModeMemory}, out)
+	parent := t.TempDir()
+	dir := filepath.Join(parent, "spool")
+	before := treeOf(t, parent)
+	out := &fakeOutput{name: "mqtt", fail: func(_ *sink.Alert, call int) error {
+		if call <= 3 {
+			return errDown // queued and retried first
+		}
+		return nil
+	}}
+	picky := &fakeOutput{name: "serial", fail: func(a *sink.Alert, _ int) error {
+		if a.Subject == "alert 0" {
+			return errors.New("refused for good") // a dead letter
+		}
+		return nil
+	}}
+	s := open(t, Config{Mode: ModeMemory, Dir: dir, MaxAttempts: 2}, out, picky)
 	for i := 0; i < 10; i++ {
 		handle(t, s, testAlert(i, "cam"))
 	}
@@ -352,9 +370,36 @@ func TestMemoryModeWritesNothing(t *testing.T) {
 	if len(out.delivered()) != 10 {
 		t.Fatalf("delivered %d", len(out.delivered()))
 	}
-	if got := s.Outputs(); len(got) != 1 || got[0] != "mqtt(via memory spool)" {
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if after := treeOf(t, parent); !slices.Equal(after, before) {
+		t.Errorf("memory spool wrote to disk: %v, was %v", after, before)
+	}
+	if got := s.Outputs(); len(got) != 2 || got[0] != "mqtt(via memory spool)" || got[1] != "serial(via memory spool)" {
 		t.Errorf("Outputs() = %v", got)
 	}
+}
+
+// treeOf lists every path under root with its size and mode.
+func treeOf(t *testing.T, root string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		out = append(out, fmt.Sprintf("%s %v %d", path, fi.Mode(), fi.Size()))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 func TestConfigErrors(t *testing.T) {
