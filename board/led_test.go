@@ -3,6 +3,7 @@ package board
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -65,20 +66,71 @@ func TestLEDBlinksAndRestoresTrigger(t *testing.T) {
 	}
 }
 
+// TestOpenLEDErrors: OpenLED fails on an LED that is missing or cannot be
+// written, whoever runs it (CI runs as root, who may write any regular
+// file), and leaves a trigger it did change as it found it.
 func TestOpenLEDErrors(t *testing.T) {
-	if _, err := OpenLED(filepath.Join(t.TempDir(), "missing")); err == nil {
-		t.Error("OpenLED on a missing LED: no error")
+	type errCase struct {
+		name  string
+		setup func(t *testing.T, dir string) // dir holds a fake LED with trigger "none [heartbeat]"
 	}
-	dir := fakeLED(t, "[none]")
-	if err := os.Chmod(filepath.Join(dir, "trigger"), 0o444); err != nil {
-		t.Fatal(err)
+	cases := []errCase{
+		{"missing LED", func(t *testing.T, dir string) {
+			if err := os.RemoveAll(dir); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"no brightness attribute", func(t *testing.T, dir string) {
+			if err := os.Remove(filepath.Join(dir, "brightness")); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"brightness is a directory", func(t *testing.T, dir string) {
+			if err := os.Remove(filepath.Join(dir, "brightness")); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Mkdir(filepath.Join(dir, "brightness"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"trigger refuses writes", func(t *testing.T, dir string) {
+			// A kernel file that reads fine and refuses every write with
+			// EIO, root's included, as sysfs refuses a bad trigger.
+			if err := os.Remove(filepath.Join(dir, "trigger")); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink("/proc/version", filepath.Join(dir, "trigger")); err != nil {
+				t.Fatal(err)
+			}
+		}},
 	}
-	if os.Getuid() == 0 {
-		t.Log("running as root: read-only attribute case not checkable")
-		return
+	if os.Geteuid() != 0 {
+		// Root may write a 0444 file; for root, "trigger refuses writes"
+		// covers the same path.
+		cases = append(cases, errCase{"read-only trigger", func(t *testing.T, dir string) {
+			if err := os.Chmod(filepath.Join(dir, "trigger"), 0o444); err != nil {
+				t.Fatal(err)
+			}
+		}})
 	}
-	if _, err := OpenLED(dir); err == nil {
-		t.Error("OpenLED with a read-only trigger: no error")
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := fakeLED(t, "none [heartbeat]")
+			tc.setup(t, dir)
+			led, err := OpenLED(dir)
+			if err == nil {
+				led.Close()
+				t.Fatal("OpenLED: no error")
+			}
+			if !strings.HasPrefix(err.Error(), "led: ") {
+				t.Errorf("error %q does not say it is the LED's", err)
+			}
+			if fi, statErr := os.Lstat(filepath.Join(dir, "trigger")); statErr == nil && fi.Mode().IsRegular() {
+				if got := readAttr(t, dir, "trigger"); got != "heartbeat" && got != "none [heartbeat]" {
+					t.Errorf("trigger after a failed OpenLED = %q, want heartbeat back", got)
+				}
+			}
+		})
 	}
 }
 

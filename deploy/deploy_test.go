@@ -18,6 +18,7 @@ import (
 
 	"github.com/edgesink/edgesink/board"
 	"github.com/edgesink/edgesink/forward/forwardtest"
+	"github.com/edgesink/edgesink/deploy/doctest"
 )
 
 // repoRoot is where make runs.
@@ -92,8 +93,36 @@ func TestMakefileBoards(t *testing.T) {
 	}
 }
 
+// TestFuzzTimeInREADME: the fuzzing make test does, summed from the
+// Makefile's test target, is what README's Development section says.
+func TestFuzzTimeInREADME(t *testing.T) {
+	mk, err := os.ReadFile(filepath.Join(repoRoot, "Makefile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := regexp.MustCompile(`(?ms)^test:[^\n]*\n((?:\t[^\n]*\n)+)`).FindSubmatch(mk)
+	if target == nil {
+		t.Fatal("Makefile has no test target")
+	}
+	var total time.Duration
+	runs := regexp.MustCompile(`-fuzztime (\S+)`).FindAllSubmatch(target[1], -1)
+	for _, m := range runs {
+		d, err := time.ParseDuration(string(m[1]))
+		if err != nil {
+			t.Fatalf("make test: -fuzztime %s: %v", m[1], err)
+		}
+		total += d
+	}
+	said := doctest.Numbers(t, filepath.Join(repoRoot, "README.md"), `(\d+) s of fuzzing \((\d+) s of the mail parser, (\d+) s each of the two AUTH decoders\)`)
+	if len(runs) != 3 || time.Duration(said[0])*time.Second != total ||
+		time.Duration(said[1]+2*said[2])*time.Second != total {
+		t.Errorf("make test fuzzes %d targets for %s in all; README says %v s (parser, each AUTH decoder)", len(runs), total, said)
+	}
+}
+
 // TestCrossBinaries checks every profile's binary is static, stripped,
-// for the right machine, and under the size budget for ARMv6.
+// for the right machine, under the size budget for ARMv6, and within the
+// size range README's build table gives it.
 func TestCrossBinaries(t *testing.T) {
 	d := dist(t)
 	forwardtest.RequireTool(t, "file")
@@ -118,6 +147,10 @@ func TestCrossBinaries(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Logf("%-12s %10d bytes (%.2f MiB)", p.Name, fi.Size(), float64(fi.Size())/(1<<20))
+		low, high := doctest.Range(t, filepath.Join(repoRoot, "README.md"), "\\| `"+regexp.QuoteMeta(p.Name)+"` \\|[^|]*\\|[^|]*\\| ([0-9,]+)–([0-9,]+) \\|")
+		if size := float64(fi.Size()); size < low || size > high {
+			t.Errorf("%s is %d bytes; README's build table says %.0f–%.0f", p.Name, fi.Size(), low, high)
+		}
 	}
 	// Stamped with the version git describes.
 	desc := strings.TrimSpace(runIn(t, repoRoot, "git", "describe", "--tags", "--always", "--dirty"))
@@ -187,12 +220,7 @@ func sameBytes(t *testing.T, a, b string) {
 // qemu finds a qemu-user binary under its Debian 12 or 13 name.
 func qemu(t testing.TB, arch string) string {
 	t.Helper()
-	for _, name := range []string{"qemu-" + arch + "-static", "qemu-" + arch} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	return forwardtest.RequireTool(t, "qemu-"+arch+"-static")
+	return forwardtest.RequireOneOf(t, "qemu-"+arch+"-static", "qemu-"+arch)
 }
 
 // TestARMBinariesUnderQemu runs each ARM build under qemu-user (the ARMv6
@@ -564,7 +592,7 @@ func TestFirstBoot(t *testing.T) {
 	forwardtest.RequireTool(t, "systemd-sysusers")
 	arch := strings.TrimSpace(run(t, "dpkg", "--print-architecture"))
 	if debArch[arch] == "" {
-		t.Skipf("no package for this machine's architecture %s", arch)
+		forwardtest.Unavailable(t, "no package for this machine's architecture %s", arch)
 	}
 	boot := t.TempDir()
 	src := filepath.Join(boot, "edgesink")

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/edgesink/edgesink/forward/forwardtest"
+	"github.com/edgesink/edgesink/deploy/doctest"
 	"github.com/edgesink/edgesink/sink/sinktest"
 )
 
@@ -61,6 +62,23 @@ func BenchmarkFootprint(b *testing.B) {
 			float64(r.idleRSS)/1024, float64(r.idleCPU.Microseconds())/1000, float64(r.peakRSS)/1024, r.loadRate)
 	}
 	fmt.Println()
+
+	// README's bounds: the first row is native, the others run under qemu.
+	readme := filepath.Join(repoRoot, "README.md")
+	native := doctest.Numbers(b, readme, `the native build's idle RSS exceeds (\d+) MiB or its peak RSS (\d+) MiB`)
+	emulated := doctest.Numbers(b, readme, `an emulated build's idle RSS exceeds (\d+) MiB or its peak RSS (\d+) MiB`)
+	for i, r := range rows {
+		bound := emulated
+		if i == 0 {
+			bound = native
+		}
+		if idle := float64(r.idleRSS) / 1024; idle > bound[0] {
+			b.Errorf("%s: idle RSS %.1f MiB, over README's %g MiB", r.name, idle, bound[0])
+		}
+		if peak := float64(r.peakRSS) / 1024; peak > bound[1] {
+			b.Errorf("%s: peak RSS %.1f MiB, over README's %g MiB", r.name, peak, bound[1])
+		}
+	}
 }
 
 func measure(b *testing.B, name string, argv []string, brokerURL string, mails int) footprint {

@@ -2,6 +2,7 @@ package sink
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -59,8 +60,22 @@ func (a Auth) offered() bool { return a.Mode == AuthOptional || a.Mode == AuthRe
 const maxAuthFailures = 3
 
 // authFailureDelay is the wait before the first failure's reply; the n-th
-// waits n times as long. A variable for tests.
-var authFailureDelay = time.Second
+// waits n times as long (authDelay).
+const authFailureDelay = time.Second
+
+// authDelay is the wait before the reply to a session's n-th failed login.
+func authDelay(n int) time.Duration { return time.Duration(n) * authFailureDelay }
+
+// sleepCtx waits d, or until ctx is done (Close does not wait for a
+// session that is making a guesser wait).
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
 
 var (
 	errAuthFailed = &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8},
@@ -132,7 +147,7 @@ func (s *session) authFailed(user, reason string) error {
 	s.authFailures++
 	s.srv.log.Warn("login failed", "remote_addr", s.conn.Conn().RemoteAddr().String(), "user", user,
 		"reason", reason, "failures", s.authFailures)
-	time.Sleep(time.Duration(s.authFailures) * authFailureDelay)
+	s.srv.sleep(s.srv.ctx, authDelay(s.authFailures))
 	if s.authFailures >= maxAuthFailures {
 		if s.cc != nil {
 			s.cc.hangUpAfterReply()

@@ -2,9 +2,11 @@ package sink_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -33,7 +35,6 @@ func authConfig(t *testing.T, mode string, insecure bool) sink.Config {
 
 // TestAuthReplies: every AUTH outcome over raw SMTP, with its exact code.
 func TestAuthReplies(t *testing.T) {
-	defer sink.SetAuthFailureDelay(time.Millisecond)()
 	tests := []struct {
 		name string
 		cfg  sink.Config
@@ -134,6 +135,53 @@ func TestAuthReplies(t *testing.T) {
 	}
 }
 
+// TestAuthFailureDelayGrows: each failed login of a session is answered
+// after a longer wait than the one before (1 s, 2 s, 3 s), the wait comes
+// before the reply, and a new session starts again at 1 s. The waits are
+// recorded, not slept.
+func TestAuthFailureDelayGrows(t *testing.T) {
+	var mu sync.Mutex
+	var waits []time.Duration
+	recorded := func() []time.Duration {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]time.Duration(nil), waits...)
+	}
+	s, err := sink.New(authConfig(t, sink.AuthRequired, true), &recorder{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.SetAuthSleep(func(_ context.Context, d time.Duration) {
+		mu.Lock()
+		waits = append(waits, d)
+		mu.Unlock()
+	})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(l)
+	defer s.Close()
+
+	c := dial(t, l.Addr().String())
+	c.cmd("EHLO cam", 250)
+	want := []time.Duration{time.Second, 2 * time.Second, 3 * time.Second}
+	for i, code := range []int{535, 535, 421} {
+		c.cmd("AUTH PLAIN "+b64("\x00cam-garage\x00wrong"), code)
+		if got := recorded(); !slices.Equal(got, want[:i+1]) {
+			t.Fatalf("waits after failure %d: %v, want %v", i+1, got, want[:i+1])
+		}
+	}
+	c2 := dial(t, l.Addr().String())
+	c2.cmd("EHLO cam", 250)
+	c2.cmd("AUTH LOGIN "+b64("nobody"), 334)
+	c2.cmd(b64("s3cret"), 535)
+	c2.cmd("AUTH PLAIN "+b64("\x00cam-garage\x00s3cret"), 235)
+	if got := recorded(); !slices.Equal(got, append(want, time.Second)) {
+		t.Errorf("waits with a second session: %v, want %v", got, append(want, time.Second))
+	}
+}
+
 // TestAuthUserIsDevice: the login name, not the envelope sender, names the
 // device.
 func TestAuthUserIsDevice(t *testing.T) {
@@ -166,12 +214,12 @@ func TestAuthValidate(t *testing.T) {
 // TestAuthLogsNoPassword: logins are logged, with the user and the reason,
 // never with the password.
 func TestAuthLogsNoPassword(t *testing.T) {
-	defer sink.SetAuthFailureDelay(time.Millisecond)()
 	var buf safeBuffer
 	s, err := sink.New(authConfig(t, sink.AuthRequired, true), &recorder{}, slog.New(slog.NewJSONHandler(&buf, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.SetAuthSleep(func(context.Context, time.Duration) {})
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -1,10 +1,10 @@
 package sink
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
-// SetAuthFailureDelay shortens the wait after a failed login for a test.
-func SetAuthFailureDelay(d time.Duration) (restore func()) {
-	old := authFailureDelay
-	authFailureDelay = d
-	return func() { authFailureDelay = old }
-}
+// SetAuthSleep replaces the wait after a failed login, before Serve: tests
+// record the delays instead of waiting them.
+func (s *Server) SetAuthSleep(sleep func(context.Context, time.Duration)) { s.sleep = sleep }

@@ -94,11 +94,11 @@ func Extract(raw []byte, env Envelope) (*Alert, error) {
 }
 
 func fillFromEnvelope(a *Alert, e *enmime.Envelope) {
-	a.Subject = cleanHeader(a.decodeLeftoverWords("Subject", toUTF8(e.GetHeader("Subject"))))
+	a.Subject = cleanHeader(a.decodeLeftoverWords("Subject", a.undeclared8bit("Subject", e.GetHeader("Subject"))))
 	a.From = addresses(a, e, "From")
 	a.To = addresses(a, e, "To")
-	a.Text = cleanText(toUTF8(e.Text))
-	a.HTML = toUTF8(e.HTML)
+	a.Text = cleanText(a.undeclared8bit("text", e.Text))
+	a.HTML = a.undeclared8bit("html", e.HTML)
 
 	parts := make([]*enmime.Part, 0, len(e.Attachments)+len(e.Inlines))
 	parts = append(parts, e.Attachments...)
@@ -111,13 +111,18 @@ func fillFromEnvelope(a *Alert, e *enmime.Envelope) {
 	for _, p := range parts {
 		sum := sha256.Sum256(p.Content)
 		a.Attachments = append(a.Attachments, Attachment{
-			Filename:    cleanHeader(a.decodeLeftoverWords("attachment filename", toUTF8(p.FileName))),
+			Filename:    cleanHeader(a.decodeLeftoverWords("attachment filename", a.undeclared8bit("attachment filename", p.FileName))),
 			ContentType: toUTF8(p.ContentType),
 			Size:        len(p.Content),
 			SHA256:      hex.EncodeToString(sum[:]),
 		})
 	}
 
+	if e.Root != nil {
+		for _, p := range e.Root.DepthMatchAll(readAsASCII) {
+			a.addParseError(fmt.Sprintf("%s part: 8-bit text without a declared charset, read as Windows-1252", p.ContentType))
+		}
+	}
 	for _, pe := range e.Errors {
 		// enmime notes every HTML-only mail; that is expected, not a problem.
 		if pe.Name == enmime.ErrorPlainTextFromHTML && !pe.Severe {
@@ -128,6 +133,21 @@ func fillFromEnvelope(a *Alert, e *enmime.Envelope) {
 	if len(e.GetHeaderKeys()) == 0 {
 		a.addParseError("missing headers: message has no header block")
 	}
+}
+
+// readAsASCII matches a text part that claims US-ASCII (the default when a
+// part declares no charset) yet decoded to non-ASCII characters: its 8-bit
+// bytes were read as Windows-1252 (enmime maps the label as browsers do).
+func readAsASCII(p *enmime.Part) bool {
+	if !p.TextContent() || strings.HasPrefix(p.ContentType, "multipart/") {
+		return false
+	}
+	switch strings.ToLower(p.Charset) {
+	case "us-ascii", "ascii", "us", "ansi_x3.4-1968":
+	default:
+		return false
+	}
+	return slices.ContainsFunc(p.Content, func(b byte) bool { return b >= utf8.RuneSelf })
 }
 
 // addresses decodes an address header into bare addresses. A header that
@@ -147,7 +167,7 @@ func addresses(a *Alert, e *enmime.Envelope, key string) []string {
 	}
 	a.addParseError(fmt.Sprintf("%s header: %v", key, err))
 	out := []string{}
-	for _, field := range strings.Split(toUTF8(raw), ",") {
+	for _, field := range strings.Split(a.undeclared8bit(key, raw), ",") {
 		field = strings.TrimSpace(field)
 		if i, j := strings.LastIndexByte(field, '<'), strings.LastIndexByte(field, '>'); i >= 0 && j > i {
 			field = field[i+1 : j]
@@ -194,6 +214,18 @@ func (a *Alert) decodeLeftoverWords(what, s string) string {
 		a.addParseError(fmt.Sprintf("%s: unknown charset %q, read as Windows-1252", what, cs))
 	}
 	return toUTF8(out)
+}
+
+// undeclared8bit is toUTF8 for text from the mail itself: when s is not
+// valid UTF-8 (8-bit bytes whose charset was not declared, or enmime could
+// not convert), the Windows-1252 reading is noted in ParseErrors, so a
+// consumer knows the characters are a guess.
+func (a *Alert) undeclared8bit(what, s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	a.addParseError(what + ": 8-bit text without a known charset, read as Windows-1252")
+	return toUTF8(s)
 }
 
 // toUTF8 returns s unchanged when it is valid UTF-8. Otherwise the bytes are

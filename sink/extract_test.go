@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -93,7 +94,7 @@ func TestExtractNasty(t *testing.T) {
 		{"missing-headers", "Door open", "Rear door has been open for 5 minutes.", 0, false, nil},
 		{"html-windows-1252", "Paper jam – tray 2", "“Paper jam” in tray 2 – open door B.", 0, false, nil},
 		{"inline-image", "Someone at the door", "Visitor detected", 1, false, nil},
-		{"undeclared-8bit", "Panne", "Panne de courant détectée à l'entrée du bâtiment", 0, false, nil},
+		{"undeclared-8bit", "Panne", "Panne de courant détectée à l'entrée du bâtiment", 0, true, nil},
 		{"empty", "", "", 0, false, ErrNoContent},
 	}
 	for _, tt := range tests {
@@ -120,6 +121,38 @@ func TestExtractNasty(t *testing.T) {
 			}
 			assertValidUTF8(t, a)
 		})
+	}
+}
+
+// TestWindows1252FallbackNoted: text whose charset is not declared (or not
+// known) is read as Windows-1252, and parse_errors says which field was
+// read so; declared, known charsets give no such note.
+func TestWindows1252FallbackNoted(t *testing.T) {
+	for file, want := range map[string][]string{
+		"raw-8bit-headers":  {"Subject: 8-bit text without a known charset, read as Windows-1252", "From: 8-bit text without a known charset, read as Windows-1252"},
+		"undeclared-8bit":   {"text/plain part: 8-bit text without a declared charset, read as Windows-1252"},
+		"unknown-charset":   {`Subject: unknown charset "x-vendor-legacy", read as Windows-1252`, "text: 8-bit text without a known charset, read as Windows-1252"},
+		"html-windows-1252": nil,
+		"japanese-charsets": nil,
+		"bare-lf":           nil,
+	} {
+		raw, err := os.ReadFile(filepath.Join("../testdata/mail", file+".eml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := Extract(raw, testEnvelope)
+		if err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		var notes []string
+		for _, pe := range a.ParseErrors {
+			if strings.Contains(pe, "Windows-1252") {
+				notes = append(notes, pe)
+			}
+		}
+		if !slices.Equal(notes, want) {
+			t.Errorf("%s: Windows-1252 notes %q, want %q", file, notes, want)
+		}
 	}
 }
 

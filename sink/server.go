@@ -138,9 +138,10 @@ type Server struct {
 	ctx    context.Context // parent of handler contexts; cancelled by Close
 	cancel context.CancelFunc
 
-	stopping  atomic.Bool  // Shutdown or Close began: new clients are answered 421
-	draining  atomic.Bool  // Shutdown in progress: listeners stay open to answer 421, idle sessions end
-	buffered  atomic.Int64 // bytes of mail held by sessions now, bounded by cfg.MaxMemory
+	stopping  atomic.Bool                          // Shutdown or Close began: new clients are answered 421
+	draining  atomic.Bool                          // Shutdown in progress: listeners stay open to answer 421, idle sessions end
+	buffered  atomic.Int64                         // bytes of mail held by sessions now, bounded by cfg.MaxMemory
+	sleep     func(context.Context, time.Duration) // waits after a failed login; tests record instead
 	mu        sync.Mutex
 	listeners []*listener
 }
@@ -157,7 +158,7 @@ func New(cfg Config, h Handler, log *slog.Logger) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, handler: h, log: log, clients: newClients(cfg.Policy)}
+	s := &Server{cfg: cfg, handler: h, log: log, clients: newClients(cfg.Policy), sleep: sleepCtx}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 
 	srv := smtp.NewServer(smtp.BackendFunc(s.newSession))

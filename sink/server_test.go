@@ -55,6 +55,7 @@ func startServer(t *testing.T, cfg sink.Config, h sink.Handler) (*sink.Server, s
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.SetAuthSleep(func(context.Context, time.Duration) {}) // TestAuthFailureDelayGrows checks the waits
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -15,8 +15,12 @@ import (
 	"time"
 
 	"github.com/edgesink/edgesink/forward/forwardtest"
+	"github.com/edgesink/edgesink/deploy/doctest"
 	"github.com/edgesink/edgesink/sink/sinktest"
 )
+
+// readme is where the figures the tests hold to are stated.
+const readme = "../../README.md"
 
 // TestHalfMisbehave is the load test of issue 4: 200 concurrent
 // connections to the real binary, from 100 loopback addresses, half of
@@ -27,6 +31,12 @@ import (
 func TestHalfMisbehave(t *testing.T) {
 	if testing.Short() {
 		t.Skip("load test")
+	}
+	// The config allows 64 MiB of mail in transfer; parsing needs as much
+	// again at most; plus the runtime and buffers of 256 connections.
+	limit := int64(2*64<<10 + 256*64 + 48<<10) // KiB
+	if said := doctest.Numbers(t, readme, `the load test fails when it exceeds (\d+) MiB`); int64(said[0])<<10 != limit {
+		t.Fatalf("README says the load test fails above %g MiB; it fails above %d MiB", said[0], limit>>10)
 	}
 	broker := forwardtest.StartMosquitto(t)
 	sub := forwardtest.Subscribe(t, broker.Addr(), "edgesink/+/alert")
@@ -85,9 +95,7 @@ func TestHalfMisbehave(t *testing.T) {
 	}
 	peak := vmHWM(t, pid)
 	t.Logf("peak RSS under 200 connections, half misbehaving: %.1f MiB", float64(peak)/1024)
-	// The config allows 64 MiB of mail in transfer; parsing needs as much
-	// again at most; plus the runtime and buffers of 256 connections.
-	if limit := int64(2*64<<10 + 256*64 + 48<<10); peak > limit {
+	if peak > limit {
 		t.Errorf("peak RSS %d KiB, over the %d KiB the limits allow", peak, limit)
 	}
 }
@@ -204,16 +212,76 @@ func sendAsDevice(src, addr, device string) error {
 
 // vmHWM is a process's peak resident set size in KiB.
 func vmHWM(t *testing.T, pid int) int64 {
+	t.Helper()
+	return procStatusKiB(t, pid, "VmHWM")
+}
+
+// procStatusKiB reads a kB field of /proc/PID/status.
+func procStatusKiB(t *testing.T, pid int, field string) int64 {
+	t.Helper()
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
 			n, _ := strconv.ParseInt(strings.Fields(v)[0], 10, 64)
 			return n
 		}
 	}
-	t.Fatal("no VmHWM")
+	t.Fatalf("no %s in /proc/%d/status", field, pid)
 	return 0
+}
+
+// TestIdleConnectionCost opens 200 idle sessions (greeted, EHLO answered)
+// to the real binary and holds the growth of its RSS per session to the
+// range README's *Memory* paragraph states.
+func TestIdleConnectionCost(t *testing.T) {
+	const n = 200
+	low, high := doctest.Range(t, readme, `An idle connection costs (\d+)[–-](\d+) KiB`)
+	broker := forwardtest.StartMosquitto(t)
+	conf := filepath.Join(t.TempDir(), "edgesink.yaml")
+	if err := os.WriteFile(conf, []byte("smtp:\n  max_connections: 256\n  max_connections_per_ip: 256\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd, addr := startBinary(t, buildBinary(t), "--config", conf, "--smtp-listen", "127.0.0.1:0",
+		"--mqtt-broker", broker.URL(), "--spool-dir", t.TempDir())
+	pid := cmd.Process.Pid
+	before := procStatusKiB(t, pid, "VmRSS")
+	for i := 0; i < n; i++ {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+		r := bufio.NewReader(c)
+		expectReply(t, r, "220")
+		if _, err := c.Write([]byte("EHLO cam\r\n")); err != nil {
+			t.Fatal(err)
+		}
+		expectReply(t, r, "250")
+	}
+	per := float64(procStatusKiB(t, pid, "VmRSS")-before) / n
+	t.Logf("an idle connection costs %.1f KiB of RSS", per)
+	if per < low || per > high {
+		t.Errorf("an idle connection costs %.1f KiB of RSS; README says %g–%g KiB", per, low, high)
+	}
+}
+
+// expectReply reads one (possibly multi-line) SMTP reply and checks its code.
+func expectReply(t *testing.T, r *bufio.Reader, code string) {
+	t.Helper()
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(line, code) {
+			t.Fatalf("reply %q, want %s", line, code)
+		}
+		if len(line) >= 4 && line[3] == ' ' {
+			return
+		}
+	}
 }

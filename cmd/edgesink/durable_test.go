@@ -15,8 +15,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -34,6 +37,17 @@ func numberedMail(subject string) []byte {
 // sendMany sends n mails numbered prefix-0 … over conc connections at
 // once and returns the subjects that got 250 and those that did not.
 func sendMany(addr func() string, prefix string, n, conc int) (acked, refused []string, errs []error) {
+	return sendManyCounting(addr, prefix, n, conc, nil)
+}
+
+// loadProgress counts, while sendManyCounting runs, the mails begun, those
+// ended (answered or failed) and those that got 250.
+type loadProgress struct {
+	started, ended, acked atomic.Int64
+}
+
+// sendManyCounting is sendMany that keeps p up to date, when given.
+func sendManyCounting(addr func() string, prefix string, n, conc int, p *loadProgress) (acked, refused []string, errs []error) {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	next := make(chan int, n)
@@ -48,6 +62,9 @@ func sendMany(addr func() string, prefix string, n, conc int) (acked, refused []
 			for i := range next {
 				subject := fmt.Sprintf("%s-%d", prefix, i)
 				from := fmt.Sprintf("cam%d@cams.lan", g%5)
+				if p != nil {
+					p.started.Add(1)
+				}
 				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 				err := sendMail(ctx, addr(), "loadgen", from, []string{"alerts@edgesink.lan"}, numberedMail(subject))
 				cancel()
@@ -59,6 +76,12 @@ func sendMany(addr func() string, prefix string, n, conc int) (acked, refused []
 					errs = append(errs, err)
 				}
 				mu.Unlock()
+				if p != nil {
+					if err == nil {
+						p.acked.Add(1)
+					}
+					p.ended.Add(1)
+				}
 			}
 		}(g)
 	}
@@ -230,40 +253,61 @@ func TestSpoolFullAnswers452(t *testing.T) {
 	}
 }
 
-// TestCrashLosesNothing runs the real binary, kills it with SIGKILL while 20
-// senders are mid-load, restarts it on the same spool, and lets the senders
-// retry what was not acknowledged, as devices do. Every acknowledged mail and
-// every retried one must reach MQTT.
+// TestCrashLosesNothing runs the real binary with the broker down, so that
+// every acknowledged mail exists only in the spool; kills it with SIGKILL
+// once mails have been acknowledged and while 20 senders are mid-load;
+// restarts it on the same spool and lets the senders retry what was not
+// acknowledged, as devices do. Once the broker is back, every acknowledged
+// mail and every retried one must reach MQTT. The test fails if the kill
+// found nothing acknowledged or nothing in flight.
 func TestCrashLosesNothing(t *testing.T) {
-	broker := forwardtest.StartMosquitto(t)
-	sub := forwardtest.Subscribe(t, broker.Addr(), "edgesink/+/alert")
+	broker := forwardtest.StartMosquittoPersistent(t)
+	stream := forwardtest.SubscribeSession(t, broker.Addr(), "edgesink/+/alert", "crash-sub", nil)
 	bin := buildBinary(t)
 	spoolDir := t.TempDir()
 	// The load comes from one address: lift the per-address limits.
 	conf := filepath.Join(t.TempDir(), "edgesink.yaml")
-	if err := os.WriteFile(conf, []byte("smtp:\n  max_connections_per_ip: 100\n  max_mails_per_minute: 1000000\n"), 0o600); err != nil {
+	if err := os.WriteFile(conf, []byte("smtp:\n  max_connections_per_ip: 100\n  max_mails_per_minute: 1000000\n"+
+		"mqtt:\n  max_reconnect_interval: 1s\nspool:\n  retry_max: 1s\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	args := []string{"--config", conf, "--smtp-listen", "127.0.0.1:0", "--mqtt-broker", broker.URL(), "--spool-dir", spoolDir}
 
+	broker.Stop() // nothing acknowledged can leave the spool before the kill
 	first, addr1 := startBinary(t, bin, args...)
 	var mu sync.Mutex
 	addr := addr1
 	current := func() string { mu.Lock(); defer mu.Unlock(); return addr }
 
+	const total, wantAcked = 600, 50
+	var progress loadProgress
 	loadDone := make(chan struct{})
 	var acked, refused []string
 	go func() {
 		defer close(loadDone)
-		acked, refused, _ = sendMany(current, "crash", 600, 20)
+		acked, refused, _ = sendManyCounting(current, "crash", total, 20, &progress)
 	}()
-	time.Sleep(400 * time.Millisecond) // well into the load
+	deadline := time.Now().Add(30 * time.Second)
+	for progress.acked.Load() < wantAcked {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d mails acknowledged within 30s; the kill would prove nothing", progress.acked.Load())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// Senders about to begin a mail wait (in current) for the restart, so
+	// that what the kill refuses is what was in flight.
+	mu.Lock()
+	inFlight := progress.started.Load() - progress.ended.Load()
 	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
+	ackedAtKill := progress.acked.Load()
 	_ = first.Wait()
+	if inFlight == 0 || progress.started.Load() >= total {
+		mu.Unlock()
+		t.Fatalf("no mail was in flight at the kill (%d begun, %d ended)", progress.started.Load(), progress.ended.Load())
+	}
 	second, addr2 := startBinary(t, bin, args...)
-	mu.Lock()
 	addr = addr2
 	mu.Unlock()
 	<-loadDone
@@ -281,11 +325,14 @@ func TestCrashLosesNothing(t *testing.T) {
 		t.Fatalf("%d retries refused after restart: %v", len(stillRefused), errs[0])
 	}
 	if len(refused) == 0 {
-		t.Log("no mail was in flight at the kill; the test still checks recovery of the spool")
+		t.Fatalf("the kill with %d mails in flight refused none of them", inFlight)
 	}
-	seen := awaitSubjects(t, sub, append(append([]string(nil), acked...), refused...), 60*time.Second)
-	t.Logf("crash: %d acknowledged before/after the kill, %d unacknowledged and retried, %d delivered, %d duplicates",
-		len(acked), len(refused), len(seen), duplicates(seen))
+
+	broker.Restart()
+	forwardtest.SubscribeSession(t, broker.Addr(), "edgesink/+/alert", "crash-sub", stream)
+	seen := awaitSubjects(t, stream, append(append([]string(nil), acked...), refused...), 60*time.Second)
+	t.Logf("crash: %d acknowledged before the kill, %d in flight at it; %d acknowledged in all, %d unacknowledged and retried, %d delivered, %d duplicates",
+		ackedAtKill, inFlight, len(acked), len(refused), len(seen), duplicates(seen))
 
 	if err := second.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -310,7 +357,16 @@ func buildBinary(t *testing.T) string {
 // startBinary runs edgesink and returns once it logged its SMTP address.
 func startBinary(t *testing.T, bin string, args ...string) (*exec.Cmd, string) {
 	t.Helper()
+	return startBinaryEnv(t, bin, nil, args...)
+}
+
+// startBinaryEnv is startBinary with extra environment variables.
+func startBinaryEnv(t *testing.T, bin string, env []string, args ...string) (*exec.Cmd, string) {
+	t.Helper()
 	cmd := exec.Command(bin, args...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -423,4 +479,93 @@ func TestRetryPickedUpOnSIGHUP(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// TestMemorySpoolWritesNothing runs the real binary with spool.mode:
+// memory and HOME and the state directory in a fresh tree: accepting and
+// delivering alerts creates, changes and writes nothing there, the spool
+// directory is never created, and the kernel counts no bytes the process
+// sent to a block device while it did so (/proc/PID/io write_bytes).
+func TestMemorySpoolWritesNothing(t *testing.T) {
+	broker := forwardtest.StartMosquitto(t)
+	sub := forwardtest.Subscribe(t, broker.Addr(), "edgesink/+/alert")
+	root := t.TempDir()
+	home, state := filepath.Join(root, "home"), filepath.Join(root, "state")
+	for _, d := range []string{home, state} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	spoolDir := filepath.Join(state, "edgesink", "spool")
+	conf := filepath.Join(t.TempDir(), "edgesink.yaml") // outside the watched tree
+	if err := os.WriteFile(conf, []byte("spool:\n  mode: memory\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd, addr := startBinaryEnv(t, buildBinary(t), []string{"HOME=" + home, "XDG_STATE_HOME=" + state},
+		"--config", conf, "--smtp-listen", "127.0.0.1:0", "--mqtt-broker", broker.URL(), "--spool-dir", spoolDir)
+	pid := cmd.Process.Pid
+
+	before, written := treeOf(t, root), writeBytes(t, pid)
+	var subjects []string
+	for i := 0; i < 20; i++ {
+		s := fmt.Sprintf("memory-%d", i)
+		if err := sendMail(context.Background(), addr, "x", "cam@cams.lan", []string{"a@b"}, numberedMail(s)); err != nil {
+			t.Fatalf("mail %d: %v", i, err)
+		}
+		subjects = append(subjects, s)
+	}
+	awaitSubjects(t, sub, subjects, 30*time.Second)
+
+	if w := writeBytes(t, pid); w != written {
+		t.Errorf("the process wrote %d bytes to disk while handling 20 alerts", w-written)
+	}
+	if after := treeOf(t, root); !slices.Equal(after, before) {
+		t.Errorf("files changed under HOME or the state directory:\nbefore %v\nafter  %v", before, after)
+	}
+	if _, err := os.Stat(spoolDir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("memory spool created its directory %s: %v", spoolDir, err)
+	}
+}
+
+// treeOf lists every path under root with its mode, size and time of
+// last change.
+func treeOf(t *testing.T, root string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		out = append(out, fmt.Sprintf("%s %v %d %s", path, fi.Mode(), fi.Size(), fi.ModTime().Format(time.RFC3339Nano)))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// writeBytes is what the kernel counts a process as having sent to the
+// storage layer (/proc/PID/io write_bytes, charged when pages are dirtied).
+func writeBytes(t *testing.T, pid int) int64 {
+	t.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		t.Fatalf("read /proc/%d/io (a kernel with task I/O accounting): %v", pid, err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "write_bytes:"); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+	}
+	t.Fatalf("no write_bytes in /proc/%d/io", pid)
+	return 0
 }

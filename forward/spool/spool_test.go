@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/edgesink/edgesink/forward"
+	"github.com/edgesink/edgesink/forward/forwardtest"
 	"github.com/edgesink/edgesink/sink"
 )
 
@@ -304,16 +305,14 @@ func TestCaps(t *testing.T) {
 // sink.ErrStorageFull, nothing half-written stays, earlier alerts survive.
 func TestDiskFull(t *testing.T) {
 	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("TestDiskFull mounts a tmpfs and needs root; CI runs as root")
-		}
-		t.Skip("needs root to mount a tmpfs")
+		forwardtest.Unavailable(t, "TestDiskFull mounts a tmpfs and needs root (CI runs as root)")
 	}
+	mount, umount := forwardtest.RequireTool(t, "mount"), forwardtest.RequireTool(t, "umount")
 	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", dir).CombinedOutput(); err != nil {
+	if out, err := exec.Command(mount, "-t", "tmpfs", "-o", "size=64k", "tmpfs", dir).CombinedOutput(); err != nil {
 		t.Fatalf("mount tmpfs: %v %s", err, out)
 	}
-	t.Cleanup(func() { exec.Command("umount", dir).Run() })
+	t.Cleanup(func() { exec.Command(umount, dir).Run() })
 	out := &fakeOutput{name: "mqtt", fail: func(*sink.Alert, int) error { return errDown }}
 	s := open(t, Config{Dir: dir}, out)
 	var err error
@@ -344,9 +343,26 @@ func TestDiskFull(t *testing.T) {
 	}
 }
 
+// TestMemoryModeWritesNothing: a memory spool given a directory (as the
+// config always has one) neither creates it nor writes anything beside it,
+// while alerts are queued, retried, dead-lettered and delivered.
 func TestMemoryModeWritesNothing(t *testing.T) {
-	out := &fakeOutput{name: "mqtt"}
-	s := open(t, Config{Mode: ModeMemory}, out)
+	parent := t.TempDir()
+	dir := filepath.Join(parent, "spool")
+	before := treeOf(t, parent)
+	out := &fakeOutput{name: "mqtt", fail: func(_ *sink.Alert, call int) error {
+		if call <= 3 {
+			return errDown // queued and retried first
+		}
+		return nil
+	}}
+	picky := &fakeOutput{name: "serial", fail: func(a *sink.Alert, _ int) error {
+		if a.Subject == "alert 0" {
+			return errors.New("refused for good") // a dead letter
+		}
+		return nil
+	}}
+	s := open(t, Config{Mode: ModeMemory, Dir: dir, MaxAttempts: 2}, out, picky)
 	for i := 0; i < 10; i++ {
 		handle(t, s, testAlert(i, "cam"))
 	}
@@ -354,9 +370,36 @@ func TestMemoryModeWritesNothing(t *testing.T) {
 	if len(out.delivered()) != 10 {
 		t.Fatalf("delivered %d", len(out.delivered()))
 	}
-	if got := s.Outputs(); len(got) != 1 || got[0] != "mqtt(via memory spool)" {
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if after := treeOf(t, parent); !slices.Equal(after, before) {
+		t.Errorf("memory spool wrote to disk: %v, was %v", after, before)
+	}
+	if got := s.Outputs(); len(got) != 2 || got[0] != "mqtt(via memory spool)" || got[1] != "serial(via memory spool)" {
 		t.Errorf("Outputs() = %v", got)
 	}
+}
+
+// treeOf lists every path under root with its size and mode.
+func treeOf(t *testing.T, root string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		out = append(out, fmt.Sprintf("%s %v %d", path, fi.Mode(), fi.Size()))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 func TestConfigErrors(t *testing.T) {

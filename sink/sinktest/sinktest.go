@@ -24,6 +24,7 @@ type CorpusCase struct {
 		Filename    string `json:"filename"`
 		ContentType string `json:"content_type"`
 		Size        int    `json:"size"`
+		SHA256      string `json:"sha256"` // of the decoded bytes, when given
 	} `json:"attachments"`
 }
 
@@ -68,7 +69,8 @@ func CheckCorpusAlert(t testing.TB, a *sink.Alert, want CorpusCase) {
 	}
 	for i, w := range want.Attachments {
 		g := a.Attachments[i]
-		if g.Filename != w.Filename || g.ContentType != w.ContentType || g.Size != w.Size || len(g.SHA256) != 64 {
+		if g.Filename != w.Filename || g.ContentType != w.ContentType || g.Size != w.Size || len(g.SHA256) != 64 ||
+			(w.SHA256 != "" && g.SHA256 != w.SHA256) {
 			t.Errorf("attachment %d = %+v, want %+v with a sha256", i, g, w)
 		}
 	}
