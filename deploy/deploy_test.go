@@ -17,8 +17,8 @@ import (
 	"time"
 
 	"github.com/edgesink/edgesink/board"
-	"github.com/edgesink/edgesink/forward/forwardtest"
 	"github.com/edgesink/edgesink/deploy/doctest"
+	"github.com/edgesink/edgesink/forward/forwardtest"
 )
 
 // repoRoot is where make runs.

@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgesink/edgesink/forward/forwardtest"
 	"github.com/edgesink/edgesink/deploy/doctest"
+	"github.com/edgesink/edgesink/forward/forwardtest"
 	"github.com/edgesink/edgesink/sink/sinktest"
 )
 
