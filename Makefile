@@ -87,14 +87,14 @@ vet:
 
 test: go-check test-deps vet
 	$(GO) test -race -timeout 8m ./...
-	$(GO) test -run '^$$' -fuzz '^FuzzExtract$$' -fuzztime 15s ./sink
-	$(GO) test -run '^$$' -fuzz '^FuzzLoginServer$$' -fuzztime 5s ./sink
-	$(GO) test -run '^$$' -fuzz '^FuzzPlainServer$$' -fuzztime 5s ./sink
+	$(GO) test -run '^$$' -fuzz '^FuzzExtract$$' -fuzztime 15s ./sink/extract
+	$(GO) test -run '^$$' -fuzz '^FuzzLoginServer$$' -fuzztime 5s ./sink/smtpd
+	$(GO) test -run '^$$' -fuzz '^FuzzPlainServer$$' -fuzztime 5s ./sink/smtpd
 
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzExtract$$' -fuzztime $(FUZZTIME) ./sink
-	$(GO) test -run '^$$' -fuzz '^FuzzLoginServer$$' -fuzztime $(FUZZTIME) ./sink
-	$(GO) test -run '^$$' -fuzz '^FuzzPlainServer$$' -fuzztime $(FUZZTIME) ./sink
+	$(GO) test -run '^$$' -fuzz '^FuzzExtract$$' -fuzztime $(FUZZTIME) ./sink/extract
+	$(GO) test -run '^$$' -fuzz '^FuzzLoginServer$$' -fuzztime $(FUZZTIME) ./sink/smtpd
+	$(GO) test -run '^$$' -fuzz '^FuzzPlainServer$$' -fuzztime $(FUZZTIME) ./sink/smtpd
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeRecord$$' -fuzztime $(FUZZTIME) ./forward/spool
 
 bench: test-deps

@@ -43,17 +43,3 @@ func (f Func) Name() string { return f.ID }
 func (f Func) Forward(ctx context.Context, a *sink.Alert) error { return f.F(ctx, a) }
 
 var _ Forwarder = Func{}
-
-// Temporary marks err as one that may go away by itself: the sink answers
-// 451 and the device retries.
-func Temporary(err error) error {
-	if err == nil {
-		return nil
-	}
-	return temporaryError{err}
-}
-
-type temporaryError struct{ error }
-
-func (temporaryError) Temporary() bool { return true }
-func (e temporaryError) Unwrap() error { return e.error }

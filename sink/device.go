@@ -2,8 +2,8 @@ package sink
 
 import "strings"
 
-// maxDeviceLen keeps device names short enough for topic levels and LED signs.
-const maxDeviceLen = 64
+// MaxDeviceLen keeps device names short enough for topic levels and LED signs.
+const MaxDeviceLen = 64
 
 // UnknownDevice is the device name of a mail that names no sender at all.
 const UnknownDevice = "unknown"
@@ -60,7 +60,7 @@ func SafeName(s string) string {
 		}
 		b.WriteRune(r)
 		lastUnderscore = false
-		if b.Len() >= maxDeviceLen {
+		if b.Len() >= MaxDeviceLen {
 			break
 		}
 	}

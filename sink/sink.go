@@ -1,10 +1,12 @@
-// Package sink is the SMTP side of edgesink: it accepts mail from devices on
-// the LAN and turns each message into one Alert.
+// Package sink is the contract between the two halves of edgesink: what
+// the mail side (sink/smtpd, sink/extract, sink/classify) hands over and what
+// the delivery side (forward/...) takes. Alert and Event are the data, Handler
+// is the one interface every stage implements, and errors.go is the small
+// vocabulary that decides whether a device is told to retry or to give up.
 //
-// The sink never relays mail. It hands every Alert to a Handler and answers
-// the device only after the Handler returned: 250 when the handler accepted
-// the alert, 4xx when it could not (the device keeps the mail and retries),
-// 5xx when retrying cannot help. Every string in an Alert is valid UTF-8.
+// Standard library only: an output never compiles in go-smtp, enmime or
+// bcrypt (TestDependencies keeps it so). Every string in an Alert is valid
+// UTF-8.
 package sink
 
 import (

@@ -21,6 +21,7 @@ import (
 
 	"github.com/edgesink/edgesink/forward/forwardtest"
 	"github.com/edgesink/edgesink/sink"
+	"github.com/edgesink/edgesink/sink/smtpd"
 )
 
 // TestSwaksAuth: swaks logs in with PLAIN and LOGIN against every
@@ -229,11 +230,11 @@ func TestSwaksTLS(t *testing.T) {
 // certificate after SIGHUP, to new connections on its SMTPS port.
 func TestCertificateReloadOnSIGHUP(t *testing.T) {
 	dir := t.TempDir()
-	first, _, err := sink.SelfSignedCertificate(filepath.Join(dir, "a"), "one.test")
+	first, _, err := smtpd.SelfSignedCertificate(filepath.Join(dir, "a"), "one.test")
 	if err != nil {
 		t.Fatal(err)
 	}
-	second, _, err := sink.SelfSignedCertificate(filepath.Join(dir, "b"), "two.test")
+	second, _, err := smtpd.SelfSignedCertificate(filepath.Join(dir, "b"), "two.test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,7 +275,7 @@ func TestCertificateReloadOnSIGHUP(t *testing.T) {
 		sum := sha256.Sum256(conn.ConnectionState().PeerCertificates[0].Raw)
 		return fmt.Sprintf("%X", sum)
 	}
-	fp := func(c *sink.Certificate) string { return strings.ReplaceAll(c.Fingerprint(), ":", "") }
+	fp := func(c *smtpd.Certificate) string { return strings.ReplaceAll(c.Fingerprint(), ":", "") }
 	if got := served(); got != fp(first) {
 		t.Fatalf("serving %s, want the first certificate %s", got, fp(first))
 	}

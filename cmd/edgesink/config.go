@@ -24,7 +24,7 @@ import (
 	"github.com/edgesink/edgesink/forward/mqtt"
 	"github.com/edgesink/edgesink/forward/serial"
 	"github.com/edgesink/edgesink/forward/spool"
-	"github.com/edgesink/edgesink/sink"
+	"github.com/edgesink/edgesink/sink/smtpd"
 )
 
 // Config is the whole configuration file. Every key is documented in
@@ -54,9 +54,9 @@ func (t SMTPTLSConfig) enabled() bool { return t.StartTLS || t.ListenImplicit !=
 
 // certificate loads the configured certificate, or the self-signed one in
 // the state directory (made on first use). created tells it was made now.
-func (t SMTPTLSConfig) certificate(host string) (c *sink.Certificate, created bool, err error) {
+func (t SMTPTLSConfig) certificate(host string) (c *smtpd.Certificate, created bool, err error) {
 	if t.CertFile != "" {
-		c, err = sink.LoadCertificate(t.CertFile, t.KeyFile)
+		c, err = smtpd.LoadCertificate(t.CertFile, t.KeyFile)
 		return c, false, err
 	}
 	dir := t.Dir
@@ -67,7 +67,7 @@ func (t SMTPTLSConfig) certificate(host string) (c *sink.Certificate, created bo
 		}
 		dir = filepath.Join(sd, "tls")
 	}
-	return sink.SelfSignedCertificate(dir, host)
+	return smtpd.SelfSignedCertificate(dir, host)
 }
 
 // AuthConfig is how devices log in (SMTP AUTH PLAIN and LOGIN).
@@ -177,7 +177,7 @@ const (
 // DefaultConfig is what edgesink runs with when given no file: SMTP on
 // loopback port 2525, alerts to the embedded broker on loopback port 1883.
 func DefaultConfig() Config {
-	s := sink.DefaultConfig()
+	s := smtpd.DefaultConfig()
 	return Config{
 		Log: LogConfig{Level: "info", Format: "text"},
 		SMTP: SMTPConfig{
@@ -196,11 +196,11 @@ func DefaultConfig() Config {
 			MaxHeaderSize:       ByteSize(s.MaxHeaderBytes),
 			MaxMIMEParts:        s.MaxMIMEParts,
 			MaxErrors:           s.MaxErrors,
-			AllowNetworks:       prefixStrings(sink.DefaultNetworks),
+			AllowNetworks:       prefixStrings(smtpd.DefaultNetworks),
 			AllowSenders:        []string{},
 			AllowRecipients:     []string{},
-			MaxConnectionsPerIP: sink.DefaultMaxConnectionsPerIP,
-			MaxMailsPerMinute:   sink.DefaultMailsPerMinute,
+			MaxConnectionsPerIP: smtpd.DefaultMaxConnectionsPerIP,
+			MaxMailsPerMinute:   smtpd.DefaultMailsPerMinute,
 			TLS:                 SMTPTLSConfig{MinVersion: "1.2"},
 		},
 		MQTT: MQTTConfig{
@@ -221,7 +221,7 @@ func DefaultConfig() Config {
 			DeliverTimeout: Duration(spool.DefaultDeliverTimeout),
 		},
 		Board: BoardConfig{LED: board.LEDOff},
-		Auth:  AuthConfig{Mode: sink.AuthOff, Users: map[string]string{}},
+		Auth:  AuthConfig{Mode: smtpd.AuthOff, Users: map[string]string{}},
 		Serial: SerialConfig{
 			Baud:          serial.DefaultBaud,
 			DataBits:      serial.DefaultDataBits,
@@ -345,10 +345,10 @@ func (c Config) Validate() error {
 	if len(c.SMTP.AllowNetworks) == 0 {
 		return bad("smtp.allow_networks", "empty: no client could send; to allow any, list 0.0.0.0/0 and ::/0")
 	}
-	if err := (sink.Policy{Senders: c.SMTP.AllowSenders}).Validate(); err != nil {
+	if err := (smtpd.Policy{Senders: c.SMTP.AllowSenders}).Validate(); err != nil {
 		return bad("smtp.allow_senders", "%v", err)
 	}
-	if err := (sink.Policy{Recipients: c.SMTP.AllowRecipients}).Validate(); err != nil {
+	if err := (smtpd.Policy{Recipients: c.SMTP.AllowRecipients}).Validate(); err != nil {
 		return bad("smtp.allow_recipients", "%v", err)
 	}
 	if c.SMTP.MaxLineLength < 1000 {
@@ -368,7 +368,7 @@ func (c Config) Validate() error {
 			return bad(key, "must be greater than zero")
 		}
 	}
-	if _, err := sink.ParseTLSVersion(c.SMTP.TLS.MinVersion); err != nil {
+	if _, err := smtpd.ParseTLSVersion(c.SMTP.TLS.MinVersion); err != nil {
 		return bad("smtp.tls.min_version", "%v", err)
 	}
 	if (c.SMTP.TLS.CertFile == "") != (c.SMTP.TLS.KeyFile == "") {
@@ -493,8 +493,8 @@ func checkHostPort(addr string) error {
 	return nil
 }
 
-func (s SMTPConfig) sinkConfig(auth sink.Auth) sink.Config {
-	return sink.Config{
+func (s SMTPConfig) sinkConfig(auth smtpd.Auth) smtpd.Config {
+	return smtpd.Config{
 		Domain:            s.Domain,
 		MaxMessageBytes:   int64(s.MaxMessageSize),
 		MaxRecipients:     s.MaxRecipients,
@@ -510,7 +510,7 @@ func (s SMTPConfig) sinkConfig(auth sink.Auth) sink.Config {
 		MaxMIMEParts:      s.MaxMIMEParts,
 		MaxErrors:         s.MaxErrors,
 		Auth:              auth,
-		Policy: sink.Policy{
+		Policy: smtpd.Policy{
 			Networks:            mustPrefixes(s.AllowNetworks),
 			Senders:             s.AllowSenders,
 			Recipients:          s.AllowRecipients,
@@ -520,8 +520,8 @@ func (s SMTPConfig) sinkConfig(auth sink.Auth) sink.Config {
 	}
 }
 
-func (a AuthConfig) sinkAuth() sink.Auth {
-	return sink.Auth{Mode: a.Mode, Users: a.Users, AllowInsecure: a.AllowInsecure}
+func (a AuthConfig) sinkAuth() smtpd.Auth {
+	return smtpd.Auth{Mode: a.Mode, Users: a.Users, AllowInsecure: a.AllowInsecure}
 }
 
 // parsePrefixes reads CIDR ranges ("192.168.1.0/24") and single addresses

@@ -12,7 +12,7 @@ import (
 	"github.com/edgesink/edgesink/forward/mqtt"
 	"github.com/edgesink/edgesink/forward/serial"
 	"github.com/edgesink/edgesink/forward/spool"
-	"github.com/edgesink/edgesink/sink"
+	"github.com/edgesink/edgesink/sink/smtpd"
 )
 
 var updateConfigGolden = flag.Bool("update", false, "rewrite testdata/config/*.golden.json")
@@ -20,7 +20,7 @@ var updateConfigGolden = flag.Bool("update", false, "rewrite testdata/config/*.g
 // packageConfigs is what one configuration file gives each package, and the
 // few settings cmd keeps for the wiring itself.
 type packageConfigs struct {
-	Sink   sink.Config    `json:"sink"`
+	Sink   smtpd.Config   `json:"sink"`
 	MQTT   *mqtt.Config   `json:"mqtt,omitempty"`
 	Serial *serial.Config `json:"serial,omitempty"`
 	Spool  spool.Config   `json:"spool"`

@@ -27,6 +27,7 @@ import (
 	"github.com/edgesink/edgesink/forward/forwardtest"
 	"github.com/edgesink/edgesink/forward/spool"
 	"github.com/edgesink/edgesink/sink"
+	"github.com/edgesink/edgesink/sink/smtpd"
 )
 
 // embeddedArgs run the binary on free loopback ports with its embedded
@@ -213,7 +214,7 @@ func TestCheckConfigFlag(t *testing.T) {
 // the alert names the camera; --from wins; the sample uses its own.
 func TestSendTestFrom(t *testing.T) {
 	got := make(chan *sink.Alert, 1)
-	srv, err := sink.New(sink.DefaultConfig(), sink.HandlerFunc(func(_ context.Context, a *sink.Alert) error {
+	srv, err := smtpd.New(smtpd.DefaultConfig(), sink.HandlerFunc(func(_ context.Context, a *sink.Alert) error {
 		got <- a
 		return nil
 	}), slog.New(slog.DiscardHandler))

@@ -22,6 +22,7 @@ import (
 	"github.com/edgesink/edgesink/forward/spool"
 	"github.com/edgesink/edgesink/sink"
 	"github.com/edgesink/edgesink/sink/classify"
+	"github.com/edgesink/edgesink/sink/smtpd"
 )
 
 // configError is a start-up failure the user must fix in the config; it
@@ -182,13 +183,13 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 		handler = blinking{handler, led}
 	}
 	scfg := cfg.SMTP.sinkConfig(cfg.Auth.sinkAuth())
-	var cert *sink.Certificate
+	var cert *smtpd.Certificate
 	if cfg.SMTP.TLS.enabled() {
 		var created bool
 		if cert, created, err = cfg.SMTP.TLS.certificate(cfg.SMTP.Domain); err != nil {
 			return fmt.Errorf("smtp tls: %w", err)
 		}
-		minVersion, _ := sink.ParseTLSVersion(cfg.SMTP.TLS.MinVersion)
+		minVersion, _ := smtpd.ParseTLSVersion(cfg.SMTP.TLS.MinVersion)
 		scfg.TLS = cert.TLSConfig(minVersion)
 		msg := "TLS certificate loaded"
 		if created {
@@ -196,7 +197,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 		}
 		log.Info(msg, "sha256_fingerprint", cert.Fingerprint(), "min_version", cfg.SMTP.TLS.MinVersion)
 	}
-	srv, err := sink.New(scfg, handler, log)
+	srv, err := smtpd.New(scfg, handler, log)
 	if err != nil {
 		return &configError{err}
 	}

@@ -267,7 +267,7 @@ func (p *Publisher) Forward(ctx context.Context, a *sink.Alert) error {
 func (p *Publisher) Start(ctx context.Context, a *sink.Alert) func(context.Context) error {
 	client := p.current()
 	if client == nil {
-		return failed(forward.Temporary(ErrNotConnected))
+		return failed(sink.MarkTemporary(ErrNotConnected))
 	}
 	payload, err := json.Marshal(a)
 	if err != nil {
@@ -283,7 +283,7 @@ func (p *Publisher) Start(ctx context.Context, a *sink.Alert) func(context.Conte
 		}
 		if err := tok.Error(); err != nil {
 			// The connection dropped or the broker went away mid-flight.
-			return forward.Temporary(fmt.Errorf("mqtt: publish %s to %s: %w", a.ID, topic, err))
+			return sink.MarkTemporary(fmt.Errorf("mqtt: publish %s to %s: %w", a.ID, topic, err))
 		}
 		return nil
 	}

@@ -186,13 +186,13 @@ func (p *Port) Forward(ctx context.Context, a *sink.Alert) error {
 	select {
 	case port = <-p.slot:
 	case <-ctx.Done():
-		return forward.Temporary(fmt.Errorf("%w: %w", ErrBusy, ctx.Err()))
+		return sink.MarkTemporary(fmt.Errorf("%w: %w", ErrBusy, ctx.Err()))
 	}
 	if port == nil {
 		var err error
 		if port, err = bugst.Open(p.cfg.Device, p.mode); err != nil {
 			p.slot <- nil
-			return forward.Temporary(fmt.Errorf("serial: open %s: %w", p.cfg.Device, err))
+			return sink.MarkTemporary(fmt.Errorf("serial: open %s: %w", p.cfg.Device, err))
 		}
 		p.log.Info("serial port opened")
 	}
@@ -217,13 +217,13 @@ func (p *Port) Forward(ctx context.Context, a *sink.Alert) error {
 	select {
 	case err := <-done:
 		if err != nil {
-			return forward.Temporary(fmt.Errorf("serial: write %s: %w", p.cfg.Device, err))
+			return sink.MarkTemporary(fmt.Errorf("serial: write %s: %w", p.cfg.Device, err))
 		}
 		return nil
 	case <-timer.C:
-		return forward.Temporary(fmt.Errorf("serial: write %s: %w", p.cfg.Device, ErrBusy))
+		return sink.MarkTemporary(fmt.Errorf("serial: write %s: %w", p.cfg.Device, ErrBusy))
 	case <-ctx.Done():
-		return forward.Temporary(fmt.Errorf("serial: write %s: %w", p.cfg.Device, ctx.Err()))
+		return sink.MarkTemporary(fmt.Errorf("serial: write %s: %w", p.cfg.Device, ctx.Err()))
 	}
 }
 

@@ -123,10 +123,7 @@ type Spool struct {
 // removers is how many goroutines delete delivered alerts' files.
 const removers = 4
 
-var (
-	_ sink.Handler = (*Spool)(nil)
-	_ sink.Outputs = (*Spool)(nil)
-)
+var _ sink.Handler = (*Spool)(nil)
 
 // entry is one alert in the queue.
 type entry struct {
@@ -325,9 +322,9 @@ func (s *Spool) handleDirect(ctx context.Context, a *sink.Alert) error {
 		s.mu.Lock()
 		e.abandoned = true
 		s.mu.Unlock()
-		return forward.Temporary(fmt.Errorf("spool: outputs did not confirm %s in time: %w", a.ID, ctx.Err()))
+		return sink.MarkTemporary(fmt.Errorf("spool: outputs did not confirm %s in time: %w", a.ID, ctx.Err()))
 	case <-s.ctx.Done():
-		return forward.Temporary(fmt.Errorf("spool: closing before %s was delivered", a.ID))
+		return sink.MarkTemporary(fmt.Errorf("spool: closing before %s was delivered", a.ID))
 	}
 }
 

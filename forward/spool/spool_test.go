@@ -58,7 +58,7 @@ func (f *fakeOutput) setFail(fn func(a *sink.Alert, call int) error) {
 	f.mu.Unlock()
 }
 
-var errDown = forward.Temporary(errors.New("broker down"))
+var errDown = sink.MarkTemporary(errors.New("broker down"))
 
 func testAlert(i int, device string) *sink.Alert {
 	return &sink.Alert{

@@ -12,7 +12,6 @@ import (
 	"sync"
 	"syscall"
 
-	"github.com/edgesink/edgesink/forward"
 	"github.com/edgesink/edgesink/sink"
 )
 
@@ -118,7 +117,7 @@ func (d *diskStore) put(ctx context.Context, id string, data []byte) error {
 	d.closeMu.RLock()
 	if d.closed {
 		d.closeMu.RUnlock()
-		return forward.Temporary(errors.New("spool: closed"))
+		return sink.MarkTemporary(errors.New("spool: closed"))
 	}
 	d.reqs <- r
 	d.closeMu.RUnlock()
@@ -283,7 +282,7 @@ func storeError(err error) error {
 	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
 		return fmt.Errorf("%w: %w", sink.ErrStorageFull, err)
 	}
-	return forward.Temporary(fmt.Errorf("%w: %w", sink.ErrStorageFailed, err))
+	return sink.MarkTemporary(fmt.Errorf("%w: %w", sink.ErrStorageFailed, err))
 }
 
 func (d *diskStore) close() error {

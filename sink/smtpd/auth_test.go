@@ -1,4 +1,4 @@
-package sink_test
+package smtpd_test
 
 import (
 	"bytes"
@@ -14,7 +14,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/edgesink/edgesink/sink"
+	"github.com/edgesink/edgesink/sink/smtpd"
 )
 
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
@@ -28,8 +28,8 @@ func hashOf(t *testing.T, pass string) string {
 	return string(h)
 }
 
-func authConfig(t *testing.T, mode string, insecure bool) sink.Config {
-	return sink.Config{Auth: sink.Auth{Mode: mode, AllowInsecure: insecure,
+func authConfig(t *testing.T, mode string, insecure bool) smtpd.Config {
+	return smtpd.Config{Auth: smtpd.Auth{Mode: mode, AllowInsecure: insecure,
 		Users: map[string]string{"cam-garage": hashOf(t, "s3cret")}}}
 }
 
@@ -37,20 +37,20 @@ func authConfig(t *testing.T, mode string, insecure bool) sink.Config {
 func TestAuthReplies(t *testing.T) {
 	tests := []struct {
 		name string
-		cfg  sink.Config
+		cfg  smtpd.Config
 		run  func(c *client)
 	}{
-		{"AUTH before EHLO", authConfig(t, sink.AuthRequired, true), func(c *client) {
+		{"AUTH before EHLO", authConfig(t, smtpd.AuthRequired, true), func(c *client) {
 			c.cmd("AUTH PLAIN "+b64("\x00cam-garage\x00s3cret"), 502)
 		}},
-		{"AUTH without TLS where not allowed", authConfig(t, sink.AuthRequired, false), func(c *client) {
+		{"AUTH without TLS where not allowed", authConfig(t, smtpd.AuthRequired, false), func(c *client) {
 			if ehlo := c.cmd("EHLO cam", 250); strings.Contains(ehlo, "AUTH") {
 				t.Errorf("AUTH advertised without TLS: %q", ehlo)
 			}
 			c.cmd("AUTH PLAIN "+b64("\x00cam-garage\x00s3cret"), 523)
 			c.cmd("MAIL FROM:<cam@cams.lan>", 530)
 		}},
-		{"PLAIN, right password", authConfig(t, sink.AuthRequired, true), func(c *client) {
+		{"PLAIN, right password", authConfig(t, smtpd.AuthRequired, true), func(c *client) {
 			if ehlo := c.cmd("EHLO cam", 250); !strings.Contains(ehlo, "AUTH PLAIN LOGIN") {
 				t.Errorf("EHLO does not offer AUTH PLAIN LOGIN: %q", ehlo)
 			}
@@ -59,16 +59,16 @@ func TestAuthReplies(t *testing.T) {
 			c.cmd("AUTH PLAIN "+b64("\x00cam-garage\x00s3cret"), 503)
 			c.cmd("MAIL FROM:<cam@cams.lan>", 250)
 		}},
-		{"PLAIN, challenge then response", authConfig(t, sink.AuthRequired, true), func(c *client) {
+		{"PLAIN, challenge then response", authConfig(t, smtpd.AuthRequired, true), func(c *client) {
 			c.cmd("EHLO cam", 250)
 			c.cmd("AUTH PLAIN", 334)
 			c.cmd(b64("cam-garage\x00cam-garage\x00s3cret"), 235)
 		}},
-		{"PLAIN, identity not the user", authConfig(t, sink.AuthRequired, true), func(c *client) {
+		{"PLAIN, identity not the user", authConfig(t, smtpd.AuthRequired, true), func(c *client) {
 			c.cmd("EHLO cam", 250)
 			c.cmd("AUTH PLAIN "+b64("admin\x00cam-garage\x00s3cret"), 535)
 		}},
-		{"LOGIN, both steps", authConfig(t, sink.AuthRequired, true), func(c *client) {
+		{"LOGIN, both steps", authConfig(t, smtpd.AuthRequired, true), func(c *client) {
 			c.cmd("EHLO cam", 250)
 			if got := c.cmd("AUTH LOGIN", 334); got != b64("Username:") {
 				t.Errorf("first challenge %q", got)
@@ -78,17 +78,17 @@ func TestAuthReplies(t *testing.T) {
 			}
 			c.cmd(b64("s3cret"), 235)
 		}},
-		{"LOGIN, user as initial response", authConfig(t, sink.AuthRequired, true), func(c *client) {
+		{"LOGIN, user as initial response", authConfig(t, smtpd.AuthRequired, true), func(c *client) {
 			c.cmd("EHLO cam", 250)
 			c.cmd("AUTH LOGIN "+b64("cam-garage"), 334)
 			c.cmd(b64("s3cret"), 235)
 		}},
-		{"LOGIN cancelled", authConfig(t, sink.AuthRequired, true), func(c *client) {
+		{"LOGIN cancelled", authConfig(t, smtpd.AuthRequired, true), func(c *client) {
 			c.cmd("EHLO cam", 250)
 			c.cmd("AUTH LOGIN", 334)
 			c.cmd("*", 501)
 		}},
-		{"wrong password, unknown user", authConfig(t, sink.AuthRequired, true), func(c *client) {
+		{"wrong password, unknown user", authConfig(t, smtpd.AuthRequired, true), func(c *client) {
 			c.cmd("EHLO cam", 250)
 			if got := c.cmd("AUTH PLAIN "+b64("\x00cam-garage\x00wrong"), 535); !strings.HasPrefix(got, "5.7.8 ") {
 				t.Errorf("535 without 5.7.8: %q", got)
@@ -97,7 +97,7 @@ func TestAuthReplies(t *testing.T) {
 			c.cmd(b64("s3cret"), 535)
 			c.cmd("MAIL FROM:<cam@cams.lan>", 530)
 		}},
-		{"third failure hangs up", authConfig(t, sink.AuthRequired, true), func(c *client) {
+		{"third failure hangs up", authConfig(t, smtpd.AuthRequired, true), func(c *client) {
 			c.cmd("EHLO cam", 250)
 			c.cmd("AUTH PLAIN "+b64("\x00cam-garage\x00a"), 535)
 			c.cmd("AUTH PLAIN "+b64("\x00cam-garage\x00b"), 535)
@@ -106,19 +106,19 @@ func TestAuthReplies(t *testing.T) {
 				t.Error("connection still open after the third failure")
 			}
 		}},
-		{"unknown mechanism", authConfig(t, sink.AuthOptional, true), func(c *client) {
+		{"unknown mechanism", authConfig(t, smtpd.AuthOptional, true), func(c *client) {
 			c.cmd("EHLO cam", 250)
 			c.cmd("AUTH CRAM-MD5", 504)
 		}},
-		{"optional: mail without AUTH", authConfig(t, sink.AuthOptional, true), func(c *client) {
+		{"optional: mail without AUTH", authConfig(t, smtpd.AuthOptional, true), func(c *client) {
 			c.cmd("EHLO cam", 250)
 			c.cmd("MAIL FROM:<cam@cams.lan>", 250)
 		}},
-		{"optional without users: any login", sink.Config{Auth: sink.Auth{Mode: sink.AuthOptional, AllowInsecure: true}}, func(c *client) {
+		{"optional without users: any login", smtpd.Config{Auth: smtpd.Auth{Mode: smtpd.AuthOptional, AllowInsecure: true}}, func(c *client) {
 			c.cmd("EHLO cam", 250)
 			c.cmd("AUTH PLAIN "+b64("\x00whatever\x00the device has"), 235)
 		}},
-		{"off: not offered", sink.Config{Auth: sink.Auth{AllowInsecure: true}}, func(c *client) {
+		{"off: not offered", smtpd.Config{Auth: smtpd.Auth{AllowInsecure: true}}, func(c *client) {
 			if ehlo := c.cmd("EHLO cam", 250); strings.Contains(ehlo, "AUTH") {
 				t.Errorf("AUTH advertised with auth off: %q", ehlo)
 			}
@@ -147,7 +147,7 @@ func TestAuthFailureDelayGrows(t *testing.T) {
 		defer mu.Unlock()
 		return append([]time.Duration(nil), waits...)
 	}
-	s, err := sink.New(authConfig(t, sink.AuthRequired, true), &recorder{}, nil)
+	s, err := smtpd.New(authConfig(t, smtpd.AuthRequired, true), &recorder{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +186,7 @@ func TestAuthFailureDelayGrows(t *testing.T) {
 // device.
 func TestAuthUserIsDevice(t *testing.T) {
 	rec := &recorder{}
-	_, addr := startServer(t, authConfig(t, sink.AuthRequired, true), rec)
+	_, addr := startServer(t, authConfig(t, smtpd.AuthRequired, true), rec)
 	c := dial(t, addr)
 	c.cmd("EHLO cam", 250)
 	c.cmd("AUTH PLAIN "+b64("\x00cam-garage\x00s3cret"), 235)
@@ -199,11 +199,11 @@ func TestAuthUserIsDevice(t *testing.T) {
 }
 
 func TestAuthValidate(t *testing.T) {
-	for _, a := range []sink.Auth{
+	for _, a := range []smtpd.Auth{
 		{Mode: "sometimes"},
-		{Mode: sink.AuthRequired},
-		{Mode: sink.AuthOptional, Users: map[string]string{"cam": "plaintext"}},
-		{Mode: sink.AuthOptional, Users: map[string]string{"": hashOf(t, "x")}},
+		{Mode: smtpd.AuthRequired},
+		{Mode: smtpd.AuthOptional, Users: map[string]string{"cam": "plaintext"}},
+		{Mode: smtpd.AuthOptional, Users: map[string]string{"": hashOf(t, "x")}},
 	} {
 		if err := a.Validate(); err == nil {
 			t.Errorf("%+v: no error", a)
@@ -215,7 +215,7 @@ func TestAuthValidate(t *testing.T) {
 // never with the password.
 func TestAuthLogsNoPassword(t *testing.T) {
 	var buf safeBuffer
-	s, err := sink.New(authConfig(t, sink.AuthRequired, true), &recorder{}, slog.New(slog.NewJSONHandler(&buf, nil)))
+	s, err := smtpd.New(authConfig(t, smtpd.AuthRequired, true), &recorder{}, slog.New(slog.NewJSONHandler(&buf, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

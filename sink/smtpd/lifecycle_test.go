@@ -1,4 +1,4 @@
-package sink_test
+package smtpd_test
 
 import (
 	"context"
@@ -6,14 +6,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgesink/edgesink/sink"
+	"github.com/edgesink/edgesink/sink/smtpd"
 )
 
 // TestDataTimeoutBoundsTransfer: a device that keeps trickling message
 // lines, each well within the read timeout, is cut off once the whole
 // transfer takes longer than the DATA timeout.
 func TestDataTimeoutBoundsTransfer(t *testing.T) {
-	_, addr := startServer(t, sink.Config{ReadTimeout: time.Minute, DataTimeout: 300 * time.Millisecond}, &recorder{})
+	_, addr := startServer(t, smtpd.Config{ReadTimeout: time.Minute, DataTimeout: 300 * time.Millisecond}, &recorder{})
 	c := dial(t, addr)
 	c.cmd("EHLO cam", 250)
 	c.cmd("MAIL FROM:<cam@cams.lan>", 250)
@@ -48,7 +48,7 @@ func TestDataTimeoutBoundsTransfer(t *testing.T) {
 // session ended.
 func TestShutdownLetsOpenTransactionFinish(t *testing.T) {
 	rec := &recorder{}
-	s, addr := startServer(t, sink.Config{}, rec)
+	s, addr := startServer(t, smtpd.Config{}, rec)
 	c := dial(t, addr)
 	c.cmd("EHLO cam", 250)
 	c.cmd("MAIL FROM:<cam@cams.lan>", 250)

@@ -1,4 +1,4 @@
-package sink_test
+package extract_test
 
 import (
 	"os"
@@ -6,20 +6,20 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgesink/edgesink/sink"
+	"github.com/edgesink/edgesink/sink/extract"
 	"github.com/edgesink/edgesink/sink/sinktest"
 )
 
 // TestExtractCorpus checks the device samples against the expectations that
 // came with them, independently of the golden files.
 func TestExtractCorpus(t *testing.T) {
-	for file, want := range sinktest.LoadCorpus(t, "../testdata/corpus") {
+	for file, want := range sinktest.LoadCorpus(t, "../../testdata/corpus") {
 		t.Run(file, func(t *testing.T) {
-			raw, err := os.ReadFile(filepath.Join("../testdata/corpus", file))
+			raw, err := os.ReadFile(filepath.Join("../../testdata/corpus", file))
 			if err != nil {
 				t.Fatal(err)
 			}
-			a, err := sink.Extract(raw, sink.Envelope{ReceivedAt: time.Now(), MailFrom: want.From})
+			a, err := extract.Extract(raw, extract.Envelope{ReceivedAt: time.Now(), MailFrom: want.From})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,4 +1,4 @@
-package sink
+package smtpd
 
 import (
 	"context"
@@ -13,6 +13,9 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/edgesink/edgesink/sink"
+	"github.com/edgesink/edgesink/sink/extract"
 )
 
 // Config bounds what one SMTP server accepts. The zero value of a field means
@@ -130,7 +133,7 @@ type Outputs interface {
 // Server is an SMTP server that turns every mail into an Alert for a Handler.
 type Server struct {
 	cfg     Config
-	handler Handler
+	handler sink.Handler
 	log     *slog.Logger
 	smtp    *smtp.Server
 	clients *clients // per-address connection counts and mail rates
@@ -147,7 +150,7 @@ type Server struct {
 }
 
 // New validates cfg and returns a server that hands alerts to h.
-func New(cfg Config, h Handler, log *slog.Logger) (*Server, error) {
+func New(cfg Config, h sink.Handler, log *slog.Logger) (*Server, error) {
 	if h == nil {
 		return nil, errors.New("sink: nil handler")
 	}
@@ -346,7 +349,7 @@ func (s *session) Data(r io.Reader) error {
 	if s.lc != nil && s.lc.heloWasEmpty() {
 		helo = ""
 	}
-	alert, err := Extract(raw, Envelope{
+	alert, err := extract.Extract(raw, extract.Envelope{
 		ReceivedAt: start,
 		RemoteAddr: remote,
 		Helo:       helo,
@@ -444,15 +447,6 @@ var (
 	}
 )
 
-// ErrStorageFull is what a Handler returns when it has no room to hold
-// another alert (queue full, disk full). The device is told 452 and retries.
-var ErrStorageFull = errors.New("sink: no room to hold the alert")
-
-// ErrStorageFailed is what a Handler returns when it could not store an
-// alert (an I/O error, a read-only or failing disk). The device is told
-// 451 4.3.0, a local problem, and retries; the cause goes to the log.
-var ErrStorageFailed = errors.New("sink: could not store the alert")
-
 var errStorageFailed = &smtp.SMTPError{
 	Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0},
 	Message: "Local problem storing the alert, try again later",
@@ -470,40 +464,14 @@ func replyFor(err error) *smtp.SMTPError {
 	if errors.As(err, &se) {
 		return se
 	}
-	if errors.Is(err, ErrStorageFull) {
+	if errors.Is(err, sink.ErrStorageFull) {
 		return errStorageFull
 	}
-	if errors.Is(err, ErrStorageFailed) {
+	if errors.Is(err, sink.ErrStorageFailed) {
 		return errStorageFailed
 	}
-	if Temporary(err) {
+	if sink.Temporary(err) {
 		return errOutputsDown
 	}
 	return errOutputsRefused
-}
-
-// Temporary reports whether err says that trying again later may succeed: a
-// context deadline or cancellation, or any error in the tree (errors.Join
-// included) with a Temporary() bool method that reports true.
-func Temporary(err error) bool {
-	if err == nil {
-		return false
-	}
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-		return true
-	}
-	if t, ok := err.(interface{ Temporary() bool }); ok && t.Temporary() {
-		return true
-	}
-	switch u := err.(type) {
-	case interface{ Unwrap() error }:
-		return Temporary(u.Unwrap())
-	case interface{ Unwrap() []error }:
-		for _, e := range u.Unwrap() {
-			if Temporary(e) {
-				return true
-			}
-		}
-	}
-	return false
 }

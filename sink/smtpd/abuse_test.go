@@ -1,4 +1,4 @@
-package sink_test
+package smtpd_test
 
 import (
 	"fmt"
@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgesink/edgesink/sink"
+	"github.com/edgesink/edgesink/sink/smtpd"
 )
 
 // TestCraftedMessages: a 10,000-line header and 5,000 MIME parts are
@@ -33,7 +33,7 @@ func TestCraftedMessages(t *testing.T) {
 	fewParts.WriteString("--b1--\r\n")
 
 	rec := &recorder{}
-	_, addr := startServer(t, sink.Config{}, rec)
+	_, addr := startServer(t, smtpd.Config{}, rec)
 	c := dial(t, addr)
 	c.cmd("EHLO cam", 250)
 	for _, tc := range []struct {
@@ -57,7 +57,7 @@ func TestCraftedMessages(t *testing.T) {
 // TestErrorCap: a client that keeps getting errors is cut off with 421
 // after smtp.max_errors of them.
 func TestErrorCap(t *testing.T) {
-	_, addr := startServer(t, sink.Config{MaxErrors: 5}, &recorder{})
+	_, addr := startServer(t, smtpd.Config{MaxErrors: 5}, &recorder{})
 	c := dial(t, addr)
 	c.cmd("EHLO scanner", 250)
 	for i := range 4 {
@@ -78,7 +78,7 @@ func TestErrorCap(t *testing.T) {
 // while a normal client is served meanwhile.
 func TestSlowAndEndlessClients(t *testing.T) {
 	rec := &recorder{}
-	_, addr := startServer(t, sink.Config{ReadTimeout: 2 * time.Second}, rec)
+	_, addr := startServer(t, smtpd.Config{ReadTimeout: 2 * time.Second}, rec)
 
 	slow := dial(t, addr)
 	slowDone := make(chan string, 1)

@@ -1,4 +1,4 @@
-package sink
+package extract
 
 import (
 	"bytes"
@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/edgesink/edgesink/sink"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files under testdata/golden")
@@ -27,9 +29,9 @@ var testEnvelope = Envelope{
 
 func sampleFiles(t testing.TB) []string {
 	t.Helper()
-	files, err := filepath.Glob("../testdata/*/*.eml")
+	files, err := filepath.Glob("../../testdata/*/*.eml")
 	if err != nil || len(files) < 10 {
-		t.Fatalf("sample mails missing under ../testdata: %v (%d found)", err, len(files))
+		t.Fatalf("sample mails missing under ../../testdata: %v (%d found)", err, len(files))
 	}
 	return files
 }
@@ -54,7 +56,7 @@ func TestExtractGolden(t *testing.T) {
 			a.ID = "" // random part
 			got, _ := json.MarshalIndent(a, "", "  ")
 			got = append(got, '\n')
-			golden := filepath.Join("..", "testdata", "golden", name+".golden")
+			golden := filepath.Join("..", "..", "testdata", "golden", name+".golden")
 			if *update {
 				if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {
 					t.Fatal(err)
@@ -65,7 +67,7 @@ func TestExtractGolden(t *testing.T) {
 			}
 			want, err := os.ReadFile(golden)
 			if err != nil {
-				t.Fatalf("read golden (run go test ./sink -run Golden -update): %v", err)
+				t.Fatalf("read golden (run go test ./sink/extract -run Golden -update): %v", err)
 			}
 			if !bytes.Equal(got, want) {
 				t.Errorf("alert differs from %s\n--- got\n%s\n--- want\n%s", golden, got, want)
@@ -99,7 +101,7 @@ func TestExtractNasty(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
-			raw, err := os.ReadFile(filepath.Join("../testdata/mail", tt.file+".eml"))
+			raw, err := os.ReadFile(filepath.Join("../../testdata/mail", tt.file+".eml"))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -136,7 +138,7 @@ func TestWindows1252FallbackNoted(t *testing.T) {
 		"japanese-charsets": nil,
 		"bare-lf":           nil,
 	} {
-		raw, err := os.ReadFile(filepath.Join("../testdata/mail", file+".eml"))
+		raw, err := os.ReadFile(filepath.Join("../../testdata/mail", file+".eml"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -152,28 +154,6 @@ func TestWindows1252FallbackNoted(t *testing.T) {
 		}
 		if !slices.Equal(notes, want) {
 			t.Errorf("%s: Windows-1252 notes %q, want %q", file, notes, want)
-		}
-	}
-}
-
-func TestDeviceName(t *testing.T) {
-	tests := []struct {
-		auth, mailFrom string
-		from           []string
-		want           string
-	}{
-		{"", "cam-garage@cams.lan", nil, "cam-garage"},
-		{"Printer1", "printer@office.lan", nil, "printer1"},
-		{"", "", []string{"ups@rack.lan"}, "ups"},
-		{"", "<>", nil, "unknown"},
-		{"", "Weird+Name/#x@lan", nil, "weird_name_x"},
-		{"", "ßüper@lan", nil, "per"},
-		{"", "@@@", []string{"---@x"}, "unknown"},
-		{"", strings.Repeat("a", 100) + "@lan", nil, strings.Repeat("a", 64)},
-	}
-	for _, tt := range tests {
-		if got := DeviceName(tt.auth, tt.mailFrom, tt.from); got != tt.want {
-			t.Errorf("DeviceName(%q, %q, %q) = %q, want %q", tt.auth, tt.mailFrom, tt.from, got, tt.want)
 		}
 	}
 }
@@ -194,7 +174,7 @@ func TestToUTF8(t *testing.T) {
 }
 
 // assertValidUTF8 walks every string in the alert.
-func assertValidUTF8(t testing.TB, a *Alert) {
+func assertValidUTF8(t testing.TB, a *sink.Alert) {
 	t.Helper()
 	var walk func(v reflect.Value, path string)
 	walk = func(v reflect.Value, path string) {
@@ -244,7 +224,7 @@ func FuzzExtract(f *testing.F) {
 		if len(a.ParseErrors) > maxParseErrors {
 			t.Fatalf("%d parse errors, bound is %d", len(a.ParseErrors), maxParseErrors)
 		}
-		if a.Size != len(raw) || len(a.Device) == 0 || len(a.Device) > maxDeviceLen {
+		if a.Size != len(raw) || len(a.Device) == 0 || len(a.Device) > sink.MaxDeviceLen {
 			t.Fatalf("size %d / device %q out of bounds", a.Size, a.Device)
 		}
 		if strings.ContainsAny(a.Subject, "\r\n\x00") {

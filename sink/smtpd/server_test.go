@@ -1,4 +1,4 @@
-package sink_test
+package smtpd_test
 
 import (
 	"bufio"
@@ -15,6 +15,7 @@ import (
 
 	"github.com/edgesink/edgesink/sink"
 	"github.com/edgesink/edgesink/sink/sinktest"
+	"github.com/edgesink/edgesink/sink/smtpd"
 )
 
 // recorder is a Handler that keeps every alert and fails on demand.
@@ -48,10 +49,10 @@ func (tempErr) Error() string   { return "broker down" }
 func (tempErr) Temporary() bool { return true }
 
 // startServer runs a sink on 127.0.0.1:0 and returns its address.
-func startServer(t *testing.T, cfg sink.Config, h sink.Handler) (*sink.Server, string) {
+func startServer(t *testing.T, cfg smtpd.Config, h sink.Handler) (*smtpd.Server, string) {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(sinktest.LogWriter(t), &slog.HandlerOptions{Level: slog.LevelDebug}))
-	s, err := sink.New(cfg, h, log)
+	s, err := smtpd.New(cfg, h, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +164,7 @@ func (c *client) mail(from string, body string) (int, string) {
 
 func TestSessionHappyPath(t *testing.T) {
 	rec := &recorder{}
-	_, addr := startServer(t, sink.Config{}, rec)
+	_, addr := startServer(t, smtpd.Config{}, rec)
 	c := dial(t, addr)
 	ehlo := c.cmd("EHLO cam.lan", 250)
 	if !strings.Contains(ehlo, "PIPELINING") || strings.Contains(ehlo, "AUTH") || strings.Contains(ehlo, "STARTTLS") {
@@ -224,7 +225,7 @@ func TestSessionLegacyClients(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rec := &recorder{}
-			_, addr := startServer(t, sink.Config{}, rec)
+			_, addr := startServer(t, smtpd.Config{}, rec)
 			c := dial(t, addr)
 			// Pipelined in one write, as sloppy stacks do.
 			c.send(tt.script)
@@ -248,7 +249,7 @@ func TestSessionLegacyClients(t *testing.T) {
 
 func TestSessionStrictLineEndings(t *testing.T) {
 	rec := &recorder{}
-	_, addr := startServer(t, sink.Config{StrictLineEndings: true, ReadTimeout: 5 * time.Second}, rec)
+	_, addr := startServer(t, smtpd.Config{StrictLineEndings: true, ReadTimeout: 5 * time.Second}, rec)
 	c := dial(t, addr)
 	c.cmd("HELO plc", 250)
 	c.cmd("MAIL FROM:<plc@factory.lan>", 250)
@@ -265,7 +266,7 @@ func TestSessionStrictLineEndings(t *testing.T) {
 func TestSessionReplyCodes(t *testing.T) {
 	t.Run("552 oversize, connection stays usable", func(t *testing.T) {
 		rec := &recorder{}
-		_, addr := startServer(t, sink.Config{MaxMessageBytes: 1024}, rec)
+		_, addr := startServer(t, smtpd.Config{MaxMessageBytes: 1024}, rec)
 		c := dial(t, addr)
 		c.cmd("EHLO x", 250)
 		code, _ := c.mail("cam@cams.lan", simpleMail+strings.Repeat("0123456789abcdef\r\n", 200))
@@ -280,7 +281,7 @@ func TestSessionReplyCodes(t *testing.T) {
 		}
 	})
 	t.Run("452 too many recipients", func(t *testing.T) {
-		_, addr := startServer(t, sink.Config{MaxRecipients: 2}, &recorder{})
+		_, addr := startServer(t, smtpd.Config{MaxRecipients: 2}, &recorder{})
 		c := dial(t, addr)
 		c.cmd("EHLO x", 250)
 		c.cmd("MAIL FROM:<a@b>", 250)
@@ -289,7 +290,7 @@ func TestSessionReplyCodes(t *testing.T) {
 		c.cmd("RCPT TO:<3@b>", 452)
 	})
 	t.Run("500 line too long closes", func(t *testing.T) {
-		_, addr := startServer(t, sink.Config{MaxLineLength: 1000}, &recorder{})
+		_, addr := startServer(t, smtpd.Config{MaxLineLength: 1000}, &recorder{})
 		c := dial(t, addr)
 		c.send("EHLO " + strings.Repeat("x", 3000) + "\r\n")
 		c.expect(500)
@@ -298,7 +299,7 @@ func TestSessionReplyCodes(t *testing.T) {
 		}
 	})
 	t.Run("5xx bad commands and sequence", func(t *testing.T) {
-		_, addr := startServer(t, sink.Config{}, &recorder{})
+		_, addr := startServer(t, smtpd.Config{}, &recorder{})
 		c := dial(t, addr)
 		c.cmd("MAIL FROM:<a@b>", 502) // before HELO
 		c.cmd("EHLO x", 250)
@@ -312,7 +313,7 @@ func TestSessionReplyCodes(t *testing.T) {
 	})
 	t.Run("451 when an output is down", func(t *testing.T) {
 		rec := &recorder{fail: func(context.Context, *sink.Alert) error { return fmt.Errorf("mqtt: %w", tempErr{}) }}
-		_, addr := startServer(t, sink.Config{}, rec)
+		_, addr := startServer(t, smtpd.Config{}, rec)
 		c := dial(t, addr)
 		c.cmd("EHLO x", 250)
 		code, text := c.mail("cam@cams.lan", simpleMail)
@@ -322,7 +323,7 @@ func TestSessionReplyCodes(t *testing.T) {
 	})
 	t.Run("451 when outputs do not answer in time", func(t *testing.T) {
 		rec := &recorder{fail: func(ctx context.Context, _ *sink.Alert) error { <-ctx.Done(); return ctx.Err() }}
-		_, addr := startServer(t, sink.Config{HandlerTimeout: 100 * time.Millisecond}, rec)
+		_, addr := startServer(t, smtpd.Config{HandlerTimeout: 100 * time.Millisecond}, rec)
 		c := dial(t, addr)
 		c.cmd("EHLO x", 250)
 		if code, _ := c.mail("cam@cams.lan", simpleMail); code != 451 {
@@ -331,7 +332,7 @@ func TestSessionReplyCodes(t *testing.T) {
 	})
 	t.Run("452 when the handler has no room", func(t *testing.T) {
 		rec := &recorder{fail: func(context.Context, *sink.Alert) error { return fmt.Errorf("spool: %w", sink.ErrStorageFull) }}
-		_, addr := startServer(t, sink.Config{}, rec)
+		_, addr := startServer(t, smtpd.Config{}, rec)
 		c := dial(t, addr)
 		c.cmd("EHLO x", 250)
 		if code, text := c.mail("cam@cams.lan", simpleMail); code != 452 || !strings.HasPrefix(text, "4.3.1") {
@@ -342,7 +343,7 @@ func TestSessionReplyCodes(t *testing.T) {
 		rec := &recorder{fail: func(context.Context, *sink.Alert) error {
 			return fmt.Errorf("spool: write: %w: %w", sink.ErrStorageFailed, syscall.EROFS)
 		}}
-		_, addr := startServer(t, sink.Config{}, rec)
+		_, addr := startServer(t, smtpd.Config{}, rec)
 		c := dial(t, addr)
 		c.cmd("EHLO x", 250)
 		if code, text := c.mail("cam@cams.lan", simpleMail); code != 451 || !strings.HasPrefix(text, "4.3.0") || strings.Contains(text, "read-only") {
@@ -351,7 +352,7 @@ func TestSessionReplyCodes(t *testing.T) {
 	})
 	t.Run("554 when an output refuses for good", func(t *testing.T) {
 		rec := &recorder{fail: func(context.Context, *sink.Alert) error { return errors.New("payload too large") }}
-		_, addr := startServer(t, sink.Config{}, rec)
+		_, addr := startServer(t, smtpd.Config{}, rec)
 		c := dial(t, addr)
 		c.cmd("EHLO x", 250)
 		if code, text := c.mail("cam@cams.lan", simpleMail); code != 554 || !strings.HasPrefix(text, "5.3.0") {
@@ -360,7 +361,7 @@ func TestSessionReplyCodes(t *testing.T) {
 	})
 	t.Run("554 no usable content", func(t *testing.T) {
 		rec := &recorder{}
-		_, addr := startServer(t, sink.Config{}, rec)
+		_, addr := startServer(t, smtpd.Config{}, rec)
 		c := dial(t, addr)
 		c.cmd("EHLO x", 250)
 		if code, text := c.mail("ghost@x.lan", "Subject: \r\n\r\n"); code != 554 || !strings.HasPrefix(text, "5.6.0") {
@@ -372,7 +373,7 @@ func TestSessionReplyCodes(t *testing.T) {
 	})
 	t.Run("451 over the memory budget, released after", func(t *testing.T) {
 		rec := &recorder{}
-		_, addr := startServer(t, sink.Config{MaxMemory: 64 << 10, MaxMessageBytes: 60 << 10}, rec)
+		_, addr := startServer(t, smtpd.Config{MaxMemory: 64 << 10, MaxMessageBytes: 60 << 10}, rec)
 		first := dial(t, addr)
 		first.cmd("EHLO first", 250)
 		first.cmd("MAIL FROM:<cam@cams.lan>", 250)
@@ -399,7 +400,7 @@ func TestSessionReplyCodes(t *testing.T) {
 		}
 	})
 	t.Run("421 over the connection cap", func(t *testing.T) {
-		_, addr := startServer(t, sink.Config{MaxConnections: 1}, &recorder{})
+		_, addr := startServer(t, smtpd.Config{MaxConnections: 1}, &recorder{})
 		first := dial(t, addr)
 		conn, err := net.Dial("tcp", addr)
 		if err != nil {
@@ -429,13 +430,13 @@ func TestSessionReplyCodes(t *testing.T) {
 		}
 	})
 	t.Run("421 idle timeout", func(t *testing.T) {
-		_, addr := startServer(t, sink.Config{ReadTimeout: 200 * time.Millisecond}, &recorder{})
+		_, addr := startServer(t, smtpd.Config{ReadTimeout: 200 * time.Millisecond}, &recorder{})
 		c := dial(t, addr)
 		c.expect(421)
 	})
 	t.Run("BDAT chunk kept byte for byte", func(t *testing.T) {
 		rec := &recorder{}
-		_, addr := startServer(t, sink.Config{}, rec)
+		_, addr := startServer(t, smtpd.Config{}, rec)
 		c := dial(t, addr)
 		c.cmd("EHLO x", 250)
 		c.cmd("MAIL FROM:<cam@cams.lan>", 250)
@@ -459,7 +460,7 @@ func TestShutdownDrains(t *testing.T) {
 		<-release
 		return nil
 	}}
-	s, addr := startServer(t, sink.Config{}, rec)
+	s, addr := startServer(t, smtpd.Config{}, rec)
 	idle := dial(t, addr)
 	idle.cmd("EHLO idle", 250)
 	busy := dial(t, addr)
@@ -540,7 +541,7 @@ func TestTemporary(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
-	bad := []sink.Config{
+	bad := []smtpd.Config{
 		{MaxMessageBytes: -1},
 		{MaxLineLength: 100},
 		{ReadTimeout: -time.Second},
@@ -548,11 +549,11 @@ func TestConfigValidate(t *testing.T) {
 		{MaxMemory: 1 << 20}, // less than the default max message size
 	}
 	for _, c := range bad {
-		if _, err := sink.New(c, &recorder{}, nil); err == nil {
+		if _, err := smtpd.New(c, &recorder{}, nil); err == nil {
 			t.Errorf("New(%+v) accepted", c)
 		}
 	}
-	if _, err := sink.New(sink.Config{}, nil, nil); err == nil {
+	if _, err := smtpd.New(smtpd.Config{}, nil, nil); err == nil {
 		t.Error("New with nil handler accepted")
 	}
 }

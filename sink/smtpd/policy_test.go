@@ -1,11 +1,11 @@
-package sink_test
+package smtpd_test
 
 import (
 	"net/netip"
 	"strings"
 	"testing"
 
-	"github.com/edgesink/edgesink/sink"
+	"github.com/edgesink/edgesink/sink/smtpd"
 )
 
 // TestForeignNetworkRefused: a client outside smtp.allow_networks is told
@@ -13,7 +13,7 @@ import (
 // at the same time.
 func TestForeignNetworkRefused(t *testing.T) {
 	rec := &recorder{}
-	cfg := sink.Config{Policy: sink.Policy{Networks: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}}
+	cfg := smtpd.Config{Policy: smtpd.Policy{Networks: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}}
 	_, addr := startServer(t, cfg, rec)
 
 	foreign := dialFrom(t, "127.0.0.2", addr)
@@ -40,7 +40,7 @@ func TestForeignNetworkRefused(t *testing.T) {
 // on and an allowed transaction still works.
 func TestSenderAndRecipientLists(t *testing.T) {
 	rec := &recorder{}
-	cfg := sink.Config{Policy: sink.Policy{Senders: []string{"@cams.lan", "ups@rack.lan"},
+	cfg := smtpd.Config{Policy: smtpd.Policy{Senders: []string{"@cams.lan", "ups@rack.lan"},
 		Recipients: []string{"alerts@edgesink.lan", "@edgesink.lan"}}}
 	_, addr := startServer(t, cfg, rec)
 	c := dial(t, addr)
@@ -77,7 +77,7 @@ func TestSenderAndRecipientLists(t *testing.T) {
 // 421 4.7.0; another address is unaffected; a closed connection frees its
 // place.
 func TestPerAddressConnectionCap(t *testing.T) {
-	_, addr := startServer(t, sink.Config{Policy: sink.Policy{MaxConnectionsPerIP: 2}}, &recorder{})
+	_, addr := startServer(t, smtpd.Config{Policy: smtpd.Policy{MaxConnectionsPerIP: 2}}, &recorder{})
 	first := dial(t, addr)
 	dial(t, addr)
 	third := dialFrom(t, "127.0.0.1", addr)
@@ -106,7 +106,7 @@ func TestPerAddressConnectionCap(t *testing.T) {
 // TestMailRate: one address's mails beyond its rate get 450 4.7.1 (retry
 // later), others are unaffected.
 func TestMailRate(t *testing.T) {
-	_, addr := startServer(t, sink.Config{Policy: sink.Policy{MailsPerMinute: 3}}, &recorder{})
+	_, addr := startServer(t, smtpd.Config{Policy: smtpd.Policy{MailsPerMinute: 3}}, &recorder{})
 	c := dial(t, addr)
 	c.cmd("EHLO cam", 250)
 	for range 3 {
@@ -124,11 +124,11 @@ func TestMailRate(t *testing.T) {
 
 func TestPolicyValidate(t *testing.T) {
 	for _, bad := range [][]string{{""}, {"a@b@c"}, {"<cam@cams.lan>"}, {"cam @cams.lan"}} {
-		if err := (sink.Policy{Senders: bad}).Validate(); err == nil {
+		if err := (smtpd.Policy{Senders: bad}).Validate(); err == nil {
 			t.Errorf("Senders %q: no error", bad)
 		}
 	}
-	if err := (sink.Policy{Recipients: []string{"alerts@edgesink.lan", "@lan", "cams.lan"}}).Validate(); err != nil {
+	if err := (smtpd.Policy{Recipients: []string{"alerts@edgesink.lan", "@lan", "cams.lan"}}).Validate(); err != nil {
 		t.Errorf("good lists: %v", err)
 	}
 }

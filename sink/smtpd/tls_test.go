@@ -1,4 +1,4 @@
-package sink_test
+package smtpd_test
 
 import (
 	"bufio"
@@ -13,20 +13,20 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/edgesink/edgesink/sink"
 	"github.com/edgesink/edgesink/sink/sinktest"
+	"github.com/edgesink/edgesink/sink/smtpd"
 )
 
 // tlsServer runs a sink with a fresh self-signed certificate, plain SMTP
 // (with STARTTLS) on one port and implicit TLS on another.
-func tlsServer(t *testing.T, minVersion uint16, auth sink.Auth) (cert *sink.Certificate, plain, implicit string, rec *recorder) {
+func tlsServer(t *testing.T, minVersion uint16, auth smtpd.Auth) (cert *smtpd.Certificate, plain, implicit string, rec *recorder) {
 	t.Helper()
-	cert, created, err := sink.SelfSignedCertificate(filepath.Join(t.TempDir(), "tls"), "edgesink.test")
+	cert, created, err := smtpd.SelfSignedCertificate(filepath.Join(t.TempDir(), "tls"), "edgesink.test")
 	if err != nil || !created {
 		t.Fatalf("self-signed: %v (created %v)", err, created)
 	}
 	rec = &recorder{}
-	s, plain := startServer(t, sink.Config{TLS: cert.TLSConfig(minVersion), Auth: auth}, rec)
+	s, plain := startServer(t, smtpd.Config{TLS: cert.TLSConfig(minVersion), Auth: auth}, rec)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -45,7 +45,7 @@ func clientTLS(maxVersion uint16) *tls.Config {
 // without allow_insecure, works over it; the mail arrives.
 func TestSTARTTLS(t *testing.T) {
 	users := map[string]string{"cam": hashOf(t, "pw")}
-	_, plain, _, rec := tlsServer(t, tls.VersionTLS12, sink.Auth{Mode: sink.AuthRequired, Users: users})
+	_, plain, _, rec := tlsServer(t, tls.VersionTLS12, smtpd.Auth{Mode: smtpd.AuthRequired, Users: users})
 	c, err := smtp.Dial(plain)
 	if err != nil {
 		t.Fatal(err)
@@ -86,7 +86,7 @@ func sendOne(t *testing.T, c *smtp.Client) {
 // AUTH offered because the session is secure.
 func TestImplicitTLS(t *testing.T) {
 	users := map[string]string{"nas": hashOf(t, "pw")}
-	cert, _, implicit, rec := tlsServer(t, tls.VersionTLS12, sink.Auth{Mode: sink.AuthRequired, Users: users})
+	cert, _, implicit, rec := tlsServer(t, tls.VersionTLS12, smtpd.Auth{Mode: smtpd.AuthRequired, Users: users})
 	conn, err := tls.Dial("tcp", implicit, clientTLS(0))
 	if err != nil {
 		t.Fatal(err)
@@ -122,7 +122,7 @@ func TestTLSMinVersion(t *testing.T) {
 		min uint16
 		ok  bool
 	}{{tls.VersionTLS12, false}, {tls.VersionTLS10, true}} {
-		_, _, implicit, _ := tlsServer(t, tc.min, sink.Auth{})
+		_, _, implicit, _ := tlsServer(t, tc.min, smtpd.Auth{})
 		conn, err := tls.Dial("tcp", implicit, clientTLS(tls.VersionTLS10))
 		if (err == nil) != tc.ok {
 			t.Errorf("server min %x, TLS 1.0 client: err %v, want ok=%v", tc.min, err, tc.ok)
@@ -141,12 +141,12 @@ func TestTLSMinVersion(t *testing.T) {
 // certificate to new connections; a broken file keeps the old one.
 func TestCertificateReload(t *testing.T) {
 	dir := t.TempDir()
-	cert, _, err := sink.SelfSignedCertificate(dir, "one.test")
+	cert, _, err := smtpd.SelfSignedCertificate(dir, "one.test")
 	if err != nil {
 		t.Fatal(err)
 	}
 	before := cert.Fingerprint()
-	other, _, err := sink.SelfSignedCertificate(filepath.Join(dir, "other"), "two.test")
+	other, _, err := smtpd.SelfSignedCertificate(filepath.Join(dir, "other"), "two.test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +171,7 @@ func TestCertificateReload(t *testing.T) {
 	if cert.Fingerprint() != other.Fingerprint() {
 		t.Error("a failed Reload dropped the certificate in use")
 	}
-	_, created, err := sink.SelfSignedCertificate(dir+"/other", "two.test")
+	_, created, err := smtpd.SelfSignedCertificate(dir+"/other", "two.test")
 	if err != nil || created {
 		t.Errorf("second start made a new certificate: %v %v", created, err)
 	}
@@ -180,12 +180,12 @@ func TestCertificateReload(t *testing.T) {
 // TestImplicitTLSRefusalReadable: a client refused at accept on the SMTPS
 // port gets the reply inside TLS, not plaintext it cannot read.
 func TestImplicitTLSRefusalReadable(t *testing.T) {
-	cert, _, err := sink.SelfSignedCertificate(filepath.Join(t.TempDir(), "tls"), "edgesink.test")
+	cert, _, err := smtpd.SelfSignedCertificate(filepath.Join(t.TempDir(), "tls"), "edgesink.test")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := sink.Config{TLS: cert.TLSConfig(tls.VersionTLS12),
-		Policy: sink.Policy{Networks: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}}
+	cfg := smtpd.Config{TLS: cert.TLSConfig(tls.VersionTLS12),
+		Policy: smtpd.Policy{Networks: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}}
 	s, _ := startServer(t, cfg, &recorder{})
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -1,4 +1,4 @@
-package sink
+package smtpd
 
 import (
 	"crypto/rand"

@@ -1,10 +1,13 @@
-package sink
+// Package extract turns a raw mail into an Alert, and is the only package
+// that imports enmime. It forwards what it could read and lists what it
+// could not in ParseErrors; charsets are decoded to UTF-8 (undeclared 8-bit
+// text as Windows-1252, noted), and nothing it returns carries invalid
+// UTF-8.
+package extract
 
 import (
 	"bytes"
-	"crypto/rand"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -20,6 +23,8 @@ import (
 	"github.com/jhillyerd/enmime/v2"
 	"golang.org/x/text/encoding/charmap"
 	"golang.org/x/text/encoding/htmlindex"
+
+	"github.com/edgesink/edgesink/sink"
 )
 
 // ErrNoContent reports a mail from which nothing usable could be read: no
@@ -57,9 +62,9 @@ var parser = enmime.NewParser(
 // malformed message still yields an alert with whatever could be read and its
 // problems listed in ParseErrors; only a message with no usable content at all
 // returns ErrNoContent.
-func Extract(raw []byte, env Envelope) (*Alert, error) {
-	a := &Alert{
-		ID:          NewID(env.ReceivedAt),
+func Extract(raw []byte, env Envelope) (*sink.Alert, error) {
+	a := &sink.Alert{
+		ID:          sink.NewID(env.ReceivedAt),
 		ReceivedAt:  env.ReceivedAt.UTC(),
 		RemoteAddr:  toUTF8(env.RemoteAddr),
 		Helo:        toUTF8(env.Helo),
@@ -67,7 +72,7 @@ func Extract(raw []byte, env Envelope) (*Alert, error) {
 		RcptTo:      make([]string, 0, len(env.RcptTo)),
 		From:        []string{},
 		To:          []string{},
-		Attachments: []Attachment{},
+		Attachments: []sink.Attachment{},
 		ParseErrors: []string{},
 		Size:        len(raw),
 	}
@@ -79,13 +84,13 @@ func Extract(raw []byte, env Envelope) (*Alert, error) {
 	if err != nil {
 		// enmime gives up only on a message it cannot split into header and
 		// body at all; the bytes are still the device's words, so pass them on.
-		a.addParseError(fmt.Sprintf("unreadable MIME structure: %v", err))
+		addParseError(a, fmt.Sprintf("unreadable MIME structure: %v", err))
 		a.Text = cleanText(toUTF8(string(raw)))
 	} else {
 		fillFromEnvelope(a, e)
 	}
 
-	a.Device = DeviceName(env.AuthUser, env.MailFrom, a.From)
+	a.Device = sink.DeviceName(env.AuthUser, env.MailFrom, a.From)
 	if strings.TrimSpace(a.Subject) == "" && strings.TrimSpace(a.Text) == "" &&
 		strings.TrimSpace(a.HTML) == "" && len(a.Attachments) == 0 {
 		return a, ErrNoContent
@@ -93,12 +98,12 @@ func Extract(raw []byte, env Envelope) (*Alert, error) {
 	return a, nil
 }
 
-func fillFromEnvelope(a *Alert, e *enmime.Envelope) {
-	a.Subject = cleanHeader(a.decodeLeftoverWords("Subject", a.undeclared8bit("Subject", e.GetHeader("Subject"))))
+func fillFromEnvelope(a *sink.Alert, e *enmime.Envelope) {
+	a.Subject = cleanHeader(decodeLeftoverWords(a, "Subject", undeclared8bit(a, "Subject", e.GetHeader("Subject"))))
 	a.From = addresses(a, e, "From")
 	a.To = addresses(a, e, "To")
-	a.Text = cleanText(a.undeclared8bit("text", e.Text))
-	a.HTML = a.undeclared8bit("html", e.HTML)
+	a.Text = cleanText(undeclared8bit(a, "text", e.Text))
+	a.HTML = undeclared8bit(a, "html", e.HTML)
 
 	parts := make([]*enmime.Part, 0, len(e.Attachments)+len(e.Inlines))
 	parts = append(parts, e.Attachments...)
@@ -110,8 +115,8 @@ func fillFromEnvelope(a *Alert, e *enmime.Envelope) {
 	}
 	for _, p := range parts {
 		sum := sha256.Sum256(p.Content)
-		a.Attachments = append(a.Attachments, Attachment{
-			Filename:    cleanHeader(a.decodeLeftoverWords("attachment filename", a.undeclared8bit("attachment filename", p.FileName))),
+		a.Attachments = append(a.Attachments, sink.Attachment{
+			Filename:    cleanHeader(decodeLeftoverWords(a, "attachment filename", undeclared8bit(a, "attachment filename", p.FileName))),
 			ContentType: toUTF8(p.ContentType),
 			Size:        len(p.Content),
 			SHA256:      hex.EncodeToString(sum[:]),
@@ -120,7 +125,7 @@ func fillFromEnvelope(a *Alert, e *enmime.Envelope) {
 
 	if e.Root != nil {
 		for _, p := range e.Root.DepthMatchAll(readAsASCII) {
-			a.addParseError(fmt.Sprintf("%s part: 8-bit text without a declared charset, read as Windows-1252", p.ContentType))
+			addParseError(a, fmt.Sprintf("%s part: 8-bit text without a declared charset, read as Windows-1252", p.ContentType))
 		}
 	}
 	for _, pe := range e.Errors {
@@ -128,10 +133,10 @@ func fillFromEnvelope(a *Alert, e *enmime.Envelope) {
 		if pe.Name == enmime.ErrorPlainTextFromHTML && !pe.Severe {
 			continue
 		}
-		a.addParseError(pe.Name + ": " + pe.Detail)
+		addParseError(a, pe.Name+": "+pe.Detail)
 	}
 	if len(e.GetHeaderKeys()) == 0 {
-		a.addParseError("missing headers: message has no header block")
+		addParseError(a, "missing headers: message has no header block")
 	}
 }
 
@@ -152,7 +157,7 @@ func readAsASCII(p *enmime.Part) bool {
 
 // addresses decodes an address header into bare addresses. A header that
 // does not parse as RFC 5322 is split leniently instead of dropped.
-func addresses(a *Alert, e *enmime.Envelope, key string) []string {
+func addresses(a *sink.Alert, e *enmime.Envelope, key string) []string {
 	raw := e.GetHeader(key)
 	if strings.TrimSpace(raw) == "" {
 		return []string{}
@@ -165,9 +170,9 @@ func addresses(a *Alert, e *enmime.Envelope, key string) []string {
 		}
 		return out
 	}
-	a.addParseError(fmt.Sprintf("%s header: %v", key, err))
+	addParseError(a, fmt.Sprintf("%s header: %v", key, err))
 	out := []string{}
-	for _, field := range strings.Split(a.undeclared8bit(key, raw), ",") {
+	for _, field := range strings.Split(undeclared8bit(a, key, raw), ",") {
 		field = strings.TrimSpace(field)
 		if i, j := strings.LastIndexByte(field, '<'), strings.LastIndexByte(field, '>'); i >= 0 && j > i {
 			field = field[i+1 : j]
@@ -183,7 +188,7 @@ func addresses(a *Alert, e *enmime.Envelope, key string) []string {
 
 // addParseError records a problem once; repeats of the same text (enmime
 // reports each bad base64 byte) add nothing.
-func (a *Alert) addParseError(msg string) {
+func addParseError(a *sink.Alert, msg string) {
 	msg = toUTF8(msg)
 	if len(a.ParseErrors) >= maxParseErrors || slices.Contains(a.ParseErrors, msg) {
 		return
@@ -194,7 +199,7 @@ func (a *Alert) addParseError(msg string) {
 // decodeLeftoverWords decodes RFC 2047 encoded-words that enmime left as they
 // were because their charset is unknown to it: the decoded bytes go through
 // the same fallback as raw 8-bit text, and the problem is noted.
-func (a *Alert) decodeLeftoverWords(what, s string) string {
+func decodeLeftoverWords(a *sink.Alert, what, s string) string {
 	if !strings.Contains(s, "=?") || !strings.Contains(s, "?=") {
 		return s
 	}
@@ -211,7 +216,7 @@ func (a *Alert) decodeLeftoverWords(what, s string) string {
 		return s
 	}
 	for _, cs := range unknown {
-		a.addParseError(fmt.Sprintf("%s: unknown charset %q, read as Windows-1252", what, cs))
+		addParseError(a, fmt.Sprintf("%s: unknown charset %q, read as Windows-1252", what, cs))
 	}
 	return toUTF8(out)
 }
@@ -220,11 +225,11 @@ func (a *Alert) decodeLeftoverWords(what, s string) string {
 // valid UTF-8 (8-bit bytes whose charset was not declared, or enmime could
 // not convert), the Windows-1252 reading is noted in ParseErrors, so a
 // consumer knows the characters are a guess.
-func (a *Alert) undeclared8bit(what, s string) string {
+func undeclared8bit(a *sink.Alert, what, s string) string {
 	if utf8.ValidString(s) {
 		return s
 	}
-	a.addParseError(what + ": 8-bit text without a known charset, read as Windows-1252")
+	addParseError(a, what+": 8-bit text without a known charset, read as Windows-1252")
 	return toUTF8(s)
 }
 
@@ -272,13 +277,4 @@ func cleanText(s string) string {
 		}
 		return r
 	}, s)
-}
-
-// NewID returns a 24-character hex id whose first 16 characters are the
-// receive time in nanoseconds, so ids sort by arrival.
-func NewID(t time.Time) string {
-	var b [12]byte
-	binary.BigEndian.PutUint64(b[:8], uint64(t.UnixNano()))
-	_, _ = rand.Read(b[8:])
-	return hex.EncodeToString(b[:])
 }
