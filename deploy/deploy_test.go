@@ -18,7 +18,8 @@ import (
 
 	"github.com/edgesink/edgesink/board"
 	"github.com/edgesink/edgesink/deploy/doctest"
-	"github.com/edgesink/edgesink/forward/forwardtest"
+	"github.com/edgesink/edgesink/deploy/testtools"
+	"github.com/edgesink/edgesink/forward/mqtt/mqtttest"
 )
 
 // repoRoot is where make runs.
@@ -34,7 +35,7 @@ var (
 // the project's own Makefile, into a temporary directory.
 func dist(t testing.TB) string {
 	t.Helper()
-	forwardtest.RequireTool(t, "make")
+	testtools.RequireTool(t, "make")
 	distOnce.Do(func() {
 		distDir, distErr = os.MkdirTemp("", "edgesink-dist-")
 		if distErr != nil {
@@ -125,7 +126,7 @@ func TestFuzzTimeInREADME(t *testing.T) {
 // size range README's build table gives it.
 func TestCrossBinaries(t *testing.T) {
 	d := dist(t)
-	forwardtest.RequireTool(t, "file")
+	testtools.RequireTool(t, "file")
 	for _, p := range board.All() {
 		path := filepath.Join(d, "edgesink-"+p.Name)
 		out, err := exec.Command("file", "-b", path).Output()
@@ -220,7 +221,7 @@ func sameBytes(t *testing.T, a, b string) {
 // qemu finds a qemu-user binary under its Debian 12 or 13 name.
 func qemu(t testing.TB, arch string) string {
 	t.Helper()
-	return forwardtest.RequireOneOf(t, "qemu-"+arch+"-static", "qemu-"+arch)
+	return testtools.RequireOneOf(t, "qemu-"+arch+"-static", "qemu-"+arch)
 }
 
 // TestARMBinariesUnderQemu runs each ARM build under qemu-user (the ARMv6
@@ -228,9 +229,9 @@ func qemu(t testing.TB, arch string) string {
 // sends it a mail with swaks and checks the alert that reaches mosquitto.
 func TestARMBinariesUnderQemu(t *testing.T) {
 	d := dist(t)
-	swaks := forwardtest.RequireTool(t, "swaks")
-	broker := forwardtest.StartMosquitto(t)
-	sub := forwardtest.Subscribe(t, broker.Addr(), "edgesink/+/alert")
+	swaks := testtools.RequireTool(t, "swaks")
+	broker := mqtttest.StartMosquitto(t)
+	sub := mqtttest.Subscribe(t, broker.Addr(), "edgesink/+/alert")
 	for _, tc := range []struct {
 		board, qemuArch, cpu string
 	}{
@@ -255,7 +256,7 @@ func TestARMBinariesUnderQemu(t *testing.T) {
 			if err != nil {
 				t.Fatalf("swaks: %v\n%s\nedgesink said:\n%s", err, out, es.log())
 			}
-			msg := sub.Next(t, 30*time.Second, func(m forwardtest.Message) bool {
+			msg := sub.Next(t, 30*time.Second, func(m mqtttest.Message) bool {
 				return m.Topic == "edgesink/"+device+"/alert"
 			})
 			var a map[string]any
@@ -359,10 +360,10 @@ var debArch = map[string]string{"armhf": "pi-zero", "arm64": "pi-arm64", "amd64"
 // systemd-analyze; then removes and purges it again.
 func TestDebPackages(t *testing.T) {
 	d := dist(t)
-	dpkgDeb := forwardtest.RequireTool(t, "dpkg-deb")
-	dpkg := forwardtest.RequireTool(t, "dpkg")
-	forwardtest.RequireTool(t, "systemd-sysusers")
-	analyze := forwardtest.RequireTool(t, "systemd-analyze")
+	dpkgDeb := testtools.RequireTool(t, "dpkg-deb")
+	dpkg := testtools.RequireTool(t, "dpkg")
+	testtools.RequireTool(t, "systemd-sysusers")
+	analyze := testtools.RequireTool(t, "systemd-analyze")
 	for arch, boardName := range debArch {
 		t.Run(arch, func(t *testing.T) {
 			debs, _ := filepath.Glob(filepath.Join(d, "edgesink_*_"+arch+".deb"))
@@ -482,7 +483,7 @@ func TestUnitHardening(t *testing.T) {
 func TestImage(t *testing.T) {
 	d := dist(t)
 	for _, tool := range []string{"sfdisk", "mkfs.vfat", "mkfs.ext4", "debugfs", "xz", "systemd-sysusers"} {
-		forwardtest.RequireTool(t, tool)
+		testtools.RequireTool(t, tool)
 	}
 	work := t.TempDir()
 	tree := filepath.Join(work, "rootfs")
@@ -588,11 +589,11 @@ func readFile(t *testing.T, path string) string {
 // second run must change nothing.
 func TestFirstBoot(t *testing.T) {
 	d := dist(t)
-	forwardtest.RequireTool(t, "dpkg")
-	forwardtest.RequireTool(t, "systemd-sysusers")
+	testtools.RequireTool(t, "dpkg")
+	testtools.RequireTool(t, "systemd-sysusers")
 	arch := strings.TrimSpace(run(t, "dpkg", "--print-architecture"))
 	if debArch[arch] == "" {
-		forwardtest.Unavailable(t, "no package for this machine's architecture %s", arch)
+		testtools.Unavailable(t, "no package for this machine's architecture %s", arch)
 	}
 	boot := t.TempDir()
 	src := filepath.Join(boot, "edgesink")

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/edgesink/edgesink/deploy/doctest"
-	"github.com/edgesink/edgesink/forward/forwardtest"
-	"github.com/edgesink/edgesink/sink/sinktest"
+	"github.com/edgesink/edgesink/forward/mqtt/mqtttest"
+	"github.com/edgesink/edgesink/sink/smtpd/smtptest"
 )
 
 // footprint is what one build costs to run.
@@ -36,7 +36,7 @@ const (
 // code, and times are slower than on a board: read them as upper bounds.
 func BenchmarkFootprint(b *testing.B) {
 	d := dist(b)
-	broker := forwardtest.StartMosquitto(b)
+	broker := mqtttest.StartMosquitto(b)
 	host := filepath.Join(d, "edgesink-linux-amd64")
 	targets := []struct {
 		name string
@@ -96,8 +96,8 @@ func measure(b *testing.B, name string, argv []string, brokerURL string, mails i
 	time.Sleep(idleFor)
 	f.idleCPU = cpuTime(b, es.pid) - cpu0
 	f.idleRSS = procStatus(b, es.pid, "VmRSS")
-	elapsed, err := sinktest.Load{Addr: es.smtpAddr, Senders: loadSenders, N: mails,
-		Mail: func(i int) (string, []byte) { return sinktest.AlertMail(i, 4<<10) }}.Run()
+	elapsed, err := smtptest.Load{Addr: es.smtpAddr, Senders: loadSenders, N: mails,
+		Mail: func(i int) (string, []byte) { return smtptest.AlertMail(i, 4<<10) }}.Run()
 	if err != nil {
 		b.Fatalf("%s: load: %v", name, err)
 	}

@@ -1,14 +1,13 @@
 package deploy
 
 import (
+	"github.com/edgesink/edgesink/deploy/testtools"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
-
-	"github.com/edgesink/edgesink/forward/forwardtest"
 )
 
 // standInHost is a directory of programs that play a Raspberry Pi reached
@@ -52,10 +51,10 @@ exec "$REAL_SYSTEMCTL" "$@"
 // checked by the installed binary, service enabled) and say it is done.
 func TestInstallScript(t *testing.T) {
 	d := dist(t)
-	realDpkg := forwardtest.RequireTool(t, "dpkg")
-	realSystemctl := forwardtest.RequireTool(t, "systemctl")
-	forwardtest.RequireTool(t, "systemd-sysusers")
-	bash := forwardtest.RequireTool(t, "bash")
+	realDpkg := testtools.RequireTool(t, "dpkg")
+	realSystemctl := testtools.RequireTool(t, "systemctl")
+	testtools.RequireTool(t, "systemd-sysusers")
+	bash := testtools.RequireTool(t, "bash")
 	if os.Geteuid() != 0 {
 		// The package's postinst chowns the state directory to the new
 		// system user, as on a real host.

@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/edgesink/edgesink/deploy/doctest"
-	"github.com/edgesink/edgesink/forward/forwardtest"
-	"github.com/edgesink/edgesink/sink/sinktest"
+	"github.com/edgesink/edgesink/forward/mqtt/mqtttest"
+	"github.com/edgesink/edgesink/sink/smtpd/smtptest"
 )
 
 // readme is where the figures the tests hold to are stated.
@@ -38,8 +38,8 @@ func TestHalfMisbehave(t *testing.T) {
 	if said := doctest.Numbers(t, readme, `the load test fails when it exceeds (\d+) MiB`); int64(said[0])<<10 != limit {
 		t.Fatalf("README says the load test fails above %g MiB; it fails above %d MiB", said[0], limit>>10)
 	}
-	broker := forwardtest.StartMosquitto(t)
-	sub := forwardtest.Subscribe(t, broker.Addr(), "edgesink/+/alert")
+	broker := mqtttest.StartMosquitto(t)
+	sub := mqtttest.Subscribe(t, broker.Addr(), "edgesink/+/alert")
 	conf := filepath.Join(t.TempDir(), "edgesink.yaml")
 	if err := os.WriteFile(conf, []byte("smtp:\n  max_connections: 256\n  read_timeout: 4s\n  data_timeout: 8s\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -194,7 +194,7 @@ func sendAsDevice(src, addr, device string) error {
 				return err
 			}
 			msg := fmt.Sprintf("Subject: Motion on %s\r\n\r\nMotion detected.\r\n", device)
-			if err := sinktest.Send(c, device+"@cams.lan", "alerts@edgesink.lan", []byte(msg), nil); err != nil {
+			if err := smtptest.Send(c, device+"@cams.lan", "alerts@edgesink.lan", []byte(msg), nil); err != nil {
 				return err
 			}
 			return c.Quit()
@@ -239,7 +239,7 @@ func procStatusKiB(t *testing.T, pid int, field string) int64 {
 func TestIdleConnectionCost(t *testing.T) {
 	const n = 200
 	low, high := doctest.Range(t, readme, `An idle connection costs (\d+)[–-](\d+) KiB`)
-	broker := forwardtest.StartMosquitto(t)
+	broker := mqtttest.StartMosquitto(t)
 	conf := filepath.Join(t.TempDir(), "edgesink.yaml")
 	if err := os.WriteFile(conf, []byte("smtp:\n  max_connections: 256\n  max_connections_per_ip: 256\n"), 0o600); err != nil {
 		t.Fatal(err)

@@ -19,7 +19,8 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/edgesink/edgesink/forward/forwardtest"
+	"github.com/edgesink/edgesink/deploy/testtools"
+	"github.com/edgesink/edgesink/forward/mqtt/mqtttest"
 	"github.com/edgesink/edgesink/sink"
 	"github.com/edgesink/edgesink/sink/smtpd"
 )
@@ -28,7 +29,7 @@ import (
 // auth.mode; the right password gets through (and names the device), a
 // wrong one gets 535, no login gets 530 where one is required.
 func TestSwaksAuth(t *testing.T) {
-	swaks := forwardtest.RequireTool(t, "swaks")
+	swaks := testtools.RequireTool(t, "swaks")
 	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
 	if err != nil {
 		t.Fatal(err)
@@ -66,8 +67,8 @@ func TestSwaksAuth(t *testing.T) {
 		}},
 	} {
 		t.Run(mode.name, func(t *testing.T) {
-			broker := forwardtest.StartMosquitto(t)
-			sub := forwardtest.Subscribe(t, broker.Addr(), "edgesink/+/alert")
+			broker := mqtttest.StartMosquitto(t)
+			sub := mqtttest.Subscribe(t, broker.Addr(), "edgesink/+/alert")
 			cfg := testConfig(t, broker.URL(), "")
 			cfg.Auth = AuthConfig{Mode: mode.mode, AllowInsecure: true, Users: map[string]string{}}
 			if mode.users {
@@ -188,7 +189,7 @@ func TestConfigWithPasswordsNotWorldReadable(t *testing.T) {
 // second listener), against every auth.mode, with AUTH refused in the
 // clear (no allow_insecure): over TLS the login works where offered.
 func TestSwaksTLS(t *testing.T) {
-	swaks := forwardtest.RequireTool(t, "swaks")
+	swaks := testtools.RequireTool(t, "swaks")
 	hash, _ := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
 	for _, mode := range []string{"off", "optional", "required"} {
 		t.Run(mode, func(t *testing.T) {
@@ -255,14 +256,14 @@ func TestCertificateReloadOnSIGHUP(t *testing.T) {
 		}
 	}
 	install("a")
-	smtps := fmt.Sprintf("127.0.0.1:%d", forwardtest.FreePort(t))
+	smtps := fmt.Sprintf("127.0.0.1:%d", testtools.FreePort(t))
 	conf := filepath.Join(dir, "edgesink.yaml")
 	yaml := fmt.Sprintf("smtp:\n  tls:\n    listen_implicit: %s\n    cert_file: %s\n    key_file: %s\n",
 		smtps, filepath.Join(live, "cert.pem"), filepath.Join(live, "key.pem"))
 	if err := os.WriteFile(conf, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	broker := forwardtest.StartMosquitto(t)
+	broker := mqtttest.StartMosquitto(t)
 	cmd, _ := startBinary(t, buildBinary(t), "--config", conf, "--smtp-listen", "127.0.0.1:0",
 		"--mqtt-broker", broker.URL(), "--spool-dir", filepath.Join(dir, "spool"))
 	served := func() string {

@@ -22,9 +22,9 @@ import (
 
 	gosmtp "github.com/emersion/go-smtp"
 
-	"github.com/edgesink/edgesink/forward/forwardtest"
+	"github.com/edgesink/edgesink/forward/mqtt/mqtttest"
 	"github.com/edgesink/edgesink/forward/spool"
-	"github.com/edgesink/edgesink/sink/sinktest"
+	"github.com/edgesink/edgesink/sink/smtpd/smtptest"
 )
 
 const (
@@ -53,8 +53,8 @@ func (r loadResult) percentile(p float64) time.Duration {
 // runLoad sends n mails of benchMailSize over benchSenders connections.
 func runLoad(b *testing.B, addr string, n int, endOfData func(token string), done func(token string)) time.Duration {
 	b.Helper()
-	elapsed, err := sinktest.Load{Addr: addr, Senders: benchSenders, N: n,
-		Mail:      func(i int) (string, []byte) { return sinktest.AlertMail(i, benchMailSize) },
+	elapsed, err := smtptest.Load{Addr: addr, Senders: benchSenders, N: n,
+		Mail:      func(i int) (string, []byte) { return smtptest.AlertMail(i, benchMailSize) },
 		EndOfData: endOfData, Accepted: done}.Run()
 	if err != nil {
 		b.Fatal(err)
@@ -100,8 +100,8 @@ func benchCeiling(b *testing.B, n int) loadResult {
 }
 
 func benchEdgesink(b *testing.B, n int, spoolMode string) loadResult {
-	broker := forwardtest.StartMosquitto(b)
-	sub := forwardtest.Subscribe(b, broker.Addr(), "edgesink/+/alert")
+	broker := mqtttest.StartMosquitto(b)
+	sub := mqtttest.Subscribe(b, broker.Addr(), "edgesink/+/alert")
 
 	cfg := DefaultConfig()
 	cfg.SMTP.Listen = "127.0.0.1:0"

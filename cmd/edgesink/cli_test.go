@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"github.com/edgesink/edgesink/forward/mqtt/mqtttest"
 	"io"
 	"os"
 	"os/exec"
@@ -13,8 +14,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/edgesink/edgesink/forward/forwardtest"
 )
 
 func runCLI(args ...string) (int, string, string) {
@@ -93,7 +92,7 @@ func TestSendTestFile(t *testing.T) {
 // TestBinarySIGTERM runs the real binary as a user would: it starts, says
 // where it listens, accepts a mail, and on SIGTERM exits 0.
 func TestBinarySIGTERM(t *testing.T) {
-	broker := forwardtest.StartMosquitto(t)
+	broker := mqtttest.StartMosquitto(t)
 	bin := filepath.Join(t.TempDir(), "edgesink")
 	build := exec.Command("go", "build", "-o", bin, ".")
 	if out, err := build.CombinedOutput(); err != nil {

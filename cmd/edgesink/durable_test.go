@@ -25,7 +25,8 @@ import (
 	"time"
 
 	"github.com/edgesink/edgesink/forward"
-	"github.com/edgesink/edgesink/forward/forwardtest"
+	"github.com/edgesink/edgesink/forward/mqtt/mqtttest"
+	"github.com/edgesink/edgesink/forward/serial/serialtest"
 	"github.com/edgesink/edgesink/forward/spool"
 	"github.com/edgesink/edgesink/sink"
 )
@@ -91,7 +92,7 @@ func sendManyCounting(addr func() string, prefix string, n, conc int, p *loadPro
 
 // awaitSubjects reads MQTT messages until every wanted subject was seen,
 // and returns how often each subject arrived.
-func awaitSubjects(t *testing.T, sub *forwardtest.Subscriber, want []string, timeout time.Duration) map[string]int {
+func awaitSubjects(t *testing.T, sub *mqtttest.Subscriber, want []string, timeout time.Duration) map[string]int {
 	t.Helper()
 	seen := map[string]int{}
 	missing := map[string]bool{}
@@ -144,8 +145,8 @@ func duplicates(seen map[string]int) int {
 // TestBrokerOutageLosesNothing: with mosquitto stopped, 200 mails all get
 // 250; once it is back, all 200 arrive.
 func TestBrokerOutageLosesNothing(t *testing.T) {
-	broker := forwardtest.StartMosquittoPersistent(t)
-	stream := forwardtest.SubscribeSession(t, broker.Addr(), "edgesink/+/alert", "outage-sub", nil)
+	broker := mqtttest.StartMosquittoPersistent(t)
+	stream := mqtttest.SubscribeSession(t, broker.Addr(), "edgesink/+/alert", "outage-sub", nil)
 	cfg := testConfig(t, broker.URL(), "")
 	cfg.MQTT.MaxReconnectInterval = Duration(time.Second)
 	es := startEdgesink(t, cfg)
@@ -156,7 +157,7 @@ func TestBrokerOutageLosesNothing(t *testing.T) {
 		t.Fatalf("%d of 200 mails refused during the outage: %v", len(refused), errs[0])
 	}
 	broker.Restart()
-	forwardtest.SubscribeSession(t, broker.Addr(), "edgesink/+/alert", "outage-sub", stream)
+	mqtttest.SubscribeSession(t, broker.Addr(), "edgesink/+/alert", "outage-sub", stream)
 	seen := awaitSubjects(t, stream, acked, 60*time.Second)
 	t.Logf("broker outage: %d mails acknowledged, %d delivered, %d duplicates", len(acked), len(seen), duplicates(seen))
 }
@@ -164,8 +165,8 @@ func TestBrokerOutageLosesNothing(t *testing.T) {
 // TestBrokerFlapping: the broker stops and starts three times while mails
 // keep coming; every acknowledged mail arrives.
 func TestBrokerFlapping(t *testing.T) {
-	broker := forwardtest.StartMosquittoPersistent(t)
-	stream := forwardtest.SubscribeSession(t, broker.Addr(), "edgesink/+/alert", "flap-sub", nil)
+	broker := mqtttest.StartMosquittoPersistent(t)
+	stream := mqtttest.SubscribeSession(t, broker.Addr(), "edgesink/+/alert", "flap-sub", nil)
 	cfg := testConfig(t, broker.URL(), "")
 	cfg.MQTT.MaxReconnectInterval = Duration(500 * time.Millisecond)
 	es := startEdgesink(t, cfg)
@@ -182,7 +183,7 @@ func TestBrokerFlapping(t *testing.T) {
 		broker.Stop()
 		time.Sleep(300 * time.Millisecond)
 		broker.Restart()
-		forwardtest.SubscribeSession(t, broker.Addr(), "edgesink/+/alert", "flap-sub", stream)
+		mqtttest.SubscribeSession(t, broker.Addr(), "edgesink/+/alert", "flap-sub", stream)
 	}
 	<-done
 	if len(refused) > 0 {
@@ -195,8 +196,8 @@ func TestBrokerFlapping(t *testing.T) {
 // TestSerialVanishes: alerts accepted while the serial device is unplugged
 // are written, in order, once it is back.
 func TestSerialVanishes(t *testing.T) {
-	broker := forwardtest.StartMosquitto(t)
-	pty := forwardtest.StartPty(t)
+	broker := mqtttest.StartMosquitto(t)
+	pty := serialtest.StartPty(t)
 	cfg := testConfig(t, broker.URL(), pty.Dev)
 	cfg.Serial.Template = "{subject}"
 	es := startEdgesink(t, cfg)
@@ -224,7 +225,7 @@ func TestSerialVanishes(t *testing.T) {
 // TestSpoolFullAnswers452: at its cap the spool refuses new mail with 452
 // (the device retries later) and keeps what it holds.
 func TestSpoolFullAnswers452(t *testing.T) {
-	broker := forwardtest.StartMosquitto(t)
+	broker := mqtttest.StartMosquitto(t)
 	cfg := testConfig(t, broker.URL(), "")
 	cfg.Spool.MaxAlerts = 5
 	cfg.SMTP.ShutdownGrace = Duration(500 * time.Millisecond) // the broker stays down: nothing to drain
@@ -261,8 +262,8 @@ func TestSpoolFullAnswers452(t *testing.T) {
 // mail and every retried one must reach MQTT. The test fails if the kill
 // found nothing acknowledged or nothing in flight.
 func TestCrashLosesNothing(t *testing.T) {
-	broker := forwardtest.StartMosquittoPersistent(t)
-	stream := forwardtest.SubscribeSession(t, broker.Addr(), "edgesink/+/alert", "crash-sub", nil)
+	broker := mqtttest.StartMosquittoPersistent(t)
+	stream := mqtttest.SubscribeSession(t, broker.Addr(), "edgesink/+/alert", "crash-sub", nil)
 	bin := buildBinary(t)
 	spoolDir := t.TempDir()
 	// The load comes from one address: lift the per-address limits.
@@ -329,7 +330,7 @@ func TestCrashLosesNothing(t *testing.T) {
 	}
 
 	broker.Restart()
-	forwardtest.SubscribeSession(t, broker.Addr(), "edgesink/+/alert", "crash-sub", stream)
+	mqtttest.SubscribeSession(t, broker.Addr(), "edgesink/+/alert", "crash-sub", stream)
 	seen := awaitSubjects(t, stream, append(append([]string(nil), acked...), refused...), 60*time.Second)
 	t.Logf("crash: %d acknowledged before the kill, %d in flight at it; %d acknowledged in all, %d unacknowledged and retried, %d delivered, %d duplicates",
 		ackedAtKill, inFlight, len(acked), len(refused), len(seen), duplicates(seen))
@@ -451,8 +452,8 @@ func TestSpoolCommand(t *testing.T) {
 // TestRetryPickedUpOnSIGHUP: a dead letter put back with 'edgesink spool
 // retry' is delivered by the running daemon on SIGHUP (systemctl reload).
 func TestRetryPickedUpOnSIGHUP(t *testing.T) {
-	broker := forwardtest.StartMosquitto(t)
-	sub := forwardtest.Subscribe(t, broker.Addr(), "edgesink/+/alert")
+	broker := mqtttest.StartMosquitto(t)
+	sub := mqtttest.Subscribe(t, broker.Addr(), "edgesink/+/alert")
 	dir := t.TempDir()
 	a := deadLetterSpool(t, dir, "retry me")
 
@@ -487,8 +488,8 @@ func TestRetryPickedUpOnSIGHUP(t *testing.T) {
 // directory is never created, and the kernel counts no bytes the process
 // sent to a block device while it did so (/proc/PID/io write_bytes).
 func TestMemorySpoolWritesNothing(t *testing.T) {
-	broker := forwardtest.StartMosquitto(t)
-	sub := forwardtest.Subscribe(t, broker.Addr(), "edgesink/+/alert")
+	broker := mqtttest.StartMosquitto(t)
+	sub := mqtttest.Subscribe(t, broker.Addr(), "edgesink/+/alert")
 	root := t.TempDir()
 	home, state := filepath.Join(root, "home"), filepath.Join(root, "state")
 	for _, d := range []string{home, state} {

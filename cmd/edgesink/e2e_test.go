@@ -22,10 +22,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgesink/edgesink/forward/forwardtest"
+	"github.com/edgesink/edgesink/deploy/testtools"
+	"github.com/edgesink/edgesink/forward/mqtt/mqtttest"
+	"github.com/edgesink/edgesink/forward/serial/serialtest"
 	"github.com/edgesink/edgesink/forward/spool"
 	"github.com/edgesink/edgesink/sink"
-	"github.com/edgesink/edgesink/sink/sinktest"
+	"github.com/edgesink/edgesink/sink/extract/extracttest"
+	"github.com/edgesink/edgesink/sink/smtpd/smtptest"
 )
 
 // edgesink is one in-process instance under test.
@@ -39,7 +42,7 @@ func startEdgesink(t *testing.T, cfg Config) *edgesink {
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("test config: %v", err)
 	}
-	log := slog.New(slog.NewTextHandler(sinktest.LogWriter(t), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	log := slog.New(slog.NewTextHandler(smtptest.LogWriter(t), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan readyInfo, 1)
 	done := make(chan error, 1)
@@ -124,9 +127,9 @@ const e2eHelo = "edgesink-e2e"
 // MQTT (against testdata/e2e/expected.json, written by hand, never by
 // -update) and the exact line on the serial port.
 func TestEndToEnd(t *testing.T) {
-	broker := forwardtest.StartMosquitto(t)
-	pty := forwardtest.StartPty(t)
-	sub := forwardtest.Subscribe(t, broker.Addr(), "edgesink/+/alert")
+	broker := mqtttest.StartMosquitto(t)
+	pty := serialtest.StartPty(t)
+	sub := mqtttest.Subscribe(t, broker.Addr(), "edgesink/+/alert")
 	es := startEdgesink(t, testConfig(t, broker.URL(), pty.Dev))
 	if strings.Join(es.Outputs, ",") != "mqtt(via disk spool),serial(via disk spool)" {
 		t.Fatalf("outputs %v", es.Outputs)
@@ -354,12 +357,12 @@ func sendRawLF(t *testing.T, addr, from string, msg []byte) int {
 // TestSwaks uses swaks, the SMTP test tool many admins reach for, as the
 // device, and checks the corpus expectations on what reaches MQTT.
 func TestSwaks(t *testing.T) {
-	swaks := forwardtest.RequireTool(t, "swaks")
-	broker := forwardtest.StartMosquitto(t)
-	sub := forwardtest.Subscribe(t, broker.Addr(), "edgesink/+/alert")
+	swaks := testtools.RequireTool(t, "swaks")
+	broker := mqtttest.StartMosquitto(t)
+	sub := mqtttest.Subscribe(t, broker.Addr(), "edgesink/+/alert")
 	es := startEdgesink(t, testConfig(t, broker.URL(), ""))
 
-	cases := sinktest.LoadCorpus(t, "../../testdata/corpus")
+	cases := extracttest.LoadCorpus(t, "../../testdata/corpus")
 	host, port, _ := net.SplitHostPort(es.SMTPAddr)
 	for file, want := range cases {
 		t.Run(file, func(t *testing.T) {
@@ -373,7 +376,7 @@ func TestSwaks(t *testing.T) {
 			if err := json.Unmarshal([]byte(msg.Payload), &a); err != nil {
 				t.Fatal(err)
 			}
-			sinktest.CheckCorpusAlert(t, &a, want)
+			extracttest.CheckCorpusAlert(t, &a, want)
 			if a.Helo != "swaks" || a.MailFrom != want.From {
 				t.Errorf("envelope helo %q mail_from %q", a.Helo, a.MailFrom)
 			}
@@ -385,8 +388,8 @@ func TestSwaks(t *testing.T) {
 // or the serial device unplugged, devices are told 451 (retry later), never
 // 250; once the output is back, the same mail goes through.
 func TestOutputsDownWithoutSpool(t *testing.T) {
-	broker := forwardtest.StartMosquitto(t)
-	pty := forwardtest.StartPty(t)
+	broker := mqtttest.StartMosquitto(t)
+	pty := serialtest.StartPty(t)
 	cfg := testConfig(t, broker.URL(), pty.Dev)
 	cfg.Spool.Mode = spool.ModeOff
 	cfg.MQTT.MaxReconnectInterval = Duration(time.Second)
@@ -406,7 +409,7 @@ func TestOutputsDownWithoutSpool(t *testing.T) {
 		t.Fatalf("broker down: exit %d: %s (want 451)", code, out)
 	}
 	broker.Restart()
-	sub := forwardtest.Subscribe(t, broker.Addr(), "edgesink/+/alert")
+	sub := mqtttest.Subscribe(t, broker.Addr(), "edgesink/+/alert")
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		code, out := send()
@@ -451,12 +454,12 @@ func TestEmbeddedBroker(t *testing.T) {
 	if es.BrokerAddr == "" {
 		t.Fatal("no embedded broker address")
 	}
-	sub := forwardtest.Subscribe(t, es.BrokerAddr, "edgesink/#")
+	sub := mqtttest.Subscribe(t, es.BrokerAddr, "edgesink/#")
 	var stdout, stderr bytes.Buffer
 	if code := run(context.Background(), []string{"send-test", "--server", es.SMTPAddr, "--from", "door-cam@cams.lan"}, &stdout, &stderr); code != exitOK {
 		t.Fatalf("send-test: %d %s", code, stderr.String())
 	}
-	msg := sub.Next(t, 10*time.Second, func(m forwardtest.Message) bool { return strings.HasSuffix(m.Topic, "/alert") })
+	msg := sub.Next(t, 10*time.Second, func(m mqtttest.Message) bool { return strings.HasSuffix(m.Topic, "/alert") })
 	var a sink.Alert
 	if err := json.Unmarshal([]byte(msg.Payload), &a); err != nil {
 		t.Fatal(err)
@@ -470,7 +473,7 @@ func TestEmbeddedBroker(t *testing.T) {
 // allow-lists set in the config, gets the exact refusal; then a device on
 // the lists gets through.
 func TestSwaksRefusals(t *testing.T) {
-	swaks := forwardtest.RequireTool(t, "swaks")
+	swaks := testtools.RequireTool(t, "swaks")
 	cfg := testConfig(t, brokerEmbedded, "")
 	cfg.MQTT.EmbeddedListen = "127.0.0.1:0"
 	cfg.SMTP.AllowSenders = []string{"@cams.lan"}

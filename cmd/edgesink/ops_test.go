@@ -24,7 +24,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgesink/edgesink/forward/forwardtest"
+	"github.com/edgesink/edgesink/forward/mqtt/mqtttest"
 	"github.com/edgesink/edgesink/forward/spool"
 	"github.com/edgesink/edgesink/sink"
 	"github.com/edgesink/edgesink/sink/smtpd"
@@ -499,7 +499,7 @@ func chownR(t *testing.T, root string, uid, gid int) {
 // topics and status topics: when one stops, its retained "offline" leaves
 // the other's "online" standing.
 func TestTwoSitesOneBroker(t *testing.T) {
-	broker := forwardtest.StartMosquitto(t)
+	broker := mqtttest.StartMosquitto(t)
 	bin := buildBinary(t)
 	dir := t.TempDir()
 	start := func(site string) *service {
@@ -513,7 +513,7 @@ func TestTwoSitesOneBroker(t *testing.T) {
 	a := start("a")
 	b := start("b")
 
-	status := func(sub *forwardtest.Subscriber) map[string]string {
+	status := func(sub *mqtttest.Subscriber) map[string]string {
 		got := map[string]string{}
 		for len(got) < 2 {
 			m := sub.Next(t, 10*time.Second, nil)
@@ -522,21 +522,21 @@ func TestTwoSitesOneBroker(t *testing.T) {
 		return got
 	}
 	want := map[string]string{"edgesink/a/status": "online", "edgesink/b/status": "online"}
-	if got := status(forwardtest.Subscribe(t, broker.Addr(), "edgesink/+/status")); !reflect.DeepEqual(got, want) {
+	if got := status(mqtttest.Subscribe(t, broker.Addr(), "edgesink/+/status")); !reflect.DeepEqual(got, want) {
 		t.Fatalf("status topics %v, want %v", got, want)
 	}
-	alerts := forwardtest.Subscribe(t, broker.Addr(), "edgesink/#")
+	alerts := mqtttest.Subscribe(t, broker.Addr(), "edgesink/#")
 	addrA := regexp.MustCompile(`msg="edgesink ready".* smtp=(\S+)`).FindStringSubmatch(a.logText())
 	if out, err := exec.Command(bin, "send-test", "--server", addrA[1], "--from", "cam1@cams.lan").CombinedOutput(); err != nil {
 		t.Fatalf("send-test: %v %s", err, out)
 	}
-	if m := alerts.Next(t, 10*time.Second, func(m forwardtest.Message) bool { return strings.HasSuffix(m.Topic, "/alert") }); m.Topic != "edgesink/a/cam1/alert" {
+	if m := alerts.Next(t, 10*time.Second, func(m mqtttest.Message) bool { return strings.HasSuffix(m.Topic, "/alert") }); m.Topic != "edgesink/a/cam1/alert" {
 		t.Errorf("alert of site a on %q, want edgesink/a/cam1/alert", m.Topic)
 	}
 	_ = b.cmd.Process.Signal(syscall.SIGTERM)
 	<-b.done
 	want["edgesink/b/status"] = "offline"
-	if got := status(forwardtest.Subscribe(t, broker.Addr(), "edgesink/+/status")); !reflect.DeepEqual(got, want) {
+	if got := status(mqtttest.Subscribe(t, broker.Addr(), "edgesink/+/status")); !reflect.DeepEqual(got, want) {
 		t.Errorf("after the second stopped: status topics %v, want %v", got, want)
 	}
 	if strings.Contains(a.logText(), "mqtt connection lost") {
@@ -549,7 +549,7 @@ func TestTwoSitesOneBroker(t *testing.T) {
 // as its holder, before it connects to the broker: the first is not knocked
 // off (same client id) and its retained "online" stands.
 func TestSecondInstanceSamePorts(t *testing.T) {
-	broker := forwardtest.StartMosquitto(t)
+	broker := mqtttest.StartMosquitto(t)
 	bin := buildBinary(t)
 	dir := t.TempDir()
 	first := startService(t, nil, bin, "--smtp-listen", "127.0.0.1:0", "--mqtt-broker", broker.URL(), "--spool-dir", filepath.Join(dir, "first"))
@@ -574,7 +574,7 @@ func TestSecondInstanceSamePorts(t *testing.T) {
 	if strings.Contains(string(out), "mqtt connected") || strings.Contains(string(out), "mosquitto") {
 		t.Errorf("second instance connected to the broker, or blamed mosquitto:\n%s", out)
 	}
-	msg := forwardtest.Subscribe(t, broker.Addr(), "edgesink/status").Next(t, 10*time.Second, nil)
+	msg := mqtttest.Subscribe(t, broker.Addr(), "edgesink/status").Next(t, 10*time.Second, nil)
 	if msg.Payload != "online" {
 		t.Errorf("retained status %q after the second instance gave up, want online", msg.Payload)
 	}

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgesink/edgesink/forward/forwardtest"
+	"github.com/edgesink/edgesink/forward/mqtt/mqtttest"
 	"github.com/edgesink/edgesink/forward/spool/disktest"
 )
 
@@ -21,7 +21,7 @@ import (
 // mid-load and the power cut; edgesink starts again on what the disk
 // holds, the broker comes back, and every acknowledged alert must arrive.
 func TestPowerCutLosesNothing(t *testing.T) {
-	broker := forwardtest.StartMosquitto(t)
+	broker := mqtttest.StartMosquitto(t)
 	disk, mnt := disktest.Start(t)
 	bin := buildBinary(t)
 	spoolDir := filepath.Join(mnt, "var", "lib", "edgesink")
@@ -57,7 +57,7 @@ func TestPowerCutLosesNothing(t *testing.T) {
 	disk.CutAndMount(t)
 
 	broker.Restart()
-	sub := forwardtest.Subscribe(t, broker.Addr(), "edgesink/+/alert")
+	sub := mqtttest.Subscribe(t, broker.Addr(), "edgesink/+/alert")
 	second, _ := startBinary(t, bin, args...)
 	seen := awaitSubjects(t, sub, acked, 60*time.Second)
 	t.Logf("power cut: %d mails acknowledged (%d of them in the round the kill cut short), %d distinct alerts delivered after the cut, %d duplicates; %d file and %d directory fsyncs before the cut",
@@ -72,8 +72,8 @@ func TestPowerCutLosesNothing(t *testing.T) {
 // gone read-only answers 451 4.3.0 (a local problem; the device retries),
 // not "outputs unavailable", and accepts again once the disk is back.
 func TestReadOnlySpoolAnswers451(t *testing.T) {
-	broker := forwardtest.StartMosquitto(t)
-	sub := forwardtest.Subscribe(t, broker.Addr(), "edgesink/+/alert")
+	broker := mqtttest.StartMosquitto(t)
+	sub := mqtttest.Subscribe(t, broker.Addr(), "edgesink/+/alert")
 	disk, mnt := disktest.Start(t)
 	cmd, addr := startBinary(t, buildBinary(t), "--smtp-listen", "127.0.0.1:0", "--mqtt-broker", broker.URL(),
 		"--spool-dir", filepath.Join(mnt, "spool"))

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgesink/edgesink/forward/forwardtest"
+	"github.com/edgesink/edgesink/forward/mqtt/mqtttest"
 	"github.com/edgesink/edgesink/sink"
 )
 
@@ -45,11 +45,11 @@ func newPublisher(t *testing.T, cfg Config) *Publisher {
 }
 
 func TestPublishToMosquitto(t *testing.T) {
-	broker := forwardtest.StartMosquitto(t)
-	sub := forwardtest.Subscribe(t, broker.Addr(), "edgesink/#")
+	broker := mqtttest.StartMosquitto(t)
+	sub := mqtttest.Subscribe(t, broker.Addr(), "edgesink/#")
 	p := newPublisher(t, Config{Broker: broker.URL(), ClientID: "edgesink-test-publish"})
 
-	status := sub.Next(t, 10*time.Second, func(m forwardtest.Message) bool { return m.Topic == "edgesink/status" })
+	status := sub.Next(t, 10*time.Second, func(m mqtttest.Message) bool { return m.Topic == "edgesink/status" })
 	if status.Payload != "online" {
 		t.Errorf("availability = %q, want online", status.Payload)
 	}
@@ -60,7 +60,7 @@ func TestPublishToMosquitto(t *testing.T) {
 	if err := p.Forward(ctx, a); err != nil {
 		t.Fatal(err)
 	}
-	msg := sub.Next(t, 10*time.Second, func(m forwardtest.Message) bool { return strings.HasSuffix(m.Topic, "/alert") })
+	msg := sub.Next(t, 10*time.Second, func(m mqtttest.Message) bool { return strings.HasSuffix(m.Topic, "/alert") })
 	if msg.Topic != "edgesink/cam-garage/alert" {
 		t.Errorf("topic %q", msg.Topic)
 	}
@@ -73,7 +73,7 @@ func TestPublishToMosquitto(t *testing.T) {
 	}
 
 	_ = p.Close()
-	off := sub.Next(t, 10*time.Second, func(m forwardtest.Message) bool { return m.Topic == "edgesink/status" })
+	off := sub.Next(t, 10*time.Second, func(m mqtttest.Message) bool { return m.Topic == "edgesink/status" })
 	if off.Payload != "offline" {
 		t.Errorf("after Close availability = %q, want offline", off.Payload)
 	}
@@ -83,7 +83,7 @@ func TestPublishToMosquitto(t *testing.T) {
 // temporary error (the device will retry); once it is back, publishing works
 // again without restarting edgesink.
 func TestBrokerOutage(t *testing.T) {
-	broker := forwardtest.StartMosquitto(t)
+	broker := mqtttest.StartMosquitto(t)
 	p := newPublisher(t, Config{Broker: broker.URL(), ClientID: "edgesink-test-outage", MaxReconnect: time.Second})
 
 	broker.Stop()
@@ -113,7 +113,7 @@ func TestBrokerOutage(t *testing.T) {
 	}
 
 	broker.Restart()
-	sub := forwardtest.Subscribe(t, broker.Addr(), "edgesink/+/alert")
+	sub := mqtttest.Subscribe(t, broker.Addr(), "edgesink/+/alert")
 	wctx, wcancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer wcancel()
 	if err := p.WaitConnected(wctx); err != nil {

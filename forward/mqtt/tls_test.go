@@ -10,6 +10,8 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"github.com/edgesink/edgesink/deploy/testtools"
+	"github.com/edgesink/edgesink/forward/mqtt/mqtttest"
 	"math/big"
 	"net"
 	"os"
@@ -17,8 +19,6 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
-
-	"github.com/edgesink/edgesink/forward/forwardtest"
 )
 
 // writeTestPKI writes a CA and a server certificate for 127.0.0.1 into dir
@@ -66,14 +66,14 @@ func writeTestPKI(t *testing.T, dir string) *x509.CertPool {
 // untrusted certificate never gets a connection, so alerts are refused with
 // a temporary error.
 func TestTLSAndLogin(t *testing.T) {
-	passwd := forwardtest.RequireTool(t, "mosquitto_passwd")
+	passwd := testtools.RequireTool(t, "mosquitto_passwd")
 	dir := t.TempDir()
 	pool := writeTestPKI(t, dir)
 	pwfile := filepath.Join(dir, "passwd")
 	if out, err := exec.Command(passwd, "-b", "-c", pwfile, "edgesink", "s3cret").CombinedOutput(); err != nil {
 		t.Fatalf("mosquitto_passwd: %v %s", err, out)
 	}
-	broker := forwardtest.StartMosquittoWith(t, "allow_anonymous false\npassword_file "+pwfile+
+	broker := mqtttest.StartMosquittoWith(t, "allow_anonymous false\npassword_file "+pwfile+
 		"\ncafile "+filepath.Join(dir, "ca.pem")+"\ncertfile "+filepath.Join(dir, "server.pem")+
 		"\nkeyfile "+filepath.Join(dir, "server.key")+"\n")
 	url := "ssl://" + broker.Addr()

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgesink/edgesink/forward/forwardtest"
+	"github.com/edgesink/edgesink/forward/serial/serialtest"
 	"github.com/edgesink/edgesink/sink"
 )
 
@@ -28,7 +28,7 @@ func send(t *testing.T, p *Port, a *sink.Alert) error {
 }
 
 func TestWriteToPty(t *testing.T) {
-	pty := forwardtest.StartPty(t)
+	pty := serialtest.StartPty(t)
 	p, err := New(Config{Device: pty.Dev, Baud: 115200}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -51,7 +51,7 @@ func TestWriteToPty(t *testing.T) {
 // TestUnplugReplug: a vanished device fails alerts with a temporary error
 // (the device retries) and is reopened as soon as it is back.
 func TestUnplugReplug(t *testing.T) {
-	pty := forwardtest.StartPty(t)
+	pty := serialtest.StartPty(t)
 	p, err := New(Config{Device: pty.Dev}, nil)
 	if err != nil {
 		t.Fatal(err)

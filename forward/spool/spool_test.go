@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgesink/edgesink/deploy/testtools"
 	"github.com/edgesink/edgesink/forward"
-	"github.com/edgesink/edgesink/forward/forwardtest"
 	"github.com/edgesink/edgesink/sink"
 )
 
@@ -305,9 +305,9 @@ func TestCaps(t *testing.T) {
 // sink.ErrStorageFull, nothing half-written stays, earlier alerts survive.
 func TestDiskFull(t *testing.T) {
 	if os.Geteuid() != 0 {
-		forwardtest.Unavailable(t, "TestDiskFull mounts a tmpfs and needs root (CI runs as root)")
+		testtools.Unavailable(t, "TestDiskFull mounts a tmpfs and needs root (CI runs as root)")
 	}
-	mount, umount := forwardtest.RequireTool(t, "mount"), forwardtest.RequireTool(t, "umount")
+	mount, umount := testtools.RequireTool(t, "mount"), testtools.RequireTool(t, "umount")
 	dir := t.TempDir()
 	if out, err := exec.Command(mount, "-t", "tmpfs", "-o", "size=64k", "tmpfs", dir).CombinedOutput(); err != nil {
 		t.Fatalf("mount tmpfs: %v %s", err, out)

@@ -7,13 +7,13 @@ import (
 	"time"
 
 	"github.com/edgesink/edgesink/sink/extract"
-	"github.com/edgesink/edgesink/sink/sinktest"
+	"github.com/edgesink/edgesink/sink/extract/extracttest"
 )
 
 // TestExtractCorpus checks the device samples against the expectations that
 // came with them, independently of the golden files.
 func TestExtractCorpus(t *testing.T) {
-	for file, want := range sinktest.LoadCorpus(t, "../../testdata/corpus") {
+	for file, want := range extracttest.LoadCorpus(t, "../../testdata/corpus") {
 		t.Run(file, func(t *testing.T) {
 			raw, err := os.ReadFile(filepath.Join("../../testdata/corpus", file))
 			if err != nil {
@@ -23,7 +23,7 @@ func TestExtractCorpus(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			sinktest.CheckCorpusAlert(t, a, want)
+			extracttest.CheckCorpusAlert(t, a, want)
 		})
 	}
 }

@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/edgesink/edgesink/sink"
-	"github.com/edgesink/edgesink/sink/sinktest"
 	"github.com/edgesink/edgesink/sink/smtpd"
+	"github.com/edgesink/edgesink/sink/smtpd/smtptest"
 )
 
 // recorder is a Handler that keeps every alert and fails on demand.
@@ -51,7 +51,7 @@ func (tempErr) Temporary() bool { return true }
 // startServer runs a sink on 127.0.0.1:0 and returns its address.
 func startServer(t *testing.T, cfg smtpd.Config, h sink.Handler) (*smtpd.Server, string) {
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(sinktest.LogWriter(t), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	log := slog.New(slog.NewTextHandler(smtptest.LogWriter(t), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	s, err := smtpd.New(cfg, h, log)
 	if err != nil {
 		t.Fatal(err)

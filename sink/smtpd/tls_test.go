@@ -13,8 +13,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/edgesink/edgesink/sink/sinktest"
 	"github.com/edgesink/edgesink/sink/smtpd"
+	"github.com/edgesink/edgesink/sink/smtpd/smtptest"
 )
 
 // tlsServer runs a sink with a fresh self-signed certificate, plain SMTP
@@ -77,7 +77,7 @@ func TestSTARTTLS(t *testing.T) {
 
 func sendOne(t *testing.T, c *smtp.Client) {
 	t.Helper()
-	if err := sinktest.Send(c, "cam@cams.lan", "alerts@edgesink.lan", []byte(simpleMail), nil); err != nil {
+	if err := smtptest.Send(c, "cam@cams.lan", "alerts@edgesink.lan", []byte(simpleMail), nil); err != nil {
 		t.Fatal(err)
 	}
 }

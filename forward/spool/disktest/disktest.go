@@ -21,6 +21,8 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/edgesink/edgesink/deploy/testtools"
 )
 
 // image is what the disk holds for certain: the durable state.
@@ -450,21 +452,16 @@ func (n *fileNode) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAt
 
 // Start mounts a new disk in a temporary directory for the length of t and
 // returns it with the mount point. Without FUSE the test is skipped, or
-// fails when CI is set: a power-cut test that cannot run is no pass.
+// fails when CI is set (testtools.Unavailable): a power-cut test that cannot
+// run is no pass.
 func Start(t testing.TB) (*Disk, string) {
 	t.Helper()
 	if err := Available(); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("power-cut test needs FUSE (CI is set, so this is a failure): %v", err)
-		}
-		t.Skipf("power-cut test needs FUSE: %v", err)
+		testtools.Unavailable(t, "power-cut test needs FUSE: %v", err)
 	}
 	d, dir := New(), t.TempDir()
 	if err := d.Mount(dir); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("power-cut test: %v", err)
-		}
-		t.Skipf("power-cut test: %v (mounting needs root or fusermount3)", err)
+		testtools.Unavailable(t, "power-cut test: %v (mounting needs root, or fusermount3 from fuse3)", err)
 	}
 	t.Cleanup(func() {
 		if err := d.Unmount(); err != nil {

@@ -1,4 +1,7 @@
-package sinktest
+// Package smtptest is the SMTP side's test kit: a load generator of
+// concurrent senders, one SMTP transaction as a device does it, and a log
+// writer that sends a server's lines to the test's log.
+package smtptest
 
 import (
 	"fmt"

@@ -1,4 +1,4 @@
-package forwardtest
+package testtools
 
 import (
 	"fmt"

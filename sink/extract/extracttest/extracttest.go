@@ -1,14 +1,12 @@
-// Package sinktest holds what tests of several packages share about alerts:
-// the device corpus under testdata/corpus and its expectations.
-package sinktest
+// Package extracttest holds what tests of several packages share about
+// extraction: the device corpus under testdata/corpus and its expectations.
+package extracttest
 
 import (
 	"encoding/json"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/edgesink/edgesink/sink"
@@ -77,29 +75,4 @@ func CheckCorpusAlert(t testing.TB, a *sink.Alert, want CorpusCase) {
 	if len(a.ParseErrors) != 0 {
 		t.Errorf("clean sample has parse errors: %q", a.ParseErrors)
 	}
-}
-
-// LogWriter returns a writer for a slog handler that sends lines to t.Log
-// until the test ends. Library goroutines that outlive the test (connection
-// handlers, mochi's per-client goroutines) may log after Close returns;
-// their lines are dropped rather than crash the test binary.
-func LogWriter(t testing.TB) io.Writer {
-	w := &logWriter{t: t}
-	t.Cleanup(func() { w.mu.Lock(); w.done = true; w.mu.Unlock() })
-	return w
-}
-
-type logWriter struct {
-	t    testing.TB
-	mu   sync.Mutex
-	done bool
-}
-
-func (w *logWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
 }

@@ -1,12 +1,7 @@
-// Package forwardtest starts the real peers that edgesink's tests talk to: a
-// mosquitto broker on a free loopback port, a mosquitto_sub subscriber, and
-// socat pseudo-terminal pairs standing in for serial devices.
-//
-// Tools are looked up on PATH and in /usr/sbin and /sbin. A missing tool
-// skips the test on a developer machine (naming the Debian package; make
-// test installs it) and fails it when CI is set to anything: CI never
-// passes by skipping.
-package forwardtest
+// Package mqtttest starts the real MQTT peers the tests of edgesink's MQTT
+// output talk to: a mosquitto broker on a free loopback port, and
+// mosquitto_sub subscribers. A missing tool is handled as testtools says.
+package mqtttest
 
 import (
 	"bufio"
@@ -25,98 +20,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/edgesink/edgesink/deploy/testtools"
 )
-
-// sbinDirs are searched after PATH: mosquitto, sfdisk, debugfs and mkfs.*
-// live there, and a normal user's PATH often lacks them.
-var sbinDirs = []string{"/usr/sbin", "/sbin"}
-
-// debianPackage names the package that installs a tool, for the message a
-// missing tool gives (.ci/test-deps installs the same list).
-var debianPackage = map[string]string{
-	"mosquitto": "mosquitto", "mosquitto_passwd": "mosquitto",
-	"mosquitto_sub": "mosquitto-clients", "mosquitto_pub": "mosquitto-clients",
-	"socat": "socat", "swaks": "swaks",
-	"qemu-arm-static": "qemu-user-static", "qemu-aarch64-static": "qemu-user-static",
-	"qemu-arm": "qemu-user-static", "qemu-aarch64": "qemu-user-static",
-	"dpkg": "dpkg", "dpkg-deb": "dpkg",
-	"systemd-sysusers": "systemd", "systemd-analyze": "systemd",
-	"sfdisk": "fdisk", "mkfs.vfat": "dosfstools", "mkfs.ext4": "e2fsprogs", "debugfs": "e2fsprogs",
-	"xz": "xz-utils", "file": "file", "make": "make", "mount": "mount", "umount": "mount",
-}
-
-// LookTool finds an external program on PATH, else in /usr/sbin or /sbin.
-func LookTool(name string) (string, error) {
-	return lookTool(name, sbinDirs)
-}
-
-func lookTool(name string, extra []string) (string, error) {
-	path, err := exec.LookPath(name)
-	if err == nil {
-		return path, nil
-	}
-	for _, dir := range extra {
-		p := filepath.Join(dir, name)
-		if fi, statErr := os.Stat(p); statErr == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0 {
-			return p, nil
-		}
-	}
-	return "", err
-}
-
-// RequireTool returns the path of an external program the test needs. See
-// RequireOneOf for what happens when it is missing.
-func RequireTool(t testing.TB, name string) string {
-	t.Helper()
-	return RequireOneOf(t, name)
-}
-
-// RequireOneOf returns the path of the first of names found (one tool
-// under its names on different Debian releases). If none is found, the
-// test fails under CI (CI set to anything) and is skipped otherwise; the
-// message names the Debian package to install.
-func RequireOneOf(t testing.TB, names ...string) string {
-	t.Helper()
-	return requireOneOf(t, sbinDirs, names...)
-}
-
-func requireOneOf(t testing.TB, extra []string, names ...string) string {
-	t.Helper()
-	for _, name := range names {
-		if p, err := lookTool(name, extra); err == nil {
-			return p
-		}
-	}
-	pkg := debianPackage[names[0]]
-	if pkg == "" {
-		pkg = names[0]
-	}
-	Unavailable(t, "%s not found on PATH, /usr/sbin or /sbin (Debian package %s: make test installs it, or apt-get install %s)",
-		strings.Join(names, " or "), pkg, pkg)
-	return ""
-}
-
-// Unavailable ends a test that cannot run here: under CI (the CI variable
-// set to anything non-empty) it fails, since CI must run every test; on a
-// developer's machine it skips with the reason.
-func Unavailable(t testing.TB, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("CI") != "" {
-		t.Fatalf("CI=%s: "+format, append([]any{os.Getenv("CI")}, args...)...)
-	}
-	t.Skipf(format, args...)
-}
-
-// FreePort returns a loopback TCP port that was free a moment ago.
-func FreePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
 
 // Mosquitto is a mosquitto broker owned by one test.
 type Mosquitto struct {
@@ -157,11 +63,11 @@ func StartMosquittoWith(t testing.TB, listenerConf string) *Mosquitto {
 
 func startMosquitto(t testing.TB, globalConf, listenerConf string) *Mosquitto {
 	t.Helper()
-	m := &Mosquitto{t: t, bin: RequireTool(t, "mosquitto")}
+	m := &Mosquitto{t: t, bin: testtools.RequireTool(t, "mosquitto")}
 	dir := t.TempDir()
 	var err error
 	for attempt := 0; attempt < 5; attempt++ {
-		m.Port = FreePort(t)
+		m.Port = testtools.FreePort(t)
 		m.conf = filepath.Join(dir, "mosquitto.conf")
 		conf := fmt.Sprintf("per_listener_settings true\n%smax_queued_messages 100000\nlistener %d 127.0.0.1\n%s", globalConf, m.Port, listenerConf)
 		if os.Geteuid() == 0 {
@@ -271,9 +177,9 @@ func SubscribeSession(t testing.TB, addr, filter, clientID string, into *Subscri
 
 func subscribe(t testing.TB, addr, filter, clientID string, into *Subscriber) *Subscriber {
 	t.Helper()
-	sub := RequireTool(t, "mosquitto_sub")
-	pub := RequireTool(t, "mosquitto_pub")
-	probe := "forwardtest/probe/" + randomHex(6)
+	sub := testtools.RequireTool(t, "mosquitto_sub")
+	pub := testtools.RequireTool(t, "mosquitto_pub")
+	probe := "mqtttest/probe/" + randomHex(6)
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		t.Fatal(err)
@@ -344,105 +250,6 @@ func (s *Subscriber) Next(t testing.TB, timeout time.Duration, keep func(Message
 
 // C exposes the message stream for tests that count.
 func (s *Subscriber) C() <-chan Message { return s.msgs }
-
-// Pty is a socat pseudo-terminal pair: edgesink opens Dev, the test reads
-// what arrives on the other end.
-type Pty struct {
-	t     testing.TB
-	bin   string
-	Dev   string
-	peer  string
-	lines chan string
-
-	mu       sync.Mutex
-	cmd      *exec.Cmd
-	peerFile *os.File
-}
-
-// StartPty creates the pair and starts reading lines from the peer end.
-func StartPty(t testing.TB) *Pty {
-	t.Helper()
-	dir := t.TempDir()
-	p := &Pty{t: t, bin: RequireTool(t, "socat"), Dev: filepath.Join(dir, "ttyEDGE"),
-		peer: filepath.Join(dir, "ttyPEER"), lines: make(chan string, 10000)}
-	p.Plug()
-	t.Cleanup(p.Unplug)
-	return p
-}
-
-// Plug (re)creates the pair at the same paths, like a USB adapter that is
-// plugged back in.
-func (p *Pty) Plug() {
-	p.t.Helper()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	cmd := exec.Command(p.bin, "pty,raw,echo=0,link="+p.Dev, "pty,raw,echo=0,link="+p.peer)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		p.t.Fatal(err)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		_, e1 := os.Stat(p.Dev)
-		_, e2 := os.Stat(p.peer)
-		if e1 == nil && e2 == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			_ = cmd.Process.Kill()
-			p.t.Fatal("socat did not create the pty links within 10s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	f, err := os.OpenFile(p.peer, os.O_RDONLY|syscall.O_NOCTTY, 0)
-	if err != nil {
-		_ = cmd.Process.Kill()
-		p.t.Fatal(err)
-	}
-	p.cmd, p.peerFile = cmd, f
-	go func() {
-		r := bufio.NewReader(f)
-		for {
-			line, err := r.ReadString('\n')
-			if line != "" {
-				p.lines <- line
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
-}
-
-// Unplug kills socat: both ends vanish, as when a USB adapter is pulled.
-func (p *Pty) Unplug() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cmd == nil {
-		return
-	}
-	_ = p.cmd.Process.Kill()
-	_ = p.cmd.Wait()
-	_ = p.peerFile.Close()
-	_ = os.Remove(p.Dev)
-	_ = os.Remove(p.peer)
-	p.cmd, p.peerFile = nil, nil
-}
-
-// NextLine returns the next line (with its line ending) the device received.
-func (p *Pty) NextLine(t testing.TB, timeout time.Duration) string {
-	t.Helper()
-	select {
-	case l := <-p.lines:
-		return l
-	case <-time.After(timeout):
-		t.Fatalf("no serial line within %s", timeout)
-		return ""
-	}
-}
-
-// Lines exposes the stream of received lines.
-func (p *Pty) Lines() <-chan string { return p.lines }
 
 func randomHex(n int) string {
 	b := make([]byte, n)
