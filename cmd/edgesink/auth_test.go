@@ -68,7 +68,7 @@ func TestSwaksAuth(t *testing.T) {
 			broker := forwardtest.StartMosquitto(t)
 			sub := forwardtest.Subscribe(t, broker.Addr(), "edgesink/+/alert")
 			cfg := testConfig(t, broker.URL(), "")
-			cfg.Auth = AuthConfig{Mode: mode.mode, AllowInsecure: true, Users: map[string]string{}}
+			cfg.Auth = sink.Auth{Mode: mode.mode, AllowInsecure: true, Users: map[string]string{}}
 			if mode.users {
 				cfg.Auth.Users["cam-garage"] = string(hash)
 			}
@@ -113,7 +113,7 @@ func TestNetSMTPAuth(t *testing.T) {
 	hash, _ := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
 	cfg := testConfig(t, brokerEmbedded, "")
 	cfg.MQTT.EmbeddedListen = "127.0.0.1:0"
-	cfg.Auth = AuthConfig{Mode: "required", AllowInsecure: true, Users: map[string]string{"nas": string(hash)}}
+	cfg.Auth = sink.Auth{Mode: "required", AllowInsecure: true, Users: map[string]string{"nas": string(hash)}}
 	es := startEdgesink(t, cfg)
 	_, port, _ := net.SplitHostPort(es.SMTPAddr)
 	addr := "localhost:" + port
@@ -193,7 +193,7 @@ func TestSwaksTLS(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			cfg := testConfig(t, brokerEmbedded, "")
 			cfg.MQTT.EmbeddedListen = "127.0.0.1:0"
-			cfg.Auth = AuthConfig{Mode: mode, Users: map[string]string{"cam": string(hash)}}
+			cfg.Auth = sink.Auth{Mode: mode, Users: map[string]string{"cam": string(hash)}}
 			cfg.SMTP.TLS = SMTPTLSConfig{StartTLS: true, ListenImplicit: "127.0.0.1:0", MinVersion: "1.2", Dir: t.TempDir()}
 			es := startEdgesink(t, cfg)
 			host, port, _ := net.SplitHostPort(es.SMTPAddr)

@@ -52,10 +52,14 @@ func yamlKeys(t reflect.Type, prefix string) []string {
 	var out []string
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
-		name := strings.Split(f.Tag.Get("yaml"), ",")[0]
-		if f.Type.Kind() == reflect.Struct {
+		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		switch {
+		case name == "-":
+		case opts == "inline":
+			out = append(out, yamlKeys(f.Type, prefix)...)
+		case f.Type.Kind() == reflect.Struct && f.Type.PkgPath() != "time":
 			out = append(out, yamlKeys(f.Type, prefix+name+".")...)
-		} else {
+		default:
 			out = append(out, prefix+name)
 		}
 	}
@@ -112,7 +116,7 @@ serial:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.SMTP.Listen != "0.0.0.0:25" || cfg.SMTP.MaxMessageSize != 10_000_000 || cfg.SMTP.DataTimeout.String() != "2m0s" ||
+	if cfg.SMTP.Listen != "0.0.0.0:25" || cfg.SMTP.MaxMessageBytes != 10_000_000 || cfg.SMTP.DataTimeout.String() != "2m0s" ||
 		cfg.MQTT.Broker != "tcp://192.168.1.10:1883" || cfg.MQTT.Username != "edge" || cfg.MQTT.QoS != 1 ||
 		cfg.Serial.Baud != 115200 || cfg.Serial.StopBits != "2" || cfg.Serial.Parity != "none" {
 		t.Errorf("parsed %+v", cfg)

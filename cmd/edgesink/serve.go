@@ -144,7 +144,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 		cancel()
 	}
 	if cfg.Serial.Device != "" {
-		port, err := serial.New(cfg.Serial.portConfig(), log)
+		port, err := serial.New(portConfig(cfg.Serial), log)
 		if err != nil {
 			return &configError{err}
 		}
@@ -158,7 +158,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 	// The handler the sink answers after: the spool, the one delivery
 	// engine (250 once the alert is stored or, with spool.mode off, once
 	// every output confirmed it).
-	spcfg, err := cfg.Spool.spoolConfig()
+	spcfg, err := spoolConfig(cfg.Spool)
 	if err != nil {
 		return &configError{fmt.Errorf("spool: %w", err)}
 	}
@@ -179,7 +179,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 		closers = append(closers, led.Close)
 		handler = blinking{handler, led}
 	}
-	scfg := cfg.SMTP.sinkConfig(cfg.Auth.sinkAuth())
+	scfg := cfg.sinkConfig()
 	var cert *sink.Certificate
 	if cfg.SMTP.TLS.enabled() {
 		var created bool
@@ -323,7 +323,7 @@ func setMemoryLimit(cfg Config, log *slog.Logger) {
 	if os.Getenv("GOMEMLIMIT") != "" {
 		return
 	}
-	limit := 2*int64(cfg.SMTP.MaxMemory) + int64(cfg.Spool.MaxSize) + 32<<20
+	limit := 2*int64(cfg.SMTP.MaxMemory) + int64(cfg.Spool.MaxBytes) + 32<<20
 	debug.SetMemoryLimit(limit)
 	log.Debug("Go memory limit set", "bytes", limit)
 }
