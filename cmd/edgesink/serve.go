@@ -133,7 +133,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 		outputs = append(outputs, pub)
 		// Being connected before the first device mails avoids a needless
 		// 451; a broker that is down must not keep the sink from starting.
-		wctx, cancel := context.WithTimeout(ctx, min(time.Duration(cfg.MQTT.ConnectTimeout), 5*time.Second))
+		wctx, cancel := context.WithTimeout(ctx, min(cfg.MQTT.ConnectTimeout, 5*time.Second))
 		if err := pub.WaitConnected(wctx); err != nil {
 			consequence := "alerts wait in the spool until it is"
 			if cfg.Spool.Mode == spool.ModeOff {
@@ -234,7 +234,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 			running = false
 		}
 	}
-	grace := time.Duration(cfg.SMTP.ShutdownGrace)
+	grace := cfg.SMTP.ShutdownGrace
 	_ = sdNotify("STOPPING=1\nSTATUS=finishing mail in transfer")
 	log.Info("shutting down: finishing mail in transfer", "grace", grace)
 	sctx, cancel := context.WithTimeout(context.Background(), grace)
