@@ -127,7 +127,7 @@ const (
 func DefaultConfig() Config {
 	s := sink.DefaultConfig()
 	auth := s.Auth
-	s.Auth = sink.Auth{}
+	s.Auth = sink.Auth{} // the logins are the auth section's (sinkConfig)
 	return Config{
 		Log: LogConfig{Level: "info", Format: "text"},
 		SMTP: SMTPConfig{
