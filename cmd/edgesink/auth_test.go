@@ -70,7 +70,7 @@ func TestSwaksAuth(t *testing.T) {
 			broker := mqtttest.StartMosquitto(t)
 			sub := mqtttest.Subscribe(t, broker.Addr(), "edgesink/+/alert")
 			cfg := testConfig(t, broker.URL(), "")
-			cfg.Auth = AuthConfig{Mode: mode.mode, AllowInsecure: true, Users: map[string]string{}}
+			cfg.Auth = smtpd.Auth{Mode: mode.mode, AllowInsecure: true, Users: map[string]string{}}
 			if mode.users {
 				cfg.Auth.Users["cam-garage"] = string(hash)
 			}
@@ -115,7 +115,7 @@ func TestNetSMTPAuth(t *testing.T) {
 	hash, _ := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
 	cfg := testConfig(t, brokerEmbedded, "")
 	cfg.MQTT.EmbeddedListen = "127.0.0.1:0"
-	cfg.Auth = AuthConfig{Mode: "required", AllowInsecure: true, Users: map[string]string{"nas": string(hash)}}
+	cfg.Auth = smtpd.Auth{Mode: "required", AllowInsecure: true, Users: map[string]string{"nas": string(hash)}}
 	es := startEdgesink(t, cfg)
 	_, port, _ := net.SplitHostPort(es.SMTPAddr)
 	addr := "localhost:" + port
@@ -195,7 +195,7 @@ func TestSwaksTLS(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			cfg := testConfig(t, brokerEmbedded, "")
 			cfg.MQTT.EmbeddedListen = "127.0.0.1:0"
-			cfg.Auth = AuthConfig{Mode: mode, Users: map[string]string{"cam": string(hash)}}
+			cfg.Auth = smtpd.Auth{Mode: mode, Users: map[string]string{"cam": string(hash)}}
 			cfg.SMTP.TLS = SMTPTLSConfig{StartTLS: true, ListenImplicit: "127.0.0.1:0", MinVersion: "1.2", Dir: t.TempDir()}
 			es := startEdgesink(t, cfg)
 			host, port, _ := net.SplitHostPort(es.SMTPAddr)

@@ -109,7 +109,7 @@ func benchEdgesink(b *testing.B, n int, spoolMode string) loadResult {
 	cfg.MQTT.ClientID = "edgesink-bench"
 	cfg.Spool.Mode = spoolMode
 	cfg.Spool.Dir = b.TempDir()
-	cfg.SMTP.MaxConnectionsPerIP, cfg.SMTP.MaxMailsPerMinute = 100, 1_000_000 // the load comes from one address
+	cfg.SMTP.Policy.MaxConnectionsPerIP, cfg.SMTP.Policy.MailsPerMinute = 100, 1_000_000 // the load comes from one address
 	log := slog.New(slog.DiscardHandler)
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan readyInfo, 1)

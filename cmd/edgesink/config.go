@@ -1,13 +1,10 @@
 package main
 
 import (
-	"bytes"
-	"cmp"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -24,20 +21,27 @@ import (
 	"github.com/edgesink/edgesink/forward/mqtt"
 	"github.com/edgesink/edgesink/forward/serial"
 	"github.com/edgesink/edgesink/forward/spool"
+	"github.com/edgesink/edgesink/sink/config"
 	"github.com/edgesink/edgesink/sink/smtpd"
 )
 
 // Config is the whole configuration file. Every key is documented in
 // deploy/edgesink.yaml, which the tests check against DefaultConfig.
+//
+// A section that configures one package is that package's Config, with its
+// yaml names, defaults (DefaultConfig) and validation (Validate); cmd adds
+// only the keys of its own wiring (listen addresses, the broker to use, the
+// board, logging, the site). A new key is a field of the package's Config
+// with its yaml name, and a commented line in deploy/edgesink.yaml.
 type Config struct {
-	Site   string       `yaml:"site"` // TOPICS.md: part of default topics and the MQTT client id
-	Log    LogConfig    `yaml:"log"`
-	SMTP   SMTPConfig   `yaml:"smtp"`
-	MQTT   MQTTConfig   `yaml:"mqtt"`
-	Serial SerialConfig `yaml:"serial"`
-	Spool  SpoolConfig  `yaml:"spool"`
-	Board  BoardConfig  `yaml:"board"`
-	Auth   AuthConfig   `yaml:"auth"`
+	Site   string        `yaml:"site"` // TOPICS.md: part of default topics and the MQTT client id
+	Log    LogConfig     `yaml:"log"`
+	SMTP   SMTPConfig    `yaml:"smtp"`
+	MQTT   MQTTConfig    `yaml:"mqtt"`
+	Serial serial.Config `yaml:"serial"` // an empty device disables it; "board" is the board's UART
+	Spool  spool.Config  `yaml:"spool"`  // an empty dir is the state directory's spool/
+	Board  BoardConfig   `yaml:"board"`
+	Auth   smtpd.Auth    `yaml:"auth"`
 }
 
 // SMTPTLSConfig is TLS for devices: STARTTLS and implicit TLS (SMTPS).
@@ -70,13 +74,6 @@ func (t SMTPTLSConfig) certificate(host string) (c *smtpd.Certificate, created b
 	return smtpd.SelfSignedCertificate(dir, host)
 }
 
-// AuthConfig is how devices log in (SMTP AUTH PLAIN and LOGIN).
-type AuthConfig struct {
-	Mode          string            `yaml:"mode"`           // off, optional or required
-	AllowInsecure bool              `yaml:"allow_insecure"` // AUTH without TLS
-	Users         map[string]string `yaml:"users"`          // name -> bcrypt hash
-}
-
 // BoardConfig is what edgesink does with the board it runs on.
 type BoardConfig struct {
 	LED     string `yaml:"led"`      // board.LEDOff or board.LEDActivity
@@ -86,66 +83,28 @@ type BoardConfig struct {
 // serialFromBoard as serial.device means the detected board's UART.
 const serialFromBoard = "board"
 
-// SpoolConfig is the durable queue between SMTP and the outputs.
-type SpoolConfig struct {
-	Mode           string   `yaml:"mode"`
-	Dir            string   `yaml:"dir"`
-	MaxAlerts      int      `yaml:"max_alerts"`
-	MaxSize        ByteSize `yaml:"max_size"`
-	MaxAttempts    int      `yaml:"max_attempts"`
-	RetryMin       Duration `yaml:"retry_min"`
-	RetryMax       Duration `yaml:"retry_max"`
-	DeliverTimeout Duration `yaml:"deliver_timeout"`
-}
-
 // LogConfig sets how edgesink logs.
 type LogConfig struct {
 	Level  string `yaml:"level"`
 	Format string `yaml:"format"`
 }
 
-// SMTPConfig is the device-facing side.
+// SMTPConfig is the device-facing side: the SMTP server's own settings
+// (smtpd.Config, inline) and where cmd listens.
 type SMTPConfig struct {
-	Listen              string        `yaml:"listen"`
-	Domain              string        `yaml:"domain"`
-	MaxMessageSize      ByteSize      `yaml:"max_message_size"`
-	MaxRecipients       int           `yaml:"max_recipients"`
-	MaxLineLength       int           `yaml:"max_line_length"`
-	MaxConnections      int           `yaml:"max_connections"`
-	MaxMemory           ByteSize      `yaml:"max_memory"`
-	ReadTimeout         Duration      `yaml:"read_timeout"`
-	WriteTimeout        Duration      `yaml:"write_timeout"`
-	DataTimeout         Duration      `yaml:"data_timeout"`
-	DeliveryTimeout     Duration      `yaml:"delivery_timeout"`
-	ShutdownGrace       Duration      `yaml:"shutdown_grace"`
-	StrictLineEndings   bool          `yaml:"strict_line_endings"`
-	MaxHeaderSize       ByteSize      `yaml:"max_header_size"`
-	MaxMIMEParts        int           `yaml:"max_mime_parts"`
-	MaxErrors           int           `yaml:"max_errors"`
-	AllowNetworks       []string      `yaml:"allow_networks"`
-	AllowSenders        []string      `yaml:"allow_senders"`
-	AllowRecipients     []string      `yaml:"allow_recipients"`
-	MaxConnectionsPerIP int           `yaml:"max_connections_per_ip"`
-	MaxMailsPerMinute   int           `yaml:"max_mails_per_minute"`
-	TLS                 SMTPTLSConfig `yaml:"tls"`
+	Listen        string        `yaml:"listen"`
+	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
+	TLS           SMTPTLSConfig `yaml:"tls"`
+	smtpd.Config  `yaml:",inline"`
 }
 
-// MQTTConfig is the MQTT output.
+// MQTTConfig is the MQTT output: the publisher's settings (mqtt.Config,
+// inline), which broker to use, and its TLS files.
 type MQTTConfig struct {
-	Broker               string        `yaml:"broker"`
-	EmbeddedListen       string        `yaml:"embedded_listen"`
-	BaseTopic            string        `yaml:"base_topic"`
-	ClientID             string        `yaml:"client_id"`
-	Username             string        `yaml:"username"`
-	Password             string        `yaml:"password"`
-	Topic                string        `yaml:"topic"`
-	AvailabilityTopic    string        `yaml:"availability_topic"`
-	QoS                  int           `yaml:"qos"`
-	Retain               bool          `yaml:"retain"`
-	KeepAlive            Duration      `yaml:"keep_alive"`
-	ConnectTimeout       Duration      `yaml:"connect_timeout"`
-	MaxReconnectInterval Duration      `yaml:"max_reconnect_interval"`
-	TLS                  MQTTTLSConfig `yaml:"tls"`
+	Broker         string        `yaml:"broker"` // URL, "embedded" or "none"
+	EmbeddedListen string        `yaml:"embedded_listen"`
+	TLS            MQTTTLSConfig `yaml:"tls"`
+	mqtt.Config    `yaml:",inline"`
 }
 
 // MQTTTLSConfig is how edgesink trusts, and proves itself to, a TLS broker.
@@ -156,18 +115,6 @@ type MQTTTLSConfig struct {
 	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
 }
 
-// SerialConfig is the serial output; an empty device disables it.
-type SerialConfig struct {
-	Device        string   `yaml:"device"`
-	Baud          int      `yaml:"baud"`
-	DataBits      int      `yaml:"data_bits"`
-	Parity        string   `yaml:"parity"`
-	StopBits      string   `yaml:"stop_bits"`
-	Template      string   `yaml:"template"`
-	MaxLineLength int      `yaml:"max_line_length"`
-	WriteTimeout  Duration `yaml:"write_timeout"`
-}
-
 // Broker values with a meaning of their own.
 const (
 	brokerEmbedded = "embedded"
@@ -176,61 +123,28 @@ const (
 
 // DefaultConfig is what edgesink runs with when given no file: SMTP on
 // loopback port 2525, alerts to the embedded broker on loopback port 1883.
+// The packages' settings are their own defaults.
 func DefaultConfig() Config {
 	s := smtpd.DefaultConfig()
+	auth := s.Auth
+	s.Auth = smtpd.Auth{} // the logins are the auth section's (sinkConfig)
 	return Config{
 		Log: LogConfig{Level: "info", Format: "text"},
 		SMTP: SMTPConfig{
-			Listen:              "127.0.0.1:2525",
-			Domain:              s.Domain,
-			MaxMessageSize:      ByteSize(s.MaxMessageBytes),
-			MaxRecipients:       s.MaxRecipients,
-			MaxLineLength:       s.MaxLineLength,
-			MaxConnections:      s.MaxConnections,
-			MaxMemory:           ByteSize(s.MaxMemory),
-			ReadTimeout:         Duration(s.ReadTimeout),
-			WriteTimeout:        Duration(s.WriteTimeout),
-			DataTimeout:         Duration(s.DataTimeout),
-			DeliveryTimeout:     Duration(s.HandlerTimeout),
-			ShutdownGrace:       Duration(30 * time.Second),
-			MaxHeaderSize:       ByteSize(s.MaxHeaderBytes),
-			MaxMIMEParts:        s.MaxMIMEParts,
-			MaxErrors:           s.MaxErrors,
-			AllowNetworks:       prefixStrings(smtpd.DefaultNetworks),
-			AllowSenders:        []string{},
-			AllowRecipients:     []string{},
-			MaxConnectionsPerIP: smtpd.DefaultMaxConnectionsPerIP,
-			MaxMailsPerMinute:   smtpd.DefaultMailsPerMinute,
-			TLS:                 SMTPTLSConfig{MinVersion: "1.2"},
+			Listen:        "127.0.0.1:2525",
+			ShutdownGrace: 30 * time.Second,
+			TLS:           SMTPTLSConfig{MinVersion: "1.2"},
+			Config:        s,
 		},
 		MQTT: MQTTConfig{
-			Broker:               brokerEmbedded,
-			EmbeddedListen:       broker.DefaultAddr,
-			QoS:                  1,
-			KeepAlive:            Duration(mqtt.DefaultKeepAlive),
-			ConnectTimeout:       Duration(mqtt.DefaultConnectTimeout),
-			MaxReconnectInterval: Duration(mqtt.DefaultMaxReconnect),
+			Broker:         brokerEmbedded,
+			EmbeddedListen: broker.DefaultAddr,
+			Config:         mqtt.DefaultConfig(),
 		},
-		Spool: SpoolConfig{
-			Mode:           spool.ModeDisk,
-			MaxAlerts:      spool.DefaultMaxAlerts,
-			MaxSize:        spool.DefaultMaxBytes,
-			MaxAttempts:    spool.DefaultMaxAttempts,
-			RetryMin:       Duration(spool.DefaultRetryMin),
-			RetryMax:       Duration(spool.DefaultRetryMax),
-			DeliverTimeout: Duration(spool.DefaultDeliverTimeout),
-		},
-		Board: BoardConfig{LED: board.LEDOff},
-		Auth:  AuthConfig{Mode: smtpd.AuthOff, Users: map[string]string{}},
-		Serial: SerialConfig{
-			Baud:          serial.DefaultBaud,
-			DataBits:      serial.DefaultDataBits,
-			Parity:        serial.DefaultParity,
-			StopBits:      serial.DefaultStopBits,
-			Template:      serial.DefaultTemplate,
-			MaxLineLength: serial.DefaultMaxLineLength,
-			WriteTimeout:  Duration(serial.DefaultWriteTimeout),
-		},
+		Serial: serial.DefaultConfig(),
+		Spool:  spool.DefaultConfig(),
+		Board:  BoardConfig{LED: board.LEDOff},
+		Auth:   auth,
 	}
 }
 
@@ -257,10 +171,8 @@ func LoadConfig(path string) (Config, error) {
 // and impossible settings are errors that name the line.
 func ParseConfig(data []byte) (Config, error) {
 	cfg := DefaultConfig()
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
-		return Config{}, tidyYAMLError(err)
+	if err := decodeYAML(data, &cfg); err != nil {
+		return Config{}, err
 	}
 	if err := cfg.Validate(); err != nil {
 		var ke *keyError
@@ -324,7 +236,8 @@ func keyLine(data []byte, key string) int {
 }
 
 // Validate checks everything that can be checked without touching the
-// network or devices.
+// network or devices. Each package validates its own section; this adds the
+// section's name to the key at fault, and checks cmd's own keys.
 func (c Config) Validate() error {
 	if _, err := parseLevel(c.Log.Level); err != nil {
 		return bad("log.level", "%v", err)
@@ -335,38 +248,14 @@ func (c Config) Validate() error {
 	if err := checkHostPort(c.SMTP.Listen); err != nil {
 		return bad("smtp.listen", "%v", err)
 	}
-	if c.SMTP.MaxMemory < c.SMTP.MaxMessageSize+4096 {
-		return bad("smtp.max_memory", "%d bytes: must exceed smtp.max_message_size (%d) by at least 4KiB, or the largest mail could never be received",
-			c.SMTP.MaxMemory, c.SMTP.MaxMessageSize)
+	if c.SMTP.ShutdownGrace <= 0 {
+		return bad("smtp.shutdown_grace", "must be greater than zero")
 	}
-	if _, err := parsePrefixes(c.SMTP.AllowNetworks); err != nil {
-		return bad("smtp.allow_networks", "%v", err)
+	if err := c.Auth.Validate(); err != nil {
+		return inSection("auth", err)
 	}
-	if len(c.SMTP.AllowNetworks) == 0 {
-		return bad("smtp.allow_networks", "empty: no client could send; to allow any, list 0.0.0.0/0 and ::/0")
-	}
-	if err := (smtpd.Policy{Senders: c.SMTP.AllowSenders}).Validate(); err != nil {
-		return bad("smtp.allow_senders", "%v", err)
-	}
-	if err := (smtpd.Policy{Recipients: c.SMTP.AllowRecipients}).Validate(); err != nil {
-		return bad("smtp.allow_recipients", "%v", err)
-	}
-	if c.SMTP.MaxLineLength < 1000 {
-		return bad("smtp.max_line_length", "%d: must be at least 1000 (RFC 5321)", c.SMTP.MaxLineLength)
-	}
-	for key, v := range map[string]int64{
-		"smtp.max_message_size": int64(c.SMTP.MaxMessageSize), "smtp.max_recipients": int64(c.SMTP.MaxRecipients),
-		"smtp.max_connections": int64(c.SMTP.MaxConnections), "smtp.max_memory": int64(c.SMTP.MaxMemory),
-		"smtp.read_timeout":  int64(c.SMTP.ReadTimeout),
-		"smtp.write_timeout": int64(c.SMTP.WriteTimeout), "smtp.data_timeout": int64(c.SMTP.DataTimeout),
-		"smtp.delivery_timeout": int64(c.SMTP.DeliveryTimeout), "smtp.shutdown_grace": int64(c.SMTP.ShutdownGrace),
-		"smtp.max_header_size": int64(c.SMTP.MaxHeaderSize), "smtp.max_mime_parts": int64(c.SMTP.MaxMIMEParts),
-		"smtp.max_errors":             int64(c.SMTP.MaxErrors),
-		"smtp.max_connections_per_ip": int64(c.SMTP.MaxConnectionsPerIP), "smtp.max_mails_per_minute": int64(c.SMTP.MaxMailsPerMinute),
-	} {
-		if v <= 0 {
-			return bad(key, "must be greater than zero")
-		}
+	if err := c.sinkConfig().Validate(); err != nil {
+		return inSection("smtp", err)
 	}
 	if _, err := smtpd.ParseTLSVersion(c.SMTP.TLS.MinVersion); err != nil {
 		return bad("smtp.tls.min_version", "%v", err)
@@ -379,12 +268,6 @@ func (c Config) Validate() error {
 			return bad("smtp.tls.listen_implicit", "%v", err)
 		}
 	}
-	if err := c.Auth.sinkAuth().Validate(); err != nil {
-		return bad("auth", "%v", err)
-	}
-	if err := c.SMTP.sinkConfig(c.Auth.sinkAuth()).Validate(); err != nil {
-		return bad("smtp", "%v", err)
-	}
 	if err := mqtt.CheckSite(c.Site); err != nil {
 		return bad("site", "%v", err)
 	}
@@ -394,26 +277,24 @@ func (c Config) Validate() error {
 		if err := checkHostPort(c.MQTT.EmbeddedListen); err != nil {
 			return bad("mqtt.embedded_listen", "%v", err)
 		}
+		pcfg, _ := c.MQTT.publisherConfig("tcp://"+c.MQTT.EmbeddedListen, c.Site)
+		if err := pcfg.Validate(); err != nil {
+			return inSection("mqtt", err)
+		}
 	default:
-		if _, err := c.MQTT.publisherConfig(c.MQTT.Broker, c.Site); err != nil {
-			return bad("mqtt.broker", "%v", err)
+		if !strings.Contains(c.MQTT.Broker, "://") {
+			return bad("mqtt.broker", "%q: want tcp://host:port, ssl://host:port, %s or %s", c.MQTT.Broker, brokerEmbedded, brokerNone)
 		}
-	}
-	if c.MQTT.Broker != brokerNone && c.MQTT.BaseTopic != "" {
-		if _, err := mqtt.ParseTopic(c.MQTT.BaseTopic); err != nil || strings.Contains(c.MQTT.BaseTopic, "{") {
-			return bad("mqtt.base_topic", "%q: want a literal topic such as edgesink or home/edgesink", c.MQTT.BaseTopic)
+		pcfg, err := c.MQTT.publisherConfig(c.MQTT.Broker, c.Site)
+		if err != nil {
+			return bad("mqtt.tls", "%v", err)
 		}
-	}
-	if c.MQTT.Broker != brokerNone {
-		if _, err := mqtt.ParseTopic(cmp.Or(c.MQTT.Topic, mqtt.Base(c.Site)+"/{device}/alert")); err != nil {
-			return bad("mqtt.topic", "%v", err)
-		}
-		if c.MQTT.QoS != 1 && c.MQTT.QoS != 2 {
-			return bad("mqtt.qos", "%d: want 1 or 2 (QoS 0 gives no proof of delivery)", c.MQTT.QoS)
+		if err := pcfg.Validate(); err != nil {
+			return inSection("mqtt", err)
 		}
 	}
 	if c.Serial.Device == serialFromBoard {
-		if _, err := c.Serial.device(); err != nil {
+		if _, err := serialDevice(c.Serial); err != nil {
 			return bad("serial.device", "%v", err)
 		}
 	}
@@ -423,20 +304,16 @@ func (c Config) Validate() error {
 		return bad("board.led", "%q: want off or activity", c.Board.LED)
 	}
 	if c.Serial.Device != "" {
-		if _, err := c.Serial.portConfig().Mode(); err != nil {
-			return bad("serial", "%v", err)
-		}
-		if _, err := serial.New(c.Serial.portConfig(), nil); err != nil {
-			return bad("serial", "%v", err)
+		if err := portConfig(c.Serial).Validate(); err != nil {
+			return inSection("serial", err)
 		}
 	}
-	switch c.Spool.Mode {
-	case spool.ModeDisk, spool.ModeMemory, spool.ModeOff:
-	default:
-		return bad("spool.mode", "%q: want disk, memory or off", c.Spool.Mode)
+	sp, err := spoolConfig(c.Spool)
+	if err != nil {
+		return bad("spool.dir", "%v", err)
 	}
-	if _, err := c.Spool.spoolConfig(); err != nil {
-		return bad("spool", "%v", err)
+	if err := sp.Validate(); err != nil {
+		return inSection("spool", err)
 	}
 	if c.MQTT.Broker == brokerNone && c.Serial.Device == "" {
 		return bad("mqtt.broker", "no output configured: set mqtt.broker or serial.device")
@@ -444,9 +321,19 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// device is the serial device to open: as configured, or for "board" the
-// detected board's default UART.
-func (c SerialConfig) device() (string, error) {
+// inSection names the key of a package's validation error within the
+// file: a config.KeyError's key below section, else the section.
+func inSection(section string, err error) error {
+	var ke *config.KeyError
+	if errors.As(err, &ke) {
+		return &keyError{key: section + "." + ke.Key, err: ke.Err}
+	}
+	return &keyError{key: section, err: err}
+}
+
+// serialDevice is the serial device to open: as configured, or for "board"
+// the detected board's default UART.
+func serialDevice(c serial.Config) (string, error) {
 	if c.Device != serialFromBoard {
 		return c.Device, nil
 	}
@@ -493,67 +380,25 @@ func checkHostPort(addr string) error {
 	return nil
 }
 
-func (s SMTPConfig) sinkConfig(auth smtpd.Auth) smtpd.Config {
-	return smtpd.Config{
-		Domain:            s.Domain,
-		MaxMessageBytes:   int64(s.MaxMessageSize),
-		MaxRecipients:     s.MaxRecipients,
-		MaxLineLength:     s.MaxLineLength,
-		MaxConnections:    s.MaxConnections,
-		MaxMemory:         int64(s.MaxMemory),
-		ReadTimeout:       time.Duration(s.ReadTimeout),
-		WriteTimeout:      time.Duration(s.WriteTimeout),
-		DataTimeout:       time.Duration(s.DataTimeout),
-		HandlerTimeout:    time.Duration(s.DeliveryTimeout),
-		StrictLineEndings: s.StrictLineEndings,
-		MaxHeaderBytes:    int(s.MaxHeaderSize),
-		MaxMIMEParts:      s.MaxMIMEParts,
-		MaxErrors:         s.MaxErrors,
-		Auth:              auth,
-		Policy: smtpd.Policy{
-			Networks:            mustPrefixes(s.AllowNetworks),
-			Senders:             s.AllowSenders,
-			Recipients:          s.AllowRecipients,
-			MaxConnectionsPerIP: s.MaxConnectionsPerIP,
-			MailsPerMinute:      s.MaxMailsPerMinute,
-		},
+// sinkConfig is the SMTP server's settings: the smtp section's, with the
+// auth section's logins.
+func (c Config) sinkConfig() smtpd.Config {
+	s := c.SMTP.Config
+	s.Auth = c.Auth
+	return s
+}
+
+// parsePrefix reads a CIDR range ("192.168.1.0/24") or a single address
+// ("192.168.1.20"), as smtp.allow_networks lists them.
+func parsePrefix(s string) (netip.Prefix, error) {
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Masked(), nil
 	}
-}
-
-func (a AuthConfig) sinkAuth() smtpd.Auth {
-	return smtpd.Auth{Mode: a.Mode, Users: a.Users, AllowInsecure: a.AllowInsecure}
-}
-
-// parsePrefixes reads CIDR ranges ("192.168.1.0/24") and single addresses
-// ("192.168.1.20") for smtp.allow_networks.
-func parsePrefixes(list []string) ([]netip.Prefix, error) {
-	out := make([]netip.Prefix, 0, len(list))
-	for _, s := range list {
-		if p, err := netip.ParsePrefix(s); err == nil {
-			out = append(out, p.Masked())
-			continue
-		}
-		a, err := netip.ParseAddr(s)
-		if err != nil {
-			return nil, fmt.Errorf("%q: want a network (192.168.1.0/24) or an address (192.168.1.20)", s)
-		}
-		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q: want a network (192.168.1.0/24) or an address (192.168.1.20)", s)
 	}
-	return out, nil
-}
-
-// mustPrefixes is parsePrefixes for lists Validate has checked.
-func mustPrefixes(list []string) []netip.Prefix {
-	p, _ := parsePrefixes(list)
-	return p
-}
-
-func prefixStrings(ps []netip.Prefix) []string {
-	out := make([]string, len(ps))
-	for i, p := range ps {
-		out[i] = p.String()
-	}
-	return out
+	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
 // mqttIdentity is the MQTT client id and status topic this config gives,
@@ -568,27 +413,11 @@ func (c Config) mqttIdentity() mqtt.Config {
 	return pcfg
 }
 
-// publisherConfig builds the MQTT output's settings for brokerURL and the
-// instance's site, loading TLS files where given.
+// publisherConfig is the MQTT output's settings for brokerURL and the
+// instance's site, with the TLS files loaded when the broker speaks TLS.
 func (m MQTTConfig) publisherConfig(brokerURL, site string) (mqtt.Config, error) {
-	cfg := mqtt.Config{
-		Broker:            brokerURL,
-		Site:              site,
-		BaseTopic:         m.BaseTopic,
-		ClientID:          m.ClientID,
-		Username:          m.Username,
-		Password:          m.Password,
-		Topic:             m.Topic,
-		QoS:               byte(m.QoS),
-		Retain:            m.Retain,
-		KeepAlive:         time.Duration(m.KeepAlive),
-		ConnectTimeout:    time.Duration(m.ConnectTimeout),
-		MaxReconnect:      time.Duration(m.MaxReconnectInterval),
-		AvailabilityTopic: m.AvailabilityTopic,
-	}
-	if !strings.Contains(brokerURL, "://") {
-		return cfg, fmt.Errorf("%q: want tcp://host:port, ssl://host:port, %s or %s", brokerURL, brokerEmbedded, brokerNone)
-	}
+	cfg := m.Config
+	cfg.Broker, cfg.Site = brokerURL, site
 	if !strings.HasPrefix(brokerURL, "tcp://") && !strings.HasPrefix(brokerURL, "mqtt://") &&
 		!strings.HasPrefix(brokerURL, "ws://") {
 		tc, err := m.TLS.load()
@@ -596,9 +425,6 @@ func (m MQTTConfig) publisherConfig(brokerURL, site string) (mqtt.Config, error)
 			return cfg, err
 		}
 		cfg.TLS = tc
-	}
-	if _, err := mqtt.ValidateConfig(cfg); err != nil {
-		return cfg, err
 	}
 	return cfg, nil
 }
@@ -629,64 +455,38 @@ func (t MQTTTLSConfig) load() (*tls.Config, error) {
 	return tc, nil
 }
 
-func (s SerialConfig) portConfig() serial.Config {
-	dev, err := s.device()
-	if err != nil {
-		dev = s.Device // Validate reports it
-	}
-	return serial.Config{
-		Device:        dev,
-		Baud:          s.Baud,
-		DataBits:      s.DataBits,
-		Parity:        s.Parity,
-		StopBits:      s.StopBits,
-		Template:      s.Template,
-		MaxLineLength: s.MaxLineLength,
-		WriteTimeout:  time.Duration(s.WriteTimeout),
-	}
+// portConfig is the serial output's settings, "board" resolved.
+func portConfig(s serial.Config) serial.Config {
+	if dev, err := serialDevice(s); err == nil {
+		s.Device = dev
+	} // else Validate reports it
+	return s
 }
 
-// spoolConfig resolves the spool's settings; an empty dir means the state
+// spoolConfig resolves the spool's directory; an empty dir means the state
 // directory: systemd's StateDirectory, else $XDG_STATE_HOME/edgesink, else
 // ~/.local/state/edgesink, with "spool" below it.
-func (c SpoolConfig) spoolConfig() (spool.Config, error) {
-	return c.spoolConfigIn(stateDir)
+func spoolConfig(c spool.Config) (spool.Config, error) {
+	return spoolConfigIn(c, stateDir)
 }
 
 // spoolConfigIn is spoolConfig with the state directory from stateDir.
-func (c SpoolConfig) spoolConfigIn(stateDir func() (string, error)) (spool.Config, error) {
-	dir := c.Dir
-	if dir == "" && c.Mode == spool.ModeDisk {
+func spoolConfigIn(c spool.Config, stateDir func() (string, error)) (spool.Config, error) {
+	if c.Dir == "" && c.Mode == spool.ModeDisk {
 		state, err := stateDir()
 		if err != nil {
-			return spool.Config{}, err
+			return c, err
 		}
-		dir = filepath.Join(state, "spool")
+		c.Dir = filepath.Join(state, "spool")
 	}
-	cfg := spool.Config{
-		Dir:            dir,
-		Mode:           c.Mode,
-		MaxAlerts:      c.MaxAlerts,
-		MaxBytes:       int64(c.MaxSize),
-		MaxAttempts:    c.MaxAttempts,
-		RetryMin:       time.Duration(c.RetryMin),
-		RetryMax:       time.Duration(c.RetryMax),
-		DeliverTimeout: time.Duration(c.DeliverTimeout),
-	}
-	if c.MaxAlerts <= 0 || c.MaxSize <= 0 || c.MaxAttempts <= 0 || c.RetryMin <= 0 || c.DeliverTimeout <= 0 {
-		return cfg, errors.New("max_alerts, max_size, max_attempts, retry_min and deliver_timeout must be greater than zero")
-	}
-	if c.RetryMax < c.RetryMin {
-		return cfg, errors.New("retry_max must be at least retry_min")
-	}
-	return cfg, nil
+	return c, nil
 }
 
 // lockDir is where the instance lock lives: the spool directory in disk
 // mode; otherwise spool.dir when set, else the state directory.
 func (c Config) lockDir() (string, error) {
 	if c.Spool.Mode == spool.ModeDisk {
-		scfg, err := c.Spool.spoolConfig()
+		scfg, err := spoolConfig(c.Spool)
 		return scfg.Dir, err
 	}
 	if c.Spool.Dir != "" {
@@ -767,61 +567,3 @@ func parseLevel(s string) (slog.Level, error) {
 	}
 	return l, nil
 }
-
-// Duration is a time.Duration written as "30s", "5m" or "1h30m".
-type Duration time.Duration
-
-// UnmarshalYAML parses a Go duration string.
-func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
-	v, err := time.ParseDuration(n.Value)
-	if err != nil {
-		return fmt.Errorf("line %d: %q is not a duration (e.g. 30s, 5m, 1h)", n.Line, n.Value)
-	}
-	*d = Duration(v)
-	return nil
-}
-
-// MarshalYAML writes the duration back as text.
-func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
-
-// ByteSize is a size written as a number of bytes or with a unit: 512KiB,
-// 25MiB, 10MB.
-type ByteSize int64
-
-// UnmarshalYAML parses a size.
-func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
-	v, err := parseByteSize(n.Value)
-	if err != nil {
-		return fmt.Errorf("line %d: %w", n.Line, err)
-	}
-	*b = ByteSize(v)
-	return nil
-}
-
-var sizeUnits = []struct {
-	suffix string
-	mult   int64
-}{
-	{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30},
-	{"KB", 1000}, {"MB", 1000 * 1000}, {"GB", 1000 * 1000 * 1000},
-	{"B", 1},
-}
-
-func parseByteSize(s string) (int64, error) {
-	t := strings.TrimSpace(s)
-	mult := int64(1)
-	for _, u := range sizeUnits {
-		if strings.HasSuffix(strings.ToUpper(t), strings.ToUpper(u.suffix)) {
-			t, mult = strings.TrimSpace(t[:len(t)-len(u.suffix)]), u.mult
-			break
-		}
-	}
-	n, err := strconv.ParseInt(t, 10, 64)
-	if err != nil || n < 0 || n > (1<<40)/mult {
-		return 0, fmt.Errorf("%q is not a size (e.g. 25MiB, 512KiB, 1000000)", s)
-	}
-	return n * mult, nil
-}
-
-// String formats the duration as Go does ("1m30s").
-func (d Duration) String() string { return time.Duration(d).String() }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -52,10 +53,14 @@ func yamlKeys(t reflect.Type, prefix string) []string {
 	var out []string
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
-		name := strings.Split(f.Tag.Get("yaml"), ",")[0]
-		if f.Type.Kind() == reflect.Struct {
+		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		switch {
+		case name == "-":
+		case opts == "inline":
+			out = append(out, yamlKeys(f.Type, prefix)...)
+		case f.Type.Kind() == reflect.Struct && f.Type.PkgPath() != "time":
 			out = append(out, yamlKeys(f.Type, prefix+name+".")...)
-		} else {
+		default:
 			out = append(out, prefix+name)
 		}
 	}
@@ -84,6 +89,28 @@ func TestConfigErrorsNameTheLine(t *testing.T) {
 		{"memory below message size", "smtp:\n  max_message_size: 10MiB\n  max_memory: 8MiB\n", "line 3: smtp.max_memory"},
 		{"bad site", "log:\n  level: info\nsite: Garage/1\n", "line 3: site"},
 		{"bad base topic", "mqtt:\n  base_topic: home/+\n", "line 2: mqtt.base_topic"},
+		// Each package validates its own section; cmd names the key and line.
+		{"placeholder in base topic", "mqtt:\n  base_topic: home/{device}\n", "line 2: mqtt.base_topic"},
+		{"qos 3", "mqtt:\n  broker: tcp://10.0.0.2:1883\n  qos: 3\n", "line 3: mqtt.qos"},
+		{"bad availability topic", "mqtt:\n  availability_topic: a/#\n", "line 2: mqtt.availability_topic"},
+		{"bad scheme", "mqtt:\n  broker: foo://10.0.0.2\n", "line 2: mqtt.broker"},
+		{"zero grace", "smtp:\n  shutdown_grace: 0s\n", "line 2: smtp.shutdown_grace"},
+		{"zero errors", "smtp:\n  max_errors: 0\n", "line 2: smtp.max_errors"},
+		{"zero per address", "smtp:\n  max_connections_per_ip: 0\n", "line 2: smtp.max_connections_per_ip"},
+		{"duration without unit", "smtp:\n  write_timeout: 30\n", `line 2: "30" is not a duration`},
+		{"bad auth mode", "auth:\n  mode: maybe\n", "line 2: auth.mode"},
+		{"required without users", "auth:\n  mode: required\n", "auth.users"},
+		{"bad hash", "auth:\n  users:\n    cam: plain\n", "line 2: auth.users"},
+		{"bad spool mode", "spool:\n  mode: tape\n", "line 2: spool.mode"},
+		{"zero spool alerts", "spool:\n  max_alerts: 0\n", "line 2: spool.max_alerts"},
+		{"zero spool size", "spool:\n  max_size: 0B\n", "line 2: spool.max_size"},
+		{"zero attempts", "spool:\n  max_attempts: 0\n", "line 2: spool.max_attempts"},
+		{"zero retry", "spool:\n  retry_min: 0s\n", "line 2: spool.retry_min"},
+		{"zero deliver timeout", "spool:\n  deliver_timeout: 0s\n", "line 2: spool.deliver_timeout"},
+		{"retry max below min", "spool:\n  retry_min: 1m\n  retry_max: 1s\n", "line 3: spool.retry_max"},
+		{"not a key of the package", "spool:\n  lanes: 4\n", "line 2: field lanes not found"},
+		{"short serial lines", "serial:\n  device: /dev/ttyUSB0\n  max_line_length: 4\n", "serial: serial: max line length"},
+		{"bad serial template", "serial:\n  device: /dev/ttyUSB0\n  template: \"{nope}\"\n", "unknown placeholder {nope}"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -112,13 +139,25 @@ serial:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.SMTP.Listen != "0.0.0.0:25" || cfg.SMTP.MaxMessageSize != 10_000_000 || cfg.SMTP.DataTimeout.String() != "2m0s" ||
+	if cfg.SMTP.Listen != "0.0.0.0:25" || cfg.SMTP.MaxMessageBytes != 10_000_000 || cfg.SMTP.DataTimeout.String() != "2m0s" ||
 		cfg.MQTT.Broker != "tcp://192.168.1.10:1883" || cfg.MQTT.Username != "edge" || cfg.MQTT.QoS != 1 ||
 		cfg.Serial.Baud != 115200 || cfg.Serial.StopBits != "2" || cfg.Serial.Parity != "none" {
 		t.Errorf("parsed %+v", cfg)
 	}
 	if empty, err := ParseConfig(nil); err != nil || !reflect.DeepEqual(empty, DefaultConfig()) {
 		t.Errorf("empty file: %v", err)
+	}
+}
+
+// TestNetworksAreMasked: smtp.allow_networks takes networks and single
+// addresses, and keeps a network as its masked prefix.
+func TestNetworksAreMasked(t *testing.T) {
+	cfg, err := ParseConfig([]byte("smtp:\n  allow_networks: [10.1.2.3/8, 192.168.1.20, \"fe80::1\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(cfg.SMTP.Policy.Networks); got != "[10.0.0.0/8 192.168.1.20/32 fe80::1/128]" {
+		t.Errorf("networks %s", got)
 	}
 }
 

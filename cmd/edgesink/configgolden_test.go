@@ -29,7 +29,7 @@ type packageConfigs struct {
 
 func mapConfig(t *testing.T, cfg Config) packageConfigs {
 	t.Helper()
-	pc := packageConfigs{Sink: cfg.SMTP.sinkConfig(cfg.Auth.sinkAuth())}
+	pc := packageConfigs{Sink: cfg.sinkConfig()}
 	if broker := cfg.MQTT.Broker; broker != brokerNone {
 		if broker == brokerEmbedded {
 			broker = "tcp://" + cfg.MQTT.EmbeddedListen
@@ -41,10 +41,10 @@ func mapConfig(t *testing.T, cfg Config) packageConfigs {
 		pc.MQTT = &m
 	}
 	if cfg.Serial.Device != "" {
-		s := cfg.Serial.portConfig()
+		s := portConfig(cfg.Serial)
 		pc.Serial = &s
 	}
-	sp, err := cfg.Spool.spoolConfig()
+	sp, err := spoolConfig(cfg.Spool)
 	if err != nil {
 		t.Fatal(err)
 	}

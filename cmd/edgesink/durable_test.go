@@ -148,7 +148,7 @@ func TestBrokerOutageLosesNothing(t *testing.T) {
 	broker := mqtttest.StartMosquittoPersistent(t)
 	stream := mqtttest.SubscribeSession(t, broker.Addr(), "edgesink/+/alert", "outage-sub", nil)
 	cfg := testConfig(t, broker.URL(), "")
-	cfg.MQTT.MaxReconnectInterval = Duration(time.Second)
+	cfg.MQTT.MaxReconnect = time.Second
 	es := startEdgesink(t, cfg)
 
 	broker.Stop()
@@ -168,7 +168,7 @@ func TestBrokerFlapping(t *testing.T) {
 	broker := mqtttest.StartMosquittoPersistent(t)
 	stream := mqtttest.SubscribeSession(t, broker.Addr(), "edgesink/+/alert", "flap-sub", nil)
 	cfg := testConfig(t, broker.URL(), "")
-	cfg.MQTT.MaxReconnectInterval = Duration(500 * time.Millisecond)
+	cfg.MQTT.MaxReconnect = 500 * time.Millisecond
 	es := startEdgesink(t, cfg)
 
 	done := make(chan struct{})
@@ -228,7 +228,7 @@ func TestSpoolFullAnswers452(t *testing.T) {
 	broker := mqtttest.StartMosquitto(t)
 	cfg := testConfig(t, broker.URL(), "")
 	cfg.Spool.MaxAlerts = 5
-	cfg.SMTP.ShutdownGrace = Duration(500 * time.Millisecond) // the broker stays down: nothing to drain
+	cfg.SMTP.ShutdownGrace = 500 * time.Millisecond // the broker stays down: nothing to drain
 	es := startEdgesink(t, cfg)
 	broker.Stop()
 	time.Sleep(200 * time.Millisecond)

@@ -78,18 +78,18 @@ func startEdgesink(t *testing.T, cfg Config) *edgesink {
 func testConfig(t *testing.T, brokerURL, serialDev string) Config {
 	cfg := DefaultConfig()
 	cfg.SMTP.Listen = "127.0.0.1:0"
-	cfg.SMTP.DeliveryTimeout = Duration(5 * time.Second)
+	cfg.SMTP.HandlerTimeout = 5 * time.Second
 	cfg.MQTT.Broker = brokerURL
 	cfg.MQTT.ClientID = "edgesink-" + strings.ReplaceAll(strings.ToLower(t.Name()), "/", "-")
 	cfg.Serial.Device = serialDev
 	cfg.Serial.Baud = 115200
 	cfg.Serial.MaxLineLength = 1024
 	cfg.Spool.Dir = t.TempDir()
-	cfg.Spool.RetryMin, cfg.Spool.RetryMax = Duration(50*time.Millisecond), Duration(500*time.Millisecond)
-	cfg.SMTP.ShutdownGrace = Duration(5 * time.Second)
+	cfg.Spool.RetryMin, cfg.Spool.RetryMax = 50*time.Millisecond, 500*time.Millisecond
+	cfg.SMTP.ShutdownGrace = 5 * time.Second
 	// Load tests send hundreds of mails from 127.0.0.1 over 20 connections;
 	// the per-address limits have tests of their own.
-	cfg.SMTP.MaxConnectionsPerIP, cfg.SMTP.MaxMailsPerMinute = 100, 1_000_000
+	cfg.SMTP.Policy.MaxConnectionsPerIP, cfg.SMTP.Policy.MailsPerMinute = 100, 1_000_000
 	return cfg
 }
 
@@ -392,7 +392,7 @@ func TestOutputsDownWithoutSpool(t *testing.T) {
 	pty := serialtest.StartPty(t)
 	cfg := testConfig(t, broker.URL(), pty.Dev)
 	cfg.Spool.Mode = spool.ModeOff
-	cfg.MQTT.MaxReconnectInterval = Duration(time.Second)
+	cfg.MQTT.MaxReconnect = time.Second
 	es := startEdgesink(t, cfg)
 	send := func() (int, string) {
 		var stdout, stderr bytes.Buffer
@@ -476,8 +476,8 @@ func TestSwaksRefusals(t *testing.T) {
 	swaks := testtools.RequireTool(t, "swaks")
 	cfg := testConfig(t, brokerEmbedded, "")
 	cfg.MQTT.EmbeddedListen = "127.0.0.1:0"
-	cfg.SMTP.AllowSenders = []string{"@cams.lan"}
-	cfg.SMTP.AllowRecipients = []string{"@edgesink.lan"}
+	cfg.SMTP.Policy.Senders = []string{"@cams.lan"}
+	cfg.SMTP.Policy.Recipients = []string{"@edgesink.lan"}
 	es := startEdgesink(t, cfg)
 	host, port, _ := net.SplitHostPort(es.SMTPAddr)
 	for _, tc := range []struct {

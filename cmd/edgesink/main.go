@@ -305,14 +305,14 @@ func describeConfig(w io.Writer, cfg Config, h host) {
 		fmt.Fprintf(w, "  mqtt:   %s, alerts to %s, client id %s, status on %s\n", broker, pcfg.Topic, pcfg.ClientID, status)
 	}
 	if cfg.Serial.Device != "" {
-		dev, _ := cfg.Serial.device()
+		dev, _ := serialDevice(cfg.Serial)
 		fmt.Fprintf(w, "  serial: %s at %d baud, line %q\n", dev, cfg.Serial.Baud, cfg.Serial.Template)
 	} else {
 		fmt.Fprintln(w, "  serial: off")
 	}
 	lock := cfg.Spool.Dir
 	if cfg.Spool.Mode == spool.ModeDisk {
-		scfg, err := cfg.Spool.spoolConfigIn(h.cliStateDir)
+		scfg, err := spoolConfigIn(cfg.Spool, h.cliStateDir)
 		if err != nil {
 			fmt.Fprintf(w, "  spool:  disk, directory unknown: %v\n", err)
 			return

@@ -135,7 +135,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 		outputs = append(outputs, pub)
 		// Being connected before the first device mails avoids a needless
 		// 451; a broker that is down must not keep the sink from starting.
-		wctx, cancel := context.WithTimeout(ctx, min(time.Duration(cfg.MQTT.ConnectTimeout), 5*time.Second))
+		wctx, cancel := context.WithTimeout(ctx, min(cfg.MQTT.ConnectTimeout, 5*time.Second))
 		if err := pub.WaitConnected(wctx); err != nil {
 			consequence := "alerts wait in the spool until it is"
 			if cfg.Spool.Mode == spool.ModeOff {
@@ -146,7 +146,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 		cancel()
 	}
 	if cfg.Serial.Device != "" {
-		port, err := serial.New(cfg.Serial.portConfig(), log)
+		port, err := serial.New(portConfig(cfg.Serial), log)
 		if err != nil {
 			return &configError{err}
 		}
@@ -161,7 +161,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 	// (what happened), then the spool, the one delivery engine, whose
 	// answer the device gets (250 once the alert is stored or, with
 	// spool.mode off, once every output confirmed it).
-	spcfg, err := cfg.Spool.spoolConfig()
+	spcfg, err := spoolConfig(cfg.Spool)
 	if err != nil {
 		return &configError{fmt.Errorf("spool: %w", err)}
 	}
@@ -182,7 +182,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 		closers = append(closers, led.Close)
 		handler = blinking{handler, led}
 	}
-	scfg := cfg.SMTP.sinkConfig(cfg.Auth.sinkAuth())
+	scfg := cfg.sinkConfig()
 	var cert *smtpd.Certificate
 	if cfg.SMTP.TLS.enabled() {
 		var created bool
@@ -237,7 +237,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 			running = false
 		}
 	}
-	grace := time.Duration(cfg.SMTP.ShutdownGrace)
+	grace := cfg.SMTP.ShutdownGrace
 	_ = sdNotify("STOPPING=1\nSTATUS=finishing mail in transfer")
 	log.Info("shutting down: finishing mail in transfer", "grace", grace)
 	sctx, cancel := context.WithTimeout(context.Background(), grace)
@@ -326,7 +326,7 @@ func setMemoryLimit(cfg Config, log *slog.Logger) {
 	if os.Getenv("GOMEMLIMIT") != "" {
 		return
 	}
-	limit := 2*int64(cfg.SMTP.MaxMemory) + int64(cfg.Spool.MaxSize) + 32<<20
+	limit := 2*int64(cfg.SMTP.MaxMemory) + int64(cfg.Spool.MaxBytes) + 32<<20
 	debug.SetMemoryLimit(limit)
 	log.Debug("Go memory limit set", "bytes", limit)
 }

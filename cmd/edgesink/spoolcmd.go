@@ -55,7 +55,7 @@ func runSpool(args []string, stdout, stderr io.Writer, h host) int {
 			fmt.Fprintf(stderr, "edgesink spool: %s has spool.mode %s: nothing is kept on disk\n", orDefaults(file), cfg.Spool.Mode)
 			return exitUsage
 		}
-		scfg, err := cfg.Spool.spoolConfigIn(h.cliStateDir)
+		scfg, err := spoolConfigIn(cfg.Spool, h.cliStateDir)
 		if err != nil {
 			fmt.Fprintf(stderr, "edgesink spool: %v\n", err)
 			return exitUsage

@@ -25,6 +25,7 @@ import (
 
 	"github.com/edgesink/edgesink/forward"
 	"github.com/edgesink/edgesink/sink"
+	"github.com/edgesink/edgesink/sink/config"
 )
 
 // Defaults for Config fields left empty. The names on the wire follow
@@ -42,22 +43,36 @@ const (
 // ErrNotConnected is returned (marked temporary) while the broker is down.
 var ErrNotConnected = errors.New("mqtt: not connected to broker")
 
-// Config says where and how to publish.
+// Config says where and how to publish. The yaml names are the keys of the
+// configuration file's mqtt section; the broker, the site and TLS come from
+// elsewhere in the file (cmd/edgesink resolves them).
 type Config struct {
-	Broker            string      // tcp://host:port, ssl://host:port, ws://...
-	Site              string      // this instance's site (CheckSite), "" for none
-	BaseTopic         string      // {base}; default DefaultBaseTopic[/Site]
-	ClientID          string      // default edgesink-<hostname>[-<site>]
-	Username          string      // empty: no login
-	Password          string      //
-	TLS               *tls.Config // used for ssl://, tls://, mqtts:// and wss:// brokers
-	Topic             string      // template, default DefaultTopic: edgesink[/<site>]/{device}/alert
-	QoS               byte        // 1 (default) or 2; 0 gives no delivery proof and is refused
-	Retain            bool        // retain each alert on its topic
-	KeepAlive         time.Duration
-	ConnectTimeout    time.Duration
-	MaxReconnect      time.Duration // longest wait between reconnect attempts
-	AvailabilityTopic string        // "online"/"offline" (last will), retained; default {base}/status; "-" disables
+	Broker            string        `yaml:"-"`                      // tcp://host:port, ssl://host:port, ws://...
+	Site              string        `yaml:"-"`                      // this instance's site (CheckSite), "" for none
+	BaseTopic         string        `yaml:"base_topic"`             // {base}; default DefaultBaseTopic[/Site]
+	ClientID          string        `yaml:"client_id"`              // default edgesink-<hostname>[-<site>]
+	Username          string        `yaml:"username"`               // empty: no login
+	Password          string        `yaml:"password"`               //
+	TLS               *tls.Config   `yaml:"-"`                      // used for ssl://, tls://, mqtts:// and wss:// brokers
+	Topic             string        `yaml:"topic"`                  // template, default DefaultTopic: edgesink[/<site>]/{device}/alert
+	QoS               byte          `yaml:"qos"`                    // 1 (default) or 2; 0 gives no delivery proof and is refused
+	Retain            bool          `yaml:"retain"`                 // retain each alert on its topic
+	KeepAlive         time.Duration `yaml:"keep_alive"`             //
+	ConnectTimeout    time.Duration `yaml:"connect_timeout"`        //
+	MaxReconnect      time.Duration `yaml:"max_reconnect_interval"` // longest wait between reconnect attempts
+	AvailabilityTopic string        `yaml:"availability_topic"`     // "online"/"offline" (last will), retained; default {base}/status; "-" disables
+}
+
+// DefaultConfig is what edgesink publishes with unless told otherwise; the
+// topics and client id follow from the site (withDefaults). The
+// configuration file starts from it.
+func DefaultConfig() Config {
+	return Config{
+		QoS:            1,
+		KeepAlive:      DefaultKeepAlive,
+		ConnectTimeout: DefaultConnectTimeout,
+		MaxReconnect:   DefaultMaxReconnect,
+	}
 }
 
 // Publisher is the MQTT output.
@@ -96,7 +111,7 @@ func New(cfg Config, log *slog.Logger) (*Publisher, error) {
 	}
 	cfg, err := cfg.withDefaults()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("mqtt: %w", err)
 	}
 	tmpl, err := ParseTopic(cfg.Topic)
 	if err != nil {
@@ -131,15 +146,26 @@ func New(cfg Config, log *slog.Logger) (*Publisher, error) {
 // ValidateConfig checks cfg and returns it with defaults filled in.
 func ValidateConfig(cfg Config) (Config, error) { return cfg.withDefaults() }
 
+// Validate reports the first setting that cannot work. Unlike New, it takes
+// QoS 0 as asked for, and refuses it; other fields left empty take their
+// defaults. Errors name the setting's yaml key (config.KeyError).
+func (c Config) Validate() error {
+	if c.QoS != 1 && c.QoS != 2 {
+		return config.Bad("qos", "%d: want 1 or 2 (QoS 0 gives no proof of delivery)", c.QoS)
+	}
+	_, err := c.withDefaults()
+	return err
+}
+
 func (c Config) withDefaults() (Config, error) {
 	u, err := url.Parse(c.Broker)
 	if err != nil || u.Host == "" {
-		return c, fmt.Errorf("mqtt: broker %q: want scheme://host:port, e.g. tcp://192.168.1.10:1883", c.Broker)
+		return c, config.Bad("broker", "%q: want scheme://host:port, e.g. tcp://192.168.1.10:1883", c.Broker)
 	}
 	switch u.Scheme {
 	case "tcp", "mqtt", "ssl", "tls", "mqtts", "ws", "wss":
 	default:
-		return c, fmt.Errorf("mqtt: broker %q: unknown scheme %q (use tcp, ssl, ws or wss)", c.Broker, u.Scheme)
+		return c, config.Bad("broker", "%q: unknown scheme %q (use tcp, ssl, ws or wss)", c.Broker, u.Scheme)
 	}
 	if err := CheckSite(c.Site); err != nil {
 		return c, err
@@ -147,8 +173,8 @@ func (c Config) withDefaults() (Config, error) {
 	if c.BaseTopic == "" {
 		c.BaseTopic = Base(c.Site)
 	}
-	if err := checkTopicLiteral(c.BaseTopic); err != nil {
-		return c, fmt.Errorf("mqtt: base topic %q: %w", c.BaseTopic, err)
+	if err := checkTopicLiteral(c.BaseTopic); err != nil || strings.Contains(c.BaseTopic, "{") {
+		return c, config.Bad("base_topic", "%q: want a literal topic such as edgesink or home/edgesink", c.BaseTopic)
 	}
 	if c.ClientID == "" {
 		host, _ := os.Hostname()
@@ -157,12 +183,15 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Topic == "" {
 		c.Topic = strings.Replace(DefaultTopic, "{base}", c.BaseTopic, 1)
 	}
+	if _, err := ParseTopic(c.Topic); err != nil {
+		return c, config.Bad("topic", "%v", err)
+	}
 	switch c.QoS {
 	case 0:
 		c.QoS = 1
 	case 1, 2:
 	default:
-		return c, fmt.Errorf("mqtt: qos %d: want 1 or 2", c.QoS)
+		return c, config.Bad("qos", "%d: want 1 or 2", c.QoS)
 	}
 	if c.KeepAlive == 0 {
 		c.KeepAlive = DefaultKeepAlive
@@ -181,7 +210,7 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.AvailabilityTopic != "" {
 		if err := checkTopicLiteral(c.AvailabilityTopic); err != nil {
-			return c, fmt.Errorf("mqtt: availability topic: %w", err)
+			return c, config.Bad("availability_topic", "%v", err)
 		}
 	}
 	return c, nil

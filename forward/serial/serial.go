@@ -38,16 +38,32 @@ const (
 // control holding it, or nobody reading a pseudo-terminal).
 var ErrBusy = errors.New("serial: previous write has not completed")
 
-// Config describes the port and the line format.
+// Config describes the port and the line format. The yaml names are the
+// keys of the configuration file's serial section.
 type Config struct {
-	Device        string // e.g. /dev/serial0, /dev/ttyUSB0
-	Baud          int
-	DataBits      int    // 5 to 8
-	Parity        string // none, odd, even, mark, space
-	StopBits      string // 1, 1.5, 2
-	Template      string // placeholders as in forward.Placeholders
-	MaxLineLength int    // bytes before the CRLF; longer lines are cut
-	WriteTimeout  time.Duration
+	Device        string        `yaml:"device"`          // e.g. /dev/serial0, /dev/ttyUSB0
+	Baud          int           `yaml:"baud"`            //
+	DataBits      int           `yaml:"data_bits"`       // 5 to 8
+	Parity        string        `yaml:"parity"`          // none, odd, even, mark, space
+	StopBits      string        `yaml:"stop_bits"`       // 1, 1.5, 2
+	Template      string        `yaml:"template"`        // placeholders as in forward.Placeholders
+	MaxLineLength int           `yaml:"max_line_length"` // bytes before the CRLF; longer lines are cut
+	WriteTimeout  time.Duration `yaml:"write_timeout"`   //
+}
+
+// DefaultConfig is the line format and port settings edgesink uses unless
+// told otherwise; no device, so no serial output. The configuration file
+// starts from it.
+func DefaultConfig() Config {
+	return Config{
+		Baud:          DefaultBaud,
+		DataBits:      DefaultDataBits,
+		Parity:        DefaultParity,
+		StopBits:      DefaultStopBits,
+		Template:      DefaultTemplate,
+		MaxLineLength: DefaultMaxLineLength,
+		WriteTimeout:  DefaultWriteTimeout,
+	}
 }
 
 // Port is the serial output.
@@ -72,49 +88,53 @@ func New(cfg Config, log *slog.Logger) (*Port, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	cfg = cfg.withDefaults()
-	if cfg.Device == "" {
-		return nil, errors.New("serial: no device given")
-	}
-	mode, err := cfg.Mode()
-	if err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	tmpl, err := forward.ParseTemplate(cfg.Template)
-	if err != nil {
-		return nil, fmt.Errorf("serial: %w", err)
-	}
-	if cfg.MaxLineLength < 8 {
-		return nil, fmt.Errorf("serial: max line length %d: want at least 8", cfg.MaxLineLength)
-	}
+	mode, _ := cfg.Mode()
+	tmpl, _ := forward.ParseTemplate(cfg.Template)
 	p := &Port{cfg: cfg, mode: mode, tmpl: tmpl, log: log.With("output", "serial", "device", cfg.Device),
 		slot: make(chan bugst.Port, 1)}
 	p.slot <- nil
 	return p, nil
 }
 
+// Validate reports the first setting that cannot work; fields left zero
+// are taken as their defaults.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	if c.Device == "" {
+		return errors.New("serial: no device given")
+	}
+	if _, err := c.Mode(); err != nil {
+		return err
+	}
+	if _, err := forward.ParseTemplate(c.Template); err != nil {
+		return fmt.Errorf("serial: %w", err)
+	}
+	if c.MaxLineLength < 8 {
+		return fmt.Errorf("serial: max line length %d: want at least 8", c.MaxLineLength)
+	}
+	return nil
+}
+
 func (c Config) withDefaults() Config {
-	if c.Baud == 0 {
-		c.Baud = DefaultBaud
-	}
-	if c.DataBits == 0 {
-		c.DataBits = DefaultDataBits
-	}
-	if c.Parity == "" {
-		c.Parity = DefaultParity
-	}
-	if c.StopBits == "" {
-		c.StopBits = DefaultStopBits
-	}
-	if c.Template == "" {
-		c.Template = DefaultTemplate
-	}
-	if c.MaxLineLength == 0 {
-		c.MaxLineLength = DefaultMaxLineLength
-	}
-	if c.WriteTimeout == 0 {
-		c.WriteTimeout = DefaultWriteTimeout
-	}
+	d := DefaultConfig()
+	setDefault(&c.Baud, d.Baud)
+	setDefault(&c.DataBits, d.DataBits)
+	setDefault(&c.Parity, d.Parity)
+	setDefault(&c.StopBits, d.StopBits)
+	setDefault(&c.Template, d.Template)
+	setDefault(&c.MaxLineLength, d.MaxLineLength)
+	setDefault(&c.WriteTimeout, d.WriteTimeout)
 	return c
+}
+
+func setDefault[T comparable](v *T, d T) {
+	var zero T
+	if *v == zero {
+		*v = d
+	}
 }
 
 // Mode translates the line settings, rejecting impossible ones.

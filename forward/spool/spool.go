@@ -33,6 +33,7 @@ import (
 
 	"github.com/edgesink/edgesink/forward"
 	"github.com/edgesink/edgesink/sink"
+	"github.com/edgesink/edgesink/sink/config"
 )
 
 // Modes.
@@ -53,39 +54,78 @@ const (
 	DefaultLanes          = 16
 )
 
-// Config bounds the spool.
+// Config bounds the spool. The yaml names are the keys of the
+// configuration file's spool section.
 type Config struct {
-	Dir            string        // required in disk mode
-	Mode           string        // ModeDisk (default) or ModeMemory
-	MaxAlerts      int           // alerts held at once; beyond, Handle fails with sink.ErrStorageFull
-	MaxBytes       int64         // bytes held at once (alert JSON); likewise
-	MaxAttempts    int           // permanent refusals by an output before its dead letter
-	RetryMin       time.Duration // first backoff; doubles up to RetryMax, with jitter
-	RetryMax       time.Duration
-	DeliverTimeout time.Duration // one delivery attempt to one output
-	Lanes          int           // deliveries in flight per output (one device never uses two)
+	Dir            string        `yaml:"dir"`                   // required in disk mode
+	Mode           string        `yaml:"mode"`                  // ModeDisk (default), ModeMemory or ModeOff
+	MaxAlerts      int           `yaml:"max_alerts"`            // alerts held at once; beyond, Handle fails with sink.ErrStorageFull
+	MaxBytes       int64         `yaml:"max_size" unit:"bytes"` // bytes held at once (alert JSON); likewise
+	MaxAttempts    int           `yaml:"max_attempts"`          // permanent refusals by an output before its dead letter
+	RetryMin       time.Duration `yaml:"retry_min"`             // first backoff; doubles up to RetryMax, with jitter
+	RetryMax       time.Duration `yaml:"retry_max"`             //
+	DeliverTimeout time.Duration `yaml:"deliver_timeout"`       // one delivery attempt to one output
+	Lanes          int           `yaml:"-"`                     // deliveries in flight per output (one device never uses two); 0: DefaultLanes
+}
+
+// DefaultConfig is the spool edgesink runs with unless told otherwise (the
+// directory aside: the caller knows where state lives). The configuration
+// file starts from it.
+func DefaultConfig() Config {
+	return Config{
+		Mode:           ModeDisk,
+		MaxAlerts:      DefaultMaxAlerts,
+		MaxBytes:       DefaultMaxBytes,
+		MaxAttempts:    DefaultMaxAttempts,
+		RetryMin:       DefaultRetryMin,
+		RetryMax:       DefaultRetryMax,
+		DeliverTimeout: DefaultDeliverTimeout,
+	}
+}
+
+// Validate reports the first setting that cannot work. It checks a whole
+// Config, as Open has it after filling zero fields from DefaultConfig, so
+// here a zero limit is an error. Errors name the setting's yaml key
+// (config.KeyError).
+func (c Config) Validate() error {
+	if c.Mode != ModeDisk && c.Mode != ModeMemory && c.Mode != ModeOff {
+		return config.Bad("mode", "%q: want disk, memory or off", c.Mode)
+	}
+	if c.Mode == ModeDisk && c.Dir == "" {
+		return config.Bad("dir", "no directory given")
+	}
+	for _, l := range []struct {
+		key string
+		v   int64
+	}{
+		{"max_alerts", int64(c.MaxAlerts)}, {"max_size", c.MaxBytes}, {"max_attempts", int64(c.MaxAttempts)},
+		{"retry_min", int64(c.RetryMin)}, {"deliver_timeout", int64(c.DeliverTimeout)},
+	} {
+		if l.v <= 0 {
+			return config.Bad(l.key, "must be greater than zero")
+		}
+	}
+	if c.RetryMax < c.RetryMin {
+		return config.Bad("retry_max", "must be at least retry_min")
+	}
+	if c.Lanes < 0 {
+		return errors.New("lanes must be positive")
+	}
+	return nil
 }
 
 func (c Config) withDefaults() (Config, error) {
-	if c.Mode == "" {
-		c.Mode = ModeDisk
-	}
-	if c.Mode != ModeDisk && c.Mode != ModeMemory && c.Mode != ModeOff {
-		return c, fmt.Errorf("spool: mode %q: want disk, memory or off", c.Mode)
-	}
-	if c.Mode == ModeDisk && c.Dir == "" {
-		return c, errors.New("spool: no directory given")
-	}
-	setDefault(&c.MaxAlerts, DefaultMaxAlerts)
-	setDefault(&c.MaxBytes, DefaultMaxBytes)
-	setDefault(&c.MaxAttempts, DefaultMaxAttempts)
-	setDefault(&c.RetryMin, DefaultRetryMin)
-	setDefault(&c.RetryMax, DefaultRetryMax)
-	setDefault(&c.DeliverTimeout, DefaultDeliverTimeout)
+	d := DefaultConfig()
+	setDefault(&c.Mode, d.Mode)
+	setDefault(&c.MaxAlerts, d.MaxAlerts)
+	setDefault(&c.MaxBytes, d.MaxBytes)
+	setDefault(&c.MaxAttempts, d.MaxAttempts)
+	setDefault(&c.RetryMin, d.RetryMin)
+	setDefault(&c.RetryMax, d.RetryMax)
+	setDefault(&c.DeliverTimeout, d.DeliverTimeout)
 	setDefault(&c.Lanes, DefaultLanes)
-	if c.MaxAlerts < 0 || c.MaxBytes < 0 || c.MaxAttempts < 0 || c.RetryMin < 0 || c.RetryMax < c.RetryMin ||
-		c.DeliverTimeout < 0 || c.Lanes < 0 {
-		return c, errors.New("spool: limits must be positive, retry_max at least retry_min")
+	if err := c.Validate(); err != nil {
+		return c, fmt.Errorf("spool: %w", err)
 	}
 	return c, nil
 }

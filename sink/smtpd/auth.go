@@ -4,12 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/edgesink/edgesink/sink/config"
 )
 
 // Auth modes.
@@ -22,14 +23,14 @@ const (
 // Auth is how devices log in. Many cameras and printers refuse to send
 // until a user name and password are set; some only speak AUTH LOGIN.
 type Auth struct {
-	Mode string // AuthOff (default), AuthOptional or AuthRequired
+	Mode string `yaml:"mode"` // AuthOff (default), AuthOptional or AuthRequired
 	// Users maps user names to bcrypt hashes ('edgesink hash-password').
 	// With AuthOptional and no users, any credentials are accepted: the
 	// device only needs the login to succeed.
-	Users map[string]string
+	Users map[string]string `yaml:"users"`
 	// AllowInsecure offers AUTH over plain TCP (without TLS), for legacy
 	// devices on a trusted LAN. Otherwise AUTH needs TLS.
-	AllowInsecure bool
+	AllowInsecure bool `yaml:"allow_insecure"`
 }
 
 // Validate reports a mode or hash that cannot work.
@@ -37,17 +38,17 @@ func (a Auth) Validate() error {
 	switch a.Mode {
 	case "", AuthOff, AuthOptional, AuthRequired:
 	default:
-		return fmt.Errorf("auth mode %q: want off, optional or required", a.Mode)
+		return config.Bad("mode", "%q: want off, optional or required", a.Mode)
 	}
 	if a.Mode == AuthRequired && len(a.Users) == 0 {
-		return errors.New("auth mode required needs at least one user")
+		return config.Bad("users", "auth mode required needs at least one user")
 	}
 	for user, hash := range a.Users {
 		if user == "" {
-			return errors.New("auth user with an empty name")
+			return config.Bad("users", "a user with an empty name")
 		}
 		if _, err := bcrypt.Cost([]byte(hash)); err != nil {
-			return fmt.Errorf("auth user %q: password hash is not bcrypt (make one with 'edgesink hash-password'): %v", user, err)
+			return config.Bad("users", "%q: password hash is not bcrypt (make one with 'edgesink hash-password'): %v", user, err)
 		}
 	}
 	return nil

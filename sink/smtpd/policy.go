@@ -1,14 +1,16 @@
 package smtpd
 
 import (
-	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 
 	"github.com/emersion/go-smtp"
 	"golang.org/x/time/rate"
+
+	"github.com/edgesink/edgesink/sink/config"
 )
 
 // Policy says who may send to the sink. edgesink never relays: a recipient
@@ -17,17 +19,17 @@ import (
 type Policy struct {
 	// Networks clients may connect from; others are answered 554 5.7.1 at
 	// once. Empty means DefaultNetworks.
-	Networks []netip.Prefix
+	Networks []netip.Prefix `yaml:"allow_networks"`
 	// Senders allowed in MAIL FROM: "cam@cams.lan", or "@cams.lan" /
 	// "cams.lan" for a whole domain. Empty allows any (the null sender too).
-	Senders []string
+	Senders []string `yaml:"allow_senders"`
 	// Recipients allowed in RCPT TO, in the same forms. Empty allows any.
-	Recipients []string
+	Recipients []string `yaml:"allow_recipients"`
 	// MaxConnectionsPerIP bounds one client address's open connections
 	// (beyond: 421 4.7.0). MailsPerMinute bounds the mails one address may
 	// start a minute, with bursts of as many (beyond: 450 4.7.1, retry later).
-	MaxConnectionsPerIP int
-	MailsPerMinute      int
+	MaxConnectionsPerIP int `yaml:"max_connections_per_ip"`
+	MailsPerMinute      int `yaml:"max_mails_per_minute"`
 }
 
 // DefaultNetworks are loopback, private (RFC 1918, RFC 4193) and link-local
@@ -51,7 +53,13 @@ const (
 
 func (p Policy) withDefaults() Policy {
 	if len(p.Networks) == 0 {
-		p.Networks = DefaultNetworks
+		p.Networks = slices.Clone(DefaultNetworks)
+	}
+	if p.Senders == nil {
+		p.Senders = []string{}
+	}
+	if p.Recipients == nil {
+		p.Recipients = []string{}
 	}
 	orDefault(&p.MaxConnectionsPerIP, DefaultMaxConnectionsPerIP)
 	orDefault(&p.MailsPerMinute, DefaultMailsPerMinute)
@@ -60,15 +68,21 @@ func (p Policy) withDefaults() Policy {
 
 // Validate reports an entry that can never match.
 func (p Policy) Validate() error {
-	for _, list := range [][]string{p.Senders, p.Recipients} {
-		for _, a := range list {
+	for _, l := range []struct {
+		key  string
+		list []string
+	}{{"allow_senders", p.Senders}, {"allow_recipients", p.Recipients}} {
+		for _, a := range l.list {
 			if a == "" || strings.ContainsAny(a, " \t<>") || strings.Count(a, "@") > 1 {
-				return fmt.Errorf("%q: want an address (user@domain) or a domain (@domain or domain)", a)
+				return config.Bad(l.key, "%q: want an address (user@domain) or a domain (@domain or domain)", a)
 			}
 		}
 	}
-	if p.MaxConnectionsPerIP < 0 || p.MailsPerMinute < 0 {
-		return fmt.Errorf("per-address limits must be positive")
+	if p.MaxConnectionsPerIP < 0 {
+		return config.Bad("max_connections_per_ip", "must be positive")
+	}
+	if p.MailsPerMinute < 0 {
+		return config.Bad("max_mails_per_minute", "must be positive")
 	}
 	return nil
 }

@@ -15,38 +15,41 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/edgesink/edgesink/sink"
+	"github.com/edgesink/edgesink/sink/config"
 	"github.com/edgesink/edgesink/sink/extract"
 )
 
 // Config bounds what one SMTP server accepts. The zero value of a field means
-// "use the default" from DefaultConfig.
+// "use the default" from DefaultConfig. The yaml names are the keys of the
+// configuration file's smtp section.
 type Config struct {
-	Domain            string        // name in the greeting
-	MaxMessageBytes   int64         // larger messages get 552
-	MaxRecipients     int           // more RCPT get 452
-	MaxLineLength     int           // longer lines end the session with 500
-	MaxConnections    int           // more concurrent clients get 421
-	MaxMemory         int64         // bytes of mail held at once, all connections together; beyond: 451
-	ReadTimeout       time.Duration // idle time allowed between commands
-	WriteTimeout      time.Duration // time allowed to write one reply
-	DataTimeout       time.Duration // time allowed for a whole DATA transfer
-	HandlerTimeout    time.Duration // time the Handler gets before the reply is 451 (ctx deadline)
-	StrictLineEndings bool          // refuse bare LF (RFC 5321) instead of reading it as CRLF
-	MaxHeaderBytes    int           // top-level header size; beyond: 552
-	MaxMIMEParts      int           // MIME parts in one message; beyond: 552
-	MaxErrors         int           // error replies in one session before the server hangs up (421)
-	Policy            Policy        // who may send, and how much
-	Auth              Auth          // how devices log in
+	Domain            string        `yaml:"domain"`                        // name in the greeting
+	MaxMessageBytes   int64         `yaml:"max_message_size" unit:"bytes"` // larger messages get 552
+	MaxRecipients     int           `yaml:"max_recipients"`                // more RCPT get 452
+	MaxLineLength     int           `yaml:"max_line_length"`               // longer lines end the session with 500
+	MaxConnections    int           `yaml:"max_connections"`               // more concurrent clients get 421
+	MaxMemory         int64         `yaml:"max_memory" unit:"bytes"`       // bytes of mail held at once, all connections together; beyond: 451
+	ReadTimeout       time.Duration `yaml:"read_timeout"`                  // idle time allowed between commands
+	WriteTimeout      time.Duration `yaml:"write_timeout"`                 // time allowed to write one reply
+	DataTimeout       time.Duration `yaml:"data_timeout"`                  // time allowed for a whole DATA transfer
+	HandlerTimeout    time.Duration `yaml:"delivery_timeout"`              // time the Handler gets before the reply is 451 (ctx deadline)
+	StrictLineEndings bool          `yaml:"strict_line_endings"`           // refuse bare LF (RFC 5321) instead of reading it as CRLF
+	MaxHeaderBytes    int           `yaml:"max_header_size" unit:"bytes"`  // top-level header size; beyond: 552
+	MaxMIMEParts      int           `yaml:"max_mime_parts"`                // MIME parts in one message; beyond: 552
+	MaxErrors         int           `yaml:"max_errors"`                    // error replies in one session before the server hangs up (421)
+	Policy            Policy        `yaml:",inline"`                       // who may send, and how much
+	Auth              Auth          `yaml:"-"`                             // how devices log in (the file's auth section)
 	// TLS, when set, offers STARTTLS on every listener and is what
 	// ServeTLS (implicit TLS, port 465) speaks. Its GetCertificate may
 	// change certificates while serving.
-	TLS *tls.Config
+	TLS *tls.Config `yaml:"-"`
 }
 
 // DefaultConfig returns the limits edgesink uses unless told otherwise. They
 // suit a Raspberry Pi serving a LAN of cameras and printers: a 25 MiB message
 // holds several camera snapshots; 64 connections are far more than a home or
-// small office produces, yet bound memory.
+// small office produces, yet bound memory. It is the one place these
+// defaults are written: the configuration file starts from it.
 func DefaultConfig() Config {
 	return Config{
 		Domain:          "edgesink",
@@ -62,6 +65,8 @@ func DefaultConfig() Config {
 		MaxHeaderBytes:  DefaultMaxHeaderBytes,
 		MaxMIMEParts:    DefaultMaxMIMEParts,
 		MaxErrors:       DefaultMaxErrors,
+		Policy:          Policy{}.withDefaults(),
+		Auth:            Auth{Mode: AuthOff, Users: map[string]string{}},
 	}
 }
 
@@ -98,30 +103,41 @@ func orDefault[T comparable](v *T, d T) {
 	}
 }
 
-// Validate reports the first limit that cannot work.
+// Validate reports the first setting that cannot work. It checks a whole
+// Config, as New has it after filling zero fields from DefaultConfig, so here
+// a zero limit or an empty network list is an error. Errors name the
+// setting's yaml key (config.KeyError).
 func (c Config) Validate() error {
-	switch {
-	case c.MaxMessageBytes < 0:
-		return errors.New("max message size must be positive")
-	case c.MaxRecipients < 0:
-		return errors.New("max recipients must be positive")
-	case c.MaxLineLength < 0 || (c.MaxLineLength > 0 && c.MaxLineLength < 1000):
-		return errors.New("max line length must be at least 1000 (RFC 5321)")
-	case c.MaxConnections < 0:
-		return errors.New("max connections must be positive")
-	case c.MaxMemory < 0:
-		return errors.New("max memory must be positive")
-	case c.MaxMemory > 0 && c.MaxMemory < c.MaxMessageBytes+readSlack:
-		return fmt.Errorf("max memory must exceed the max message size by at least %d bytes", readSlack)
-	case c.ReadTimeout < 0 || c.WriteTimeout < 0 || c.DataTimeout < 0 || c.HandlerTimeout < 0:
-		return errors.New("timeouts must be positive")
-	case c.MaxHeaderBytes < 0 || c.MaxMIMEParts < 0 || c.MaxErrors < 0:
-		return errors.New("header, part and error limits must be positive")
+	if c.MaxMemory < c.MaxMessageBytes+readSlack {
+		return config.Bad("max_memory", "%d bytes: must exceed max_message_size (%d) by at least 4KiB, or the largest mail could never be received",
+			c.MaxMemory, c.MaxMessageBytes)
 	}
-	if err := c.Auth.Validate(); err != nil {
+	if len(c.Policy.Networks) == 0 {
+		return config.Bad("allow_networks", "empty: no client could send; to allow any, list 0.0.0.0/0 and ::/0")
+	}
+	if c.MaxLineLength < 1000 {
+		return config.Bad("max_line_length", "%d: must be at least 1000 (RFC 5321)", c.MaxLineLength)
+	}
+	for _, l := range []struct {
+		key string
+		v   int64
+	}{
+		{"max_message_size", c.MaxMessageBytes}, {"max_recipients", int64(c.MaxRecipients)},
+		{"max_connections", int64(c.MaxConnections)}, {"max_memory", c.MaxMemory},
+		{"read_timeout", int64(c.ReadTimeout)}, {"write_timeout", int64(c.WriteTimeout)},
+		{"data_timeout", int64(c.DataTimeout)}, {"delivery_timeout", int64(c.HandlerTimeout)},
+		{"max_header_size", int64(c.MaxHeaderBytes)}, {"max_mime_parts", int64(c.MaxMIMEParts)},
+		{"max_errors", int64(c.MaxErrors)},
+		{"max_connections_per_ip", int64(c.Policy.MaxConnectionsPerIP)}, {"max_mails_per_minute", int64(c.Policy.MailsPerMinute)},
+	} {
+		if l.v <= 0 {
+			return config.Bad(l.key, "must be greater than zero")
+		}
+	}
+	if err := c.Policy.Validate(); err != nil {
 		return err
 	}
-	return c.Policy.Validate()
+	return c.Auth.Validate()
 }
 
 // Outputs is implemented by a Handler that can name where it delivers; the
