@@ -32,7 +32,7 @@ type Config struct {
 	ReadTimeout       time.Duration `yaml:"read_timeout"`                  // idle time allowed between commands
 	WriteTimeout      time.Duration `yaml:"write_timeout"`                 // time allowed to write one reply
 	DataTimeout       time.Duration `yaml:"data_timeout"`                  // time allowed for a whole DATA transfer
-	HandlerTimeout    time.Duration `yaml:"delivery_timeout"`              // time the Handler gets before the reply is 451 (ctx deadline)
+	DeliveryTimeout   time.Duration `yaml:"delivery_timeout"`              // time the Handler (the spool) gets before the reply is 451: its ctx deadline
 	StrictLineEndings bool          `yaml:"strict_line_endings"`           // refuse bare LF (RFC 5321) instead of reading it as CRLF
 	MaxHeaderBytes    int           `yaml:"max_header_size" unit:"bytes"`  // top-level header size; beyond: 552
 	MaxMIMEParts      int           `yaml:"max_mime_parts"`                // MIME parts in one message; beyond: 552
@@ -61,7 +61,7 @@ func DefaultConfig() Config {
 		ReadTimeout:     60 * time.Second,
 		WriteTimeout:    60 * time.Second,
 		DataTimeout:     10 * time.Minute,
-		HandlerTimeout:  30 * time.Second,
+		DeliveryTimeout: 30 * time.Second,
 		MaxHeaderBytes:  DefaultMaxHeaderBytes,
 		MaxMIMEParts:    DefaultMaxMIMEParts,
 		MaxErrors:       DefaultMaxErrors,
@@ -81,7 +81,7 @@ func (c Config) withDefaults() Config {
 	orDefault(&c.ReadTimeout, d.ReadTimeout)
 	orDefault(&c.WriteTimeout, d.WriteTimeout)
 	orDefault(&c.DataTimeout, d.DataTimeout)
-	orDefault(&c.HandlerTimeout, d.HandlerTimeout)
+	orDefault(&c.DeliveryTimeout, d.DeliveryTimeout)
 	orDefault(&c.MaxHeaderBytes, d.MaxHeaderBytes)
 	orDefault(&c.MaxMIMEParts, d.MaxMIMEParts)
 	orDefault(&c.MaxErrors, d.MaxErrors)
@@ -125,7 +125,7 @@ func (c Config) Validate() error {
 		{"max_message_size", c.MaxMessageBytes}, {"max_recipients", int64(c.MaxRecipients)},
 		{"max_connections", int64(c.MaxConnections)}, {"max_memory", c.MaxMemory},
 		{"read_timeout", int64(c.ReadTimeout)}, {"write_timeout", int64(c.WriteTimeout)},
-		{"data_timeout", int64(c.DataTimeout)}, {"delivery_timeout", int64(c.HandlerTimeout)},
+		{"data_timeout", int64(c.DataTimeout)}, {"delivery_timeout", int64(c.DeliveryTimeout)},
 		{"max_header_size", int64(c.MaxHeaderBytes)}, {"max_mime_parts", int64(c.MaxMIMEParts)},
 		{"max_errors", int64(c.MaxErrors)},
 		{"max_connections_per_ip", int64(c.Policy.MaxConnectionsPerIP)}, {"max_mails_per_minute", int64(c.Policy.MailsPerMinute)},
@@ -378,7 +378,7 @@ func (s *session) Data(r io.Reader) error {
 		return errNoContent
 	}
 
-	ctx, cancel := context.WithTimeout(s.srv.ctx, s.srv.cfg.HandlerTimeout)
+	ctx, cancel := context.WithTimeout(s.srv.ctx, s.srv.cfg.DeliveryTimeout)
 	defer cancel()
 	if err := s.srv.handler.Handle(ctx, alert); err != nil {
 		reply := replyFor(err)

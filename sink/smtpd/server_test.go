@@ -323,7 +323,7 @@ func TestSessionReplyCodes(t *testing.T) {
 	})
 	t.Run("451 when outputs do not answer in time", func(t *testing.T) {
 		rec := &recorder{fail: func(ctx context.Context, _ *sink.Alert) error { <-ctx.Done(); return ctx.Err() }}
-		_, addr := startServer(t, smtpd.Config{HandlerTimeout: 100 * time.Millisecond}, rec)
+		_, addr := startServer(t, smtpd.Config{DeliveryTimeout: 100 * time.Millisecond}, rec)
 		c := dial(t, addr)
 		c.cmd("EHLO x", 250)
 		if code, _ := c.mail("cam@cams.lan", simpleMail); code != 451 {
