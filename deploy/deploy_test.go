@@ -158,9 +158,11 @@ func TestCrossBinaries(t *testing.T) {
 	if out := run(t, filepath.Join(d, "edgesink-linux-amd64"), "version"); !strings.HasPrefix(out, "edgesink "+desc+" ") {
 		t.Errorf("edgesink version = %q, want it to start with %q", out, "edgesink "+desc)
 	}
-	// The budget: under 10 MB (10^7 bytes) for ARMv6 with everything in.
-	if fi, err := os.Stat(filepath.Join(d, "edgesink-pi-zero")); err == nil && fi.Size() >= 10_000_000 {
-		t.Errorf("ARMv6 binary is %d bytes, over the 10 MB budget", fi.Size())
+	// The budget: under 12 MB (12*10^6 bytes) for ARMv6 with everything in.
+	if fi, err := os.Stat(filepath.Join(d, "edgesink-pi-zero")); err != nil {
+		t.Error(err)
+	} else if fi.Size() >= 12_000_000 {
+		t.Errorf("ARMv6 binary is %d bytes, over the 12 MB budget", fi.Size())
 	}
 }
 
