@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"syscall"
@@ -173,6 +174,23 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 	var handler sink.Handler = classify.New(sp)
 	if spcfg.Mode == spool.ModeDisk {
 		log.Info("spool ready", "dir", spcfg.Dir, "holds", sp.Stats().String())
+	}
+	if spcfg.Mode == spool.ModeMemory {
+		// What a memory spool holds lives only here: 'edgesink spool list'
+		// asks over a socket beside the lock (we hold the lock, so a file
+		// left there by a crash is stale).
+		path := filepath.Join(lockDir, spool.ControlName)
+		_ = os.Remove(path)
+		cl, err := net.Listen("unix", path)
+		if err != nil {
+			return fmt.Errorf("spool: control socket: %w", err)
+		}
+		closers = append(closers, cl.Close)
+		go func() {
+			if err := sp.ServeControl(cl); err != nil {
+				log.Warn("spool control socket stopped", "err", err)
+			}
+		}()
 	}
 	if cfg.Board.LED == board.LEDActivity {
 		led, err := openLED(cfg.Board, log)

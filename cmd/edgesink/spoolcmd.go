@@ -51,8 +51,15 @@ func runSpool(args []string, stdout, stderr io.Writer, h host) int {
 			fmt.Fprintf(stderr, "edgesink spool: %v (or name the spool with --spool-dir)\n", err)
 			return exitUsage
 		}
+		if cfg.Spool.Mode == spool.ModeMemory && verb == "list" {
+			return listRunning(cfg, h, stdout, stderr)
+		}
 		if cfg.Spool.Mode != spool.ModeDisk {
-			fmt.Fprintf(stderr, "edgesink spool: %s has spool.mode %s: nothing is kept on disk\n", orDefaults(file), cfg.Spool.Mode)
+			fmt.Fprintf(stderr, "edgesink spool: %s has spool.mode %s: nothing is kept on disk", orDefaults(file), cfg.Spool.Mode)
+			if cfg.Spool.Mode == spool.ModeMemory {
+				fmt.Fprint(stderr, " ('spool list' shows what the running edgesink holds)")
+			}
+			fmt.Fprintln(stderr)
 			return exitUsage
 		}
 		scfg, err := spoolConfigIn(cfg.Spool, h.cliStateDir)
@@ -65,29 +72,7 @@ func runSpool(args []string, stdout, stderr io.Writer, h host) int {
 
 	switch verb {
 	case "list":
-		if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
-			fmt.Fprintf(stdout, "spool %s is empty (it does not exist yet)\n", dir)
-			return exitOK
-		}
-		items, err := spool.List(dir)
-		if err != nil {
-			return spoolFailed(stderr, err)
-		}
-		if len(items) == 0 {
-			fmt.Fprintf(stdout, "spool %s is empty\n", dir)
-			return exitOK
-		}
-		w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(w, "ID\tSTATE\tRECEIVED\tDEVICE\tSUBJECT\tOUTPUT\tREASON")
-		for _, it := range items {
-			received := ""
-			if !it.ReceivedAt.IsZero() {
-				received = it.ReceivedAt.Local().Format(time.DateTime)
-			}
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", it.ID, it.State, received, it.Device, it.Subject, it.Output, it.Reason)
-		}
-		w.Flush()
-		fmt.Fprintf(stdout, "spool %s: %s\n", dir, spool.StatsOf(items))
+		return listDisk(dir, stdout, stderr)
 	case "show":
 		items, err := spool.Show(dir, rest[0])
 		if err != nil {
@@ -155,4 +140,63 @@ func spoolFailed(stderr io.Writer, err error) int {
 		return exitUsage
 	}
 	return exitRuntime
+}
+
+// listDisk lists a disk spool read from its directory.
+func listDisk(dir string, stdout, stderr io.Writer) int {
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		fmt.Fprintf(stdout, "spool %s is empty (it does not exist yet)\n", dir)
+		return exitOK
+	}
+	items, err := spool.List(dir)
+	if err != nil {
+		return spoolFailed(stderr, err)
+	}
+	if len(items) == 0 {
+		fmt.Fprintf(stdout, "spool %s is empty\n", dir)
+		return exitOK
+	}
+	printItems(stdout, items)
+	fmt.Fprintf(stdout, "spool %s: %s\n", dir, spool.StatsOf(items))
+	return exitOK
+}
+
+// listRunning lists what the running edgesink's memory spool holds, asked
+// over its control socket.
+func listRunning(cfg Config, h host, stdout, stderr io.Writer) int {
+	dir := cfg.Spool.Dir
+	if dir == "" {
+		var err error
+		if dir, err = h.cliStateDir(); err != nil {
+			fmt.Fprintf(stderr, "edgesink spool: %v\n", err)
+			return exitUsage
+		}
+	}
+	items, err := spool.Running(dir)
+	if err != nil {
+		fmt.Fprintf(stderr, "edgesink spool: the spool is in memory and %v\n", err)
+		return exitRuntime
+	}
+	where := "memory spool of the running edgesink"
+	if len(items) == 0 {
+		fmt.Fprintf(stdout, "%s is empty\n", where)
+		return exitOK
+	}
+	printItems(stdout, items)
+	fmt.Fprintf(stdout, "%s: %s\n", where, spool.StatsOf(items))
+	return exitOK
+}
+
+// printItems is the table 'spool list' prints.
+func printItems(stdout io.Writer, items []spool.Item) {
+	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "ID\tSTATE\tRECEIVED\tDEVICE\tSUBJECT\tOUTPUT\tREASON")
+	for _, it := range items {
+		received := ""
+		if !it.ReceivedAt.IsZero() {
+			received = it.ReceivedAt.Local().Format(time.DateTime)
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", it.ID, it.State, received, it.Device, it.Subject, it.Output, it.Reason)
+	}
+	w.Flush()
 }

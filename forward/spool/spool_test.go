@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -583,5 +584,64 @@ func TestStats(t *testing.T) {
 	dl := m.DeadLetters()
 	if len(dl) != maxMemoryDead || dl[len(dl)-1].Alert.Subject != fmt.Sprintf("alert %d", maxMemoryDead+19) || dl[0].Alert.Subject != "alert 20" {
 		t.Fatalf("kept dead letters: first %q, last %q", dl[0].Alert.Subject, dl[len(dl)-1].Alert.Subject)
+	}
+}
+
+// TestControlSocket: what a memory spool holds (queued alerts and its dead
+// letters) is listed through its control socket while it runs; nothing
+// answers once it has stopped.
+func TestControlSocket(t *testing.T) {
+	dir := t.TempDir()
+	release := make(chan struct{})
+	out := &fakeOutput{name: "mqtt", fail: func(a *sink.Alert, _ int) error {
+		if a.Device == "printer" {
+			return errors.New("payload too large")
+		}
+		<-release
+		return nil
+	}}
+	s := open(t, Config{Mode: ModeMemory, MaxAttempts: 1}, out)
+	l, err := net.Listen("unix", filepath.Join(dir, ControlName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.ServeControl(l) }()
+
+	handle(t, s, testAlert(1, "printer"))
+	handle(t, s, testAlert(2, "cam"))
+	// The printer's alert is refused at once and becomes a dead letter; the
+	// camera's waits at its output.
+	want := []string{"dead printer payload too large", "queued cam "}
+	var got []string
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		items, err := Running(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = got[:0]
+		for _, it := range items {
+			got = append(got, it.State+" "+it.Device+" "+it.Reason)
+		}
+		slices.Sort(got)
+		if slices.Equal(got, want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("items %q, want %q", got, want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(release)
+	drain(t, s)
+	if items, _ := Running(dir); len(items) != 1 || items[0].State != "dead" {
+		t.Fatalf("after delivery: %+v, want the dead letter only", items)
+	}
+	_ = l.Close()
+	if err := <-served; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Running(dir); !errors.Is(err, ErrNotRunning) {
+		t.Fatalf("after close: %v, want ErrNotRunning", err)
 	}
 }
