@@ -60,12 +60,19 @@ func TestPowerCutKeepsQueue(t *testing.T) {
 	s.Close()
 	disk.CutAndMount(t)
 
-	out := &fakeOutput{name: "mqtt"}
-	s2 := open(t, Config{Dir: dir}, out)
-	drain(t, s2)
-	if got := len(out.delivered()); got != 100 {
+	if got := deliverAll(t, dir); got != 100 {
 		t.Fatalf("after the power cut %d of 100 acknowledged alerts were delivered", got)
 	}
+}
+
+// deliverAll opens the spool in dir with an output that takes everything,
+// and returns how many alerts it delivered.
+func deliverAll(t *testing.T, dir string) int {
+	t.Helper()
+	out := &fakeOutput{name: "mqtt"}
+	s := open(t, Config{Dir: dir}, out)
+	drain(t, s)
+	return len(out.delivered())
 }
 
 // TestPowerCutKeepsDeadLetters: dead letters, and alerts put back with
@@ -114,10 +121,7 @@ func TestPowerCutKeepsDeadLetters(t *testing.T) {
 		}
 	}
 
-	out := &fakeOutput{name: "mqtt"}
-	s2 := open(t, Config{Dir: dir}, out)
-	drain(t, s2)
-	if got := len(out.delivered()); got != 10 {
+	if got := deliverAll(t, dir); got != 10 {
 		t.Fatalf("after retry and a power cut %d of 10 alerts were delivered", got)
 	}
 }

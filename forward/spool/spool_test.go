@@ -16,6 +16,7 @@ import (
 
 	"github.com/edgesink/edgesink/deploy/testtools"
 	"github.com/edgesink/edgesink/forward"
+	"github.com/edgesink/edgesink/forward/spool/disktest"
 	"github.com/edgesink/edgesink/sink"
 )
 
@@ -350,7 +351,7 @@ func TestDiskFull(t *testing.T) {
 func TestMemoryModeWritesNothing(t *testing.T) {
 	parent := t.TempDir()
 	dir := filepath.Join(parent, "spool")
-	before := treeOf(t, parent)
+	before := disktest.Tree(t, parent)
 	out := &fakeOutput{name: "mqtt", fail: func(_ *sink.Alert, call int) error {
 		if call <= 3 {
 			return errDown // queued and retried first
@@ -374,33 +375,12 @@ func TestMemoryModeWritesNothing(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if after := treeOf(t, parent); !slices.Equal(after, before) {
+	if after := disktest.Tree(t, parent); !slices.Equal(after, before) {
 		t.Errorf("memory spool wrote to disk: %v, was %v", after, before)
 	}
 	if got := s.Outputs(); len(got) != 2 || got[0] != "mqtt(via memory spool)" || got[1] != "serial(via memory spool)" {
 		t.Errorf("Outputs() = %v", got)
 	}
-}
-
-// treeOf lists every path under root with its size and mode.
-func treeOf(t *testing.T, root string) []string {
-	t.Helper()
-	var out []string
-	err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		out = append(out, fmt.Sprintf("%s %v %d", path, fi.Mode(), fi.Size()))
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
 }
 
 func TestConfigErrors(t *testing.T) {

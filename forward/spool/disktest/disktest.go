@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"testing"
@@ -484,4 +485,27 @@ func (d *Disk) CutAndMount(t testing.TB) {
 	if err := d.Mount(dir); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// Tree lists every path under root with its mode, size and time of last
+// change, sorted: two calls that return the same list saw no write between
+// them (for tests that promise a mode writes nothing).
+func Tree(t testing.TB, root string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		out = append(out, fmt.Sprintf("%s %v %d %s", path, fi.Mode(), fi.Size(), fi.ModTime().Format(time.RFC3339Nano)))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
