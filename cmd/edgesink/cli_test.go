@@ -1,19 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"github.com/edgesink/edgesink/forward/mqtt/mqtttest"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 )
 
 func runCLI(args ...string) (int, string, string) {
@@ -87,67 +80,4 @@ func TestSendTestFile(t *testing.T) {
 	if code != exitRuntime || !strings.Contains(stderr, "not accepted") {
 		t.Errorf("no server: exit %d %q", code, stderr)
 	}
-}
-
-// TestBinarySIGTERM runs the real binary as a user would: it starts, says
-// where it listens, accepts a mail, and on SIGTERM exits 0.
-func TestBinarySIGTERM(t *testing.T) {
-	broker := mqtttest.StartMosquitto(t)
-	bin := filepath.Join(t.TempDir(), "edgesink")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	cmd := exec.Command(bin, "--smtp-listen", "127.0.0.1:0", "--mqtt-broker", broker.URL(), "--log-level", "info",
-		"--spool-dir", t.TempDir())
-	stderr, _ := cmd.StderrPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-
-	lines := make(chan string, 100)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
-	addr := ""
-	readyRE := regexp.MustCompile(`msg="edgesink ready".* smtp=(\S+)`)
-	timeout := time.After(20 * time.Second)
-	for addr == "" {
-		select {
-		case l, ok := <-lines:
-			if !ok {
-				t.Fatal("edgesink exited before ready")
-			}
-			t.Log(l)
-			if m := readyRE.FindStringSubmatch(l); m != nil {
-				addr = m[1]
-			}
-		case <-timeout:
-			t.Fatal("no ready line within 20s")
-		}
-	}
-	out, err := exec.Command(bin, "send-test", "--server", addr).CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "accepted") {
-		t.Fatalf("send-test: %v %s", err, out)
-	}
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	sawStopped := false
-	for l := range lines {
-		t.Log(l)
-		sawStopped = sawStopped || strings.Contains(l, `msg="edgesink stopped"`)
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("exit after SIGTERM: %v", err)
-	}
-	if !sawStopped {
-		t.Error("no 'edgesink stopped' log line")
-	}
-	_, _ = io.Copy(io.Discard, stderr)
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/edgesink/edgesink/forward/mqtt/mqtttest"
 	"github.com/edgesink/edgesink/forward/spool"
+	"github.com/edgesink/edgesink/sink/smtpd/smtptest"
 )
 
 // TestSpoolListMemory: with spool.mode memory, 'edgesink spool list' shows
@@ -27,7 +28,7 @@ func TestSpoolListMemory(t *testing.T) {
 	es := startEdgesink(t, cfg)
 	broker.Stop() // the alerts wait in RAM
 	for _, subject := range []string{"held-in-ram-1", "held-in-ram-2"} {
-		if err := sendMail(context.Background(), es.SMTPAddr, "x", "cam@cams.lan", []string{"a@b"}, numberedMail(subject)); err != nil {
+		if err := sendMail(context.Background(), es.SMTPAddr, "x", "cam@cams.lan", []string{"a@b"}, smtptest.SubjectMail(subject)); err != nil {
 			t.Fatal(err)
 		}
 	}

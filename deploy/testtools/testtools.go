@@ -32,6 +32,7 @@ var debianPackage = map[string]string{
 	"systemd-sysusers": "systemd", "systemd-analyze": "systemd",
 	"sfdisk": "fdisk", "mkfs.vfat": "dosfstools", "mkfs.ext4": "e2fsprogs", "debugfs": "e2fsprogs",
 	"xz": "xz-utils", "file": "file", "make": "make", "mount": "mount", "umount": "mount",
+	"useradd": "passwd", "userdel": "passwd",
 }
 
 // LookTool finds an external program on PATH, else in /usr/sbin or /sbin.

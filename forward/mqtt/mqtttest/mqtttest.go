@@ -1,6 +1,7 @@
 // Package mqtttest starts the real MQTT peers the tests of edgesink's MQTT
 // output talk to: a mosquitto broker on a free loopback port, and
-// mosquitto_sub subscribers. A missing tool is handled as testtools says.
+// mosquitto_sub subscribers, which also wait for alerts by subject and count
+// duplicates. A missing tool is handled as testtools says.
 package mqtttest
 
 import (

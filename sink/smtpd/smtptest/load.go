@@ -1,6 +1,7 @@
 // Package smtptest is the SMTP side's test kit: a load generator of
-// concurrent senders, one SMTP transaction as a device does it, and a log
-// writer that sends a server's lines to the test's log.
+// concurrent senders, a burst of numbered alerts that tells which got 250,
+// one SMTP transaction or session as a device does it, and a log writer
+// that sends a server's lines to the test's log.
 package smtptest
 
 import (

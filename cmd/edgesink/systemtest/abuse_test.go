@@ -1,10 +1,10 @@
-package main
+package systemtest
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"net"
-	"net/smtp"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -18,9 +18,6 @@ import (
 	"github.com/edgesink/edgesink/forward/mqtt/mqtttest"
 	"github.com/edgesink/edgesink/sink/smtpd/smtptest"
 )
-
-// readme is where the figures the tests hold to are stated.
-const readme = "../../README.md"
 
 // TestHalfMisbehave is the load test of issue 4: 200 concurrent
 // connections to the real binary, from 100 loopback addresses, half of
@@ -44,7 +41,7 @@ func TestHalfMisbehave(t *testing.T) {
 	if err := os.WriteFile(conf, []byte("smtp:\n  max_connections: 256\n  read_timeout: 4s\n  data_timeout: 8s\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd, addr := startBinary(t, buildBinary(t), "--config", conf, "--smtp-listen", "127.0.0.1:0",
+	cmd, addr := startBinary(t, binary(t), "--config", conf, "--smtp-listen", "127.0.0.1:0",
 		"--mqtt-broker", broker.URL(), "--spool-dir", t.TempDir())
 	pid := cmd.Process.Pid
 
@@ -179,26 +176,10 @@ func sendAsDevice(src, addr, device string) error {
 	deadline := time.Now().Add(30 * time.Second)
 	var last error
 	for time.Now().Before(deadline) {
-		last = func() error {
-			conn, err := d.Dial("tcp", addr)
-			if err != nil {
-				return err
-			}
-			defer conn.Close()
-			_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-			c, err := smtp.NewClient(conn, "127.0.0.1")
-			if err != nil {
-				return err
-			}
-			if err := c.Hello(device); err != nil {
-				return err
-			}
-			msg := fmt.Sprintf("Subject: Motion on %s\r\n\r\nMotion detected.\r\n", device)
-			if err := smtptest.Send(c, device+"@cams.lan", "alerts@edgesink.lan", []byte(msg), nil); err != nil {
-				return err
-			}
-			return c.Quit()
-		}()
+		msg := fmt.Sprintf("Subject: Motion on %s\r\n\r\nMotion detected.\r\n", device)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		last = smtptest.SendMail(ctx, &d, addr, device, device+"@cams.lan", "alerts@edgesink.lan", []byte(msg))
+		cancel()
 		if last == nil {
 			return nil
 		}
@@ -244,7 +225,7 @@ func TestIdleConnectionCost(t *testing.T) {
 	if err := os.WriteFile(conf, []byte("smtp:\n  max_connections: 256\n  max_connections_per_ip: 256\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd, addr := startBinary(t, buildBinary(t), "--config", conf, "--smtp-listen", "127.0.0.1:0",
+	cmd, addr := startBinary(t, binary(t), "--config", conf, "--smtp-listen", "127.0.0.1:0",
 		"--mqtt-broker", broker.URL(), "--spool-dir", t.TempDir())
 	pid := cmd.Process.Pid
 	before := procStatusKiB(t, pid, "VmRSS")
