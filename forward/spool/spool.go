@@ -151,6 +151,8 @@ type Spool struct {
 	idle    chan struct{} // closed and replaced when the queue becomes empty
 	lanes   [][]*lane     // [output][lane]
 
+	everyOutput Route // today's single route: every output, by name (read-only)
+
 	ctx    context.Context // cancelled by Close: deliveries stop
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -224,6 +226,9 @@ func Open(cfg Config, log *slog.Logger, outputs ...forward.Forwarder) (*Spool, e
 	for range removers {
 		s.removersWG.Add(1)
 		go s.remover()
+	}
+	for _, out := range outputs {
+		s.everyOutput.Outputs = append(s.everyOutput.Outputs, out.Name())
 	}
 	s.lanes = make([][]*lane, len(outputs))
 	for i, out := range outputs {
@@ -401,13 +406,7 @@ func (s *Spool) dispatch(e *entry) {
 
 // routeFor decides, once, where a new alert goes; the route is stored with
 // it. Today every output takes every alert: routing rules decide here.
-func (s *Spool) routeFor(*sink.Alert) Route {
-	names := make([]string, len(s.outputs))
-	for i, out := range s.outputs {
-		names[i] = out.Name()
-	}
-	return Route{Outputs: names}
-}
+func (s *Spool) routeFor(*sink.Alert) Route { return s.everyOutput }
 
 // routed counts the outputs of this spool that are on route.
 func (s *Spool) routed(route Route) int {
@@ -635,11 +634,13 @@ var errAbandoned = errors.New("spool: abandoned")
 // delivery happens when the returned function is called.
 func (l *lane) start(e *entry) (wait func(context.Context) error) {
 	a := e.alert
-	l.s.mu.Lock()
-	abandoned := e.abandoned
-	l.s.mu.Unlock()
-	if abandoned {
-		return func(context.Context) error { return errAbandoned }
+	if l.s.cfg.Mode == ModeOff {
+		l.s.mu.Lock()
+		abandoned := e.abandoned
+		l.s.mu.Unlock()
+		if abandoned {
+			return func(context.Context) error { return errAbandoned }
+		}
 	}
 	defer func() {
 		if r := recover(); r != nil {
