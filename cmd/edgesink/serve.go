@@ -134,17 +134,17 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 		mqttTopic, mqttClientID = pub.Config().Topic, pub.Config().ClientID
 		closers = append(closers, pub.Close)
 		outputs = append(outputs, pub)
-		// Being connected before the first device mails avoids a needless
-		// 451; a broker that is down must not keep the sink from starting.
-		wctx, cancel := context.WithTimeout(ctx, min(cfg.MQTT.ConnectTimeout, 5*time.Second))
-		if err := pub.WaitConnected(wctx); err != nil {
-			consequence := "alerts wait in the spool until it is"
-			if cfg.Spool.Mode == spool.ModeOff {
-				consequence = "devices get 451 until it is"
+		// Without a spool, being connected before the first device mails
+		// avoids a needless 451; a broker that is down must not keep the
+		// sink from starting. With a spool nothing waits: alerts are taken
+		// and wait in it (the publisher logs its connection attempts).
+		if cfg.Spool.Mode == spool.ModeOff {
+			wctx, cancel := context.WithTimeout(ctx, min(cfg.MQTT.ConnectTimeout, 5*time.Second))
+			if err := pub.WaitConnected(wctx); err != nil {
+				log.Warn("MQTT broker not reachable yet; devices get 451 until it is", "broker", brokerURL)
 			}
-			log.Warn("MQTT broker not reachable yet; "+consequence, "broker", brokerURL)
+			cancel()
 		}
-		cancel()
 	}
 	if cfg.Serial.Device != "" {
 		port, err := serial.New(portConfig(cfg.Serial), log)
