@@ -112,18 +112,14 @@ func brokerCredential(dir string) (string, error) {
 
 // embeddedBroker is the embedded broker's configuration for an instance
 // whose directory is dir: the listen address, the topic rights derived
-// from the MQTT output's topics, the output's credential, the TLS
-// certificate (which, like SMTP's, is the configured files or the
-// self-signed one) and the anonymity rule (brokerAnonymity, recorded).
-// cert is nil without a TLS listener.
-func (c Config) embeddedBroker(dir string, earlier bool, log *slog.Logger) (bc broker.Config, cert *smtpd.Certificate, err error) {
+// from the MQTT output's topics, the output's credential and the TLS
+// certificate (like SMTP's: the configured files or the self-signed one in
+// smtp.tls.dir, default the state directory's tls/). allowOpen says
+// brokerAnonymity let an upgraded board run an open broker on the LAN. cert
+// is nil without a TLS listener.
+func (c Config) embeddedBroker(dir string, allowOpen bool, log *slog.Logger) (bc broker.Config, cert *smtpd.Certificate, err error) {
 	bc = c.MQTT.embedded()
-	warning, err := brokerAnonymity(bc, dir, earlier, true)
-	if err != nil {
-		return bc, nil, &configError{err}
-	}
-	if warning != "" {
-		log.Warn(warning, "listen", bc.Listen)
+	if allowOpen {
 		bc.AllowAnonymous = true
 	}
 	id := c.mqttIdentity()

@@ -72,7 +72,20 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 	if err != nil {
 		return &configError{err}
 	}
-	earlier := earlierStart(lockDir) // before the lock file is made: see brokerAnonymity
+	// An open broker on the LAN is a config error (exit 2), decided before
+	// the lock file is made: a refused start must not make the next one
+	// look like an upgraded board (brokerAnonymity).
+	allowOpen := false
+	if cfg.MQTT.Broker == brokerEmbedded {
+		warning, err := brokerAnonymity(cfg.MQTT.embedded(), lockDir, earlierStart(lockDir), true)
+		if err != nil {
+			return &configError{err}
+		}
+		if warning != "" {
+			log.Warn(warning, "listen", cfg.MQTT.EmbeddedListen)
+			allowOpen = true
+		}
+	}
 	lock, err := spool.AcquireLock(lockDir)
 	if err != nil {
 		var le *spool.LockedError
@@ -84,12 +97,12 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 	}
 	closers = append(closers, lock.Close)
 
-	// The embedded broker's logins and rights, before any port: an open
-	// broker on the LAN is a config error (exit 2).
+	// The embedded broker's logins and rights: the output's credential is
+	// the instance's, so it is made under the lock.
 	var bcfg broker.Config
 	var brokerCert *smtpd.Certificate
 	if cfg.MQTT.Broker == brokerEmbedded {
-		if bcfg, brokerCert, err = cfg.embeddedBroker(lockDir, earlier, log); err != nil {
+		if bcfg, brokerCert, err = cfg.embeddedBroker(lockDir, allowOpen, log); err != nil {
 			return err
 		}
 	}
