@@ -143,6 +143,7 @@ func DefaultConfig() Config {
 			Broker:         brokerEmbedded,
 			EmbeddedListen: broker.DefaultAddr,
 			Config:         mqtt.DefaultConfig(),
+			Embedded:       broker.DefaultConfig(),
 		},
 		Serial: serial.DefaultConfig(),
 		Spool:  spool.DefaultConfig(),

@@ -54,6 +54,12 @@ type Config struct {
 	Sleep             func(ctx context.Context, d time.Duration) `yaml:"-"` // waits before refusing a login; nil: real time
 }
 
+// DefaultConfig is the embedded broker's settings unless told otherwise:
+// no users, no TLS listener.
+func DefaultConfig() Config {
+	return Config{Users: map[string]User{}}
+}
+
 // TLSListener is the broker's TLS listener. Without certificate files cmd
 // uses the self-signed certificate SMTP TLS uses, and logs its
 // fingerprint.

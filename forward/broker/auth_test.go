@@ -1,0 +1,93 @@
+package broker
+
+import (
+	"testing"
+	"time"
+)
+
+func TestCovers(t *testing.T) {
+	tests := []struct {
+		f, sub string
+		want   bool
+	}{
+		{"edgesink/#", "edgesink/cam/alert", true},
+		{"edgesink/#", "edgesink", true}, // '#' includes its parent level
+		{"edgesink/#", "edgesink/+/alert", true},
+		{"edgesink/#", "edgesink/#", true},
+		{"edgesink/#", "#", false},
+		{"edgesink/#", "+/status", false},
+		{"edgesink/#", "edgesinkx/status", false},
+		{"cams/+/alarm", "cams/cam/alarm", true},
+		{"cams/+/alarm", "cams/+/alarm", true},
+		{"cams/+/alarm", "cams/#", false},
+		{"cams/+/alarm", "cams/cam/alarm/x", false},
+		{"cams/+/alarm", "cams/cam", false},
+		{"edgesink/status", "edgesink/status", true},
+		{"edgesink/status", "edgesink/+", false},
+	}
+	for _, tt := range tests {
+		if got := covers(tt.f, tt.sub); got != tt.want {
+			t.Errorf("covers(%q, %q) = %v, want %v", tt.f, tt.sub, got, tt.want)
+		}
+	}
+}
+
+func TestTopicFilters(t *testing.T) {
+	got := Topics{Base: "edgesink/lab", Alert: "cams/{device}-{site}/alarm", Status: "status/lab"}.filters()
+	want := []string{"edgesink/lab/#", "cams/+/alarm", "status/lab", "homeassistant/#"}
+	if len(got) != len(want) {
+		t.Fatalf("filters %v, want %v", got, want)
+	}
+	for i := range got {
+		if got[i] != want[i] {
+			t.Errorf("filters %v, want %v", got, want)
+		}
+	}
+}
+
+// TestFailureWait: each failure from one address waits longer, up to a
+// bound; the table forgets an address at a success and after a while.
+func TestFailureWait(t *testing.T) {
+	h := &authHook{failing: map[string]failures{}}
+	var got []time.Duration
+	for range 12 {
+		got = append(got, failureWait(h.failed("10.0.0.9")))
+	}
+	for i, d := range got {
+		want := min(time.Duration(i+1)*time.Second, maxFailureDelay)
+		if d != want {
+			t.Errorf("failure %d waits %v, want %v", i+1, d, want)
+		}
+	}
+	if n := h.failed("10.0.0.10"); n != 1 {
+		t.Errorf("another address starts at %d failures", n)
+	}
+	h.failing["10.0.0.9"] = failures{n: 5, last: time.Now().Add(-failureMemory - time.Minute)}
+	if n := h.failed("10.0.0.9"); n != 1 {
+		t.Errorf("an address last failing long ago starts again at %d", n)
+	}
+}
+
+func TestOpenOnLAN(t *testing.T) {
+	hash := string(dummyHash)
+	for _, tt := range []struct {
+		cfg  Config
+		want bool
+	}{
+		{Config{Listen: "127.0.0.1:1883"}, false},
+		{Config{Listen: "localhost:1883"}, false},
+		{Config{Listen: "[::1]:1883"}, false},
+		{Config{Listen: "0.0.0.0:1883"}, true},
+		{Config{Listen: ":1883"}, true},
+		{Config{Listen: "192.168.1.2:1883"}, true},
+		{Config{Listen: "127.0.0.1:1883", TLS: TLSListener{Listen: "0.0.0.0:8883"}}, true},
+		{Config{Listen: "0.0.0.0:1883", Users: map[string]User{"ha": {Password: hash, Role: RoleReader}}}, false},
+	} {
+		if got := tt.cfg.OpenOnLAN(); got != tt.want {
+			t.Errorf("%+v: OpenOnLAN %v, want %v", tt.cfg, got, tt.want)
+		}
+	}
+	if _, err := Start(Config{Listen: "0.0.0.0:0"}, nil); err != ErrOpenOnLAN {
+		t.Errorf("Start of an open broker on the LAN: %v, want ErrOpenOnLAN", err)
+	}
+}
