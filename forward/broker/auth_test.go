@@ -1,8 +1,11 @@
 package broker
 
 import (
+	"errors"
 	"testing"
 	"time"
+
+	mochi "github.com/mochi-mqtt/server/v2"
 )
 
 func TestCovers(t *testing.T) {
@@ -89,5 +92,27 @@ func TestOpenOnLAN(t *testing.T) {
 	}
 	if _, err := Start(Config{Listen: "0.0.0.0:0"}, nil); err != ErrOpenOnLAN {
 		t.Errorf("Start of an open broker on the LAN: %v, want ErrOpenOnLAN", err)
+	}
+}
+
+// TestUnknownUserCostsABcrypt: an unknown user's password is compared with
+// the dummy hash, so refusing it takes as long as a wrong password.
+func TestUnknownUserCostsABcrypt(t *testing.T) {
+	var checked [][]byte
+	h := &authHook{cfg: Config{
+		Users: map[string]User{"ha": {Password: "$2a$10$" + string(make([]byte, 53)), Role: RoleHomeAssistant}},
+		CheckPassword: func(hash, _ []byte) error {
+			checked = append(checked, hash)
+			return errors.New("mismatch")
+		},
+	}}
+	if reason := h.authenticate(&mochi.Client{ID: "c"}, "nobody", []byte("x")); reason != "unknown user" {
+		t.Fatalf("unknown user: %q", reason)
+	}
+	if reason := h.authenticate(&mochi.Client{ID: "c"}, "ha", []byte("x")); reason != "wrong password" {
+		t.Fatalf("wrong password: %q", reason)
+	}
+	if len(checked) != 2 || string(checked[0]) != string(dummyHash) {
+		t.Errorf("hashes checked: %q, want the dummy hash for the unknown user, then the user's", checked)
 	}
 }
