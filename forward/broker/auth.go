@@ -174,8 +174,8 @@ func (h *authHook) Provides(b byte) bool {
 func (h *authHook) kindOf(cl *mochi.Client) kind {
 	user := string(cl.Properties.Username)
 	switch {
-	case user == "" && len(h.cfg.Users) == 0:
-		return kindOpen
+	case user != PublisherUser && len(h.cfg.Users) == 0:
+		return kindOpen // any login, as before users existed
 	case user == "" && h.cfg.AllowAnonymous:
 		return kindReader
 	case user == "":
@@ -230,13 +230,17 @@ func (h *authHook) authenticate(cl *mochi.Client, user string, pass []byte) stri
 		// Taking over the output's client id would disconnect it.
 		return "client id of edgesink's own output"
 	}
-	switch user {
-	case "":
-		if len(h.cfg.Users) > 0 && !h.cfg.AllowAnonymous {
+	switch {
+	case user != PublisherUser && len(h.cfg.Users) == 0:
+		// The open broker: clients that log in anyway (a Home Assistant
+		// set up against an earlier release) are let in, as then.
+		return ""
+	case user == "":
+		if !h.cfg.AllowAnonymous {
 			return "no login (this broker has users)"
 		}
 		return ""
-	case PublisherUser:
+	case user == PublisherUser:
 		if h.cfg.PublisherPassword == "" || subtle.ConstantTimeCompare(pass, []byte(h.cfg.PublisherPassword)) != 1 {
 			return "wrong password"
 		}

@@ -116,3 +116,23 @@ func TestUnknownUserCostsABcrypt(t *testing.T) {
 		t.Errorf("hashes checked: %q, want the dummy hash for the unknown user, then the user's", checked)
 	}
 }
+
+// TestOpenBrokerTakesAnyLogin: without users every client gets in, with or
+// without a login, as before users existed; only the output's own name
+// needs its password.
+func TestOpenBrokerTakesAnyLogin(t *testing.T) {
+	h := &authHook{cfg: Config{PublisherPassword: "p4ss"}}
+	cl := &mochi.Client{ID: "c"}
+	for _, user := range []string{"", "homeassistant", "anyone"} {
+		if reason := h.authenticate(cl, user, []byte("whatever")); reason != "" {
+			t.Errorf("open broker refused %q: %s", user, reason)
+		}
+		cl.Properties.Username = []byte(user)
+		if k := h.kindOf(cl); k != kindOpen {
+			t.Errorf("open broker: %q is kind %d, want every right", user, k)
+		}
+	}
+	if reason := h.authenticate(cl, PublisherUser, []byte("whatever")); reason == "" {
+		t.Error("open broker let a client in as edgesink's output with a wrong password")
+	}
+}
