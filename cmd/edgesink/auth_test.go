@@ -173,6 +173,16 @@ func TestConfigWithPasswordsNotWorldReadable(t *testing.T) {
 	if _, err := LoadConfig(path); err != nil {
 		t.Errorf("after chmod o-r: %v", err)
 	}
+	users := "mqtt:\n  embedded_users:\n    ha: {password: \"$2a$10$t8L/udNKJMUlhY1ENvyR.ufkE/uTjou6kQXpbY5usGj5qFBKOV1C.\", role: homeassistant}\n"
+	if err := os.WriteFile(path, []byte(users), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadConfig(path); err == nil || !strings.Contains(err.Error(), "mqtt.embedded_users") {
+		t.Errorf("world-readable config with broker users: %v", err)
+	}
 	if err := os.WriteFile(path, []byte("smtp:\n  listen: 127.0.0.1:2525\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}

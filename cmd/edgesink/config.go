@@ -105,6 +105,9 @@ type MQTTConfig struct {
 	EmbeddedListen string        `yaml:"embedded_listen"`
 	TLS            MQTTTLSConfig `yaml:"tls"`
 	mqtt.Config    `yaml:",inline"`
+	// Embedded is the embedded broker's logins and TLS listener
+	// (embedded_users, embedded_allow_anonymous, embedded_tls).
+	Embedded broker.Config `yaml:",inline"`
 }
 
 // MQTTTLSConfig is how edgesink trusts, and proves itself to, a TLS broker.
@@ -140,6 +143,7 @@ func DefaultConfig() Config {
 			Broker:         brokerEmbedded,
 			EmbeddedListen: broker.DefaultAddr,
 			Config:         mqtt.DefaultConfig(),
+			Embedded:       broker.DefaultConfig(),
 		},
 		Serial: serial.DefaultConfig(),
 		Spool:  spool.DefaultConfig(),
@@ -158,9 +162,9 @@ func LoadConfig(path string) (Config, error) {
 	if err != nil {
 		return Config{}, fmt.Errorf("%s: %w", path, err)
 	}
-	if cfg.MQTT.Password != "" || len(cfg.Auth.Users) > 0 {
+	if cfg.MQTT.Password != "" || len(cfg.Auth.Users) > 0 || len(cfg.MQTT.Embedded.Users) > 0 {
 		if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o004 != 0 {
-			return Config{}, fmt.Errorf("%s: holds passwords (mqtt.password or auth.users) but is readable by every user: "+
+			return Config{}, fmt.Errorf("%s: holds passwords (mqtt.password, mqtt.embedded_users or auth.users) but is readable by every user: "+
 				"chmod o-r %s", path, path)
 		}
 	}
@@ -276,6 +280,14 @@ func (c Config) Validate() error {
 	case brokerEmbedded:
 		if err := checkHostPort(c.MQTT.EmbeddedListen); err != nil {
 			return bad("mqtt.embedded_listen", "%v", err)
+		}
+		if err := c.MQTT.Embedded.Validate(); err != nil {
+			return inSection("mqtt", err)
+		}
+		if l := c.MQTT.Embedded.TLS.Listen; l != "" {
+			if err := checkHostPort(l); err != nil {
+				return bad("mqtt.embedded_tls.listen", "%v", err)
+			}
 		}
 		pcfg, _ := c.MQTT.publisherConfig("tcp://"+c.MQTT.EmbeddedListen, c.Site)
 		if err := pcfg.Validate(); err != nil {

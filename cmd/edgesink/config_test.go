@@ -89,6 +89,11 @@ func TestConfigErrorsNameTheLine(t *testing.T) {
 		{"memory below message size", "smtp:\n  max_message_size: 10MiB\n  max_memory: 8MiB\n", "line 3: smtp.max_memory"},
 		{"bad site", "log:\n  level: info\nsite: Garage/1\n", "line 3: site"},
 		{"bad base topic", "mqtt:\n  base_topic: home/+\n", "line 2: mqtt.base_topic"},
+		{"broker user without a hash", "mqtt:\n  embedded_users:\n    ha: {password: secret, role: homeassistant}\n", "line 2: mqtt.embedded_users: \"ha\": password is not a bcrypt hash"},
+		{"broker user bad role", "mqtt:\n  embedded_users:\n    ha: {password: \"$2a$10$t8L/udNKJMUlhY1ENvyR.ufkE/uTjou6kQXpbY5usGj5qFBKOV1C.\", role: admin}\n", "line 2: mqtt.embedded_users: \"ha\": role \"admin\""},
+		{"broker user is edgesink", "mqtt:\n  embedded_users:\n    edgesink: {password: \"$2a$10$t8L/udNKJMUlhY1ENvyR.ufkE/uTjou6kQXpbY5usGj5qFBKOV1C.\", role: reader}\n", "edgesink's own output"},
+		{"broker tls half", "mqtt:\n  embedded_tls:\n    listen: 0.0.0.0:8883\n    cert_file: /etc/c.pem\n", "line 4: mqtt.embedded_tls.cert_file"},
+		{"broker tls listen", "mqtt:\n  embedded_tls:\n    listen: everywhere\n", "line 3: mqtt.embedded_tls.listen"},
 		// Each package validates its own section; cmd names the key and line.
 		{"placeholder in base topic", "mqtt:\n  base_topic: home/{device}\n", "line 2: mqtt.base_topic"},
 		{"qos 3", "mqtt:\n  broker: tcp://10.0.0.2:1883\n  qos: 3\n", "line 3: mqtt.qos"},

@@ -274,9 +274,35 @@ func runCheckConfig(args []string, stdout, stderr io.Writer, h host) int {
 		fmt.Fprintf(stderr, "edgesink: %v\n", err)
 		return exitUsage
 	}
+	var warning string
+	if cfg.MQTT.Broker == brokerEmbedded {
+		dir := cliLockDir(cfg, h)
+		if warning, err = brokerAnonymity(cfg.MQTT.embedded(), dir, earlierStart(dir), false); err != nil {
+			fmt.Fprintf(stderr, "edgesink: %s: mqtt.embedded_listen: %v\n", path, err)
+			return exitUsage
+		}
+	}
 	fmt.Fprintf(stdout, "%s: OK\n", path)
 	describeConfig(stdout, cfg, h)
+	if warning != "" {
+		fmt.Fprintf(stdout, "  WARNING: %s\n", warning)
+	}
 	return exitOK
+}
+
+// cliLockDir is the instance directory (where the lock is) the service
+// uses with cfg, as an operator command finds it.
+func cliLockDir(cfg Config, h host) string {
+	if cfg.Spool.Mode == spool.ModeDisk {
+		if scfg, err := spoolConfigIn(cfg.Spool, h.cliStateDir); err == nil {
+			return scfg.Dir
+		}
+	}
+	if cfg.Spool.Dir != "" {
+		return cfg.Spool.Dir
+	}
+	d, _ := h.cliStateDir()
+	return d
 }
 
 // describeConfig says, in a few lines, what edgesink would do with cfg.
@@ -296,6 +322,17 @@ func describeConfig(w io.Writer, cfg Config, h host) {
 		broker := cfg.MQTT.Broker
 		if broker == brokerEmbedded {
 			broker = "embedded broker on " + cfg.MQTT.EmbeddedListen
+			if l := cfg.MQTT.Embedded.TLS.Listen; l != "" {
+				broker += " (TLS on " + l + ")"
+			}
+			switch e := cfg.MQTT.Embedded; {
+			case len(e.Users) > 0 && e.AllowAnonymous:
+				broker += fmt.Sprintf(", %d users, anonymous clients read", len(e.Users))
+			case len(e.Users) > 0:
+				broker += fmt.Sprintf(", %d users", len(e.Users))
+			default:
+				broker += ", no users (every client may do anything)"
+			}
 		}
 		pcfg := cfg.mqttIdentity()
 		status := pcfg.AvailabilityTopic

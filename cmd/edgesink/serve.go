@@ -35,10 +35,11 @@ func (e *configError) Unwrap() error { return e.err }
 
 // readyInfo tells tests (and the log) where edgesink ended up listening.
 type readyInfo struct {
-	SMTPAddr   string
-	SMTPSAddr  string // implicit TLS listener, "" if none
-	BrokerAddr string // embedded broker, "" if none
-	Outputs    []string
+	SMTPAddr      string
+	SMTPSAddr     string // implicit TLS listener, "" if none
+	BrokerAddr    string // embedded broker, "" if none
+	BrokerTLSAddr string // embedded broker's TLS listener, "" if none
+	Outputs       []string
 }
 
 // serve wires the sink to its outputs and runs until ctx ends, then drains:
@@ -71,6 +72,20 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 	if err != nil {
 		return &configError{err}
 	}
+	// An open broker on the LAN is a config error (exit 2), decided before
+	// the lock file is made: a refused start must not make the next one
+	// look like an upgraded board (brokerAnonymity).
+	allowOpen := false
+	if cfg.MQTT.Broker == brokerEmbedded {
+		warning, err := brokerAnonymity(cfg.MQTT.embedded(), lockDir, earlierStart(lockDir), true)
+		if err != nil {
+			return &configError{err}
+		}
+		if warning != "" {
+			log.Warn(warning, "listen", cfg.MQTT.EmbeddedListen)
+			allowOpen = true
+		}
+	}
 	lock, err := spool.AcquireLock(lockDir)
 	if err != nil {
 		var le *spool.LockedError
@@ -81,6 +96,16 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 		return err
 	}
 	closers = append(closers, lock.Close)
+
+	// The embedded broker's logins and rights: the output's credential is
+	// the instance's, so it is made under the lock.
+	var bcfg broker.Config
+	var brokerCert *smtpd.Certificate
+	if cfg.MQTT.Broker == brokerEmbedded {
+		if bcfg, brokerCert, err = cfg.embeddedBroker(lockDir, allowOpen, log); err != nil {
+			return err
+		}
+	}
 
 	// Then the ports, before the broker connection: an instance that cannot
 	// have them must not take the MQTT client id of one that has, nor leave
@@ -114,18 +139,24 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 	var mqttTopic, mqttClientID string
 	brokerURL := cfg.MQTT.Broker
 	if brokerURL == brokerEmbedded {
-		b, err := broker.Start(cfg.MQTT.EmbeddedListen, log)
+		b, err := broker.Start(bcfg, log)
 		if err != nil {
+			if errors.Is(err, broker.ErrOpenOnLAN) {
+				return &configError{err}
+			}
 			return fmt.Errorf("start embedded broker: %w", portInUse(err, cfg.MQTT.EmbeddedListen, "mqtt.embedded_listen"))
 		}
 		closers = append(closers, b.Close)
-		brokerURL, info.BrokerAddr = b.URL(), b.Addr()
-		log.Info("embedded MQTT broker listening", "addr", b.Addr())
+		brokerURL, info.BrokerAddr, info.BrokerTLSAddr = b.URL(), b.Addr(), b.TLSAddr()
+		log.Info("embedded MQTT broker listening", "addr", b.Addr(), "tls_addr", b.TLSAddr(), "users", len(bcfg.Users))
 	}
 	if brokerURL != brokerNone {
 		pcfg, err := cfg.MQTT.publisherConfig(brokerURL, cfg.Site)
 		if err != nil {
 			return &configError{fmt.Errorf("mqtt: %w", err)}
+		}
+		if cfg.MQTT.Broker == brokerEmbedded {
+			pcfg.Username, pcfg.Password = broker.PublisherUser, bcfg.PublisherPassword
 		}
 		pub, err := mqtt.New(pcfg, log)
 		if err != nil {
@@ -249,6 +280,13 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 					log.Error("SIGHUP: TLS certificate not reloaded, keeping the old one", "err", err)
 				} else {
 					log.Info("SIGHUP: TLS certificate reloaded", "sha256_fingerprint", cert.Fingerprint())
+				}
+			}
+			if brokerCert != nil {
+				if err := brokerCert.Reload(); err != nil {
+					log.Error("SIGHUP: embedded broker's TLS certificate not reloaded, keeping the old one", "err", err)
+				} else {
+					log.Info("SIGHUP: embedded broker's TLS certificate reloaded", "sha256_fingerprint", brokerCert.Fingerprint())
 				}
 			}
 		case <-ctx.Done():
