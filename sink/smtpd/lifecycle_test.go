@@ -2,6 +2,7 @@ package smtpd_test
 
 import (
 	"context"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -71,5 +72,40 @@ func TestShutdownLetsOpenTransactionFinish(t *testing.T) {
 	}
 	if n := len(rec.got()); n != 1 {
 		t.Fatalf("%d alerts delivered, want 1", n)
+	}
+}
+
+// TestServeAfterShutdown: a Serve that starts only after Shutdown (or
+// Close) has begun returns at once instead of serving a listener nobody
+// will close; serve's goroutine and a stopping edgesink would wait on it
+// for ever.
+func TestServeAfterShutdown(t *testing.T) {
+	for _, stop := range []string{"Shutdown", "Close"} {
+		s, err := smtpd.New(smtpd.Config{}, &recorder{}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if stop == "Shutdown" {
+			if err := s.Shutdown(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			_ = s.Close()
+		}
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- s.Serve(l) }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Serve after %s: %v", stop, err)
+			}
+		case <-time.After(5 * time.Second):
+			_ = l.Close()
+			t.Fatalf("Serve after %s did not return", stop)
+		}
 	}
 }

@@ -213,10 +213,20 @@ func (s *Server) ServeTLS(l net.Listener) error {
 
 func (s *Server) serve(wl *listener) error {
 	l := wl.Listener
+	// Registered under mu, which closeListeners takes too: a Serve that
+	// comes after Shutdown or Close began finds stopping set and returns
+	// (its listener would otherwise never be closed, and Serve never
+	// return); one that comes before is closed by them.
 	s.mu.Lock()
+	if s.stopping.Load() {
+		s.mu.Unlock()
+		_ = l.Close()
+		return nil
+	}
 	s.listeners = append(s.listeners, wl)
 	s.mu.Unlock()
-	if err := s.smtp.Serve(wl); err != nil && !errors.Is(err, net.ErrClosed) {
+	err := s.smtp.Serve(wl)
+	if err != nil && !errors.Is(err, net.ErrClosed) && !errors.Is(err, smtp.ErrServerClosed) {
 		return fmt.Errorf("sink: serve %s: %w", l.Addr(), err)
 	}
 	return nil
