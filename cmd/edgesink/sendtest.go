@@ -5,12 +5,12 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/mail"
-	"net/smtp"
 	"os"
 	"strings"
 	"time"
+
+	"github.com/edgesink/edgesink/sink/smtpd"
 )
 
 const sampleAlert = `From: "edgesink test" <{from}>
@@ -93,41 +93,5 @@ func headerFrom(msg []byte) string {
 // sendMail delivers one message over plain SMTP and returns the server's
 // refusal, if any, as the error.
 func sendMail(ctx context.Context, addr, helo, from string, to []string, msg []byte) error {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return err
-	}
-	if dl, ok := ctx.Deadline(); ok {
-		_ = conn.SetDeadline(dl)
-	}
-	host, _, _ := net.SplitHostPort(addr)
-	c, err := smtp.NewClient(conn, host)
-	if err != nil {
-		conn.Close()
-		return err
-	}
-	defer c.Close()
-	if err := c.Hello(helo); err != nil {
-		return err
-	}
-	if err := c.Mail(from); err != nil {
-		return err
-	}
-	for _, r := range to {
-		if err := c.Rcpt(r); err != nil {
-			return err
-		}
-	}
-	w, err := c.Data()
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(w, bytes.NewReader(msg)); err != nil {
-		return err
-	}
-	if err := w.Close(); err != nil {
-		return err
-	}
-	return c.Quit()
+	return smtpd.SendMail(ctx, nil, addr, helo, from, to, msg)
 }

@@ -4,41 +4,17 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"net/smtp"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/edgesink/edgesink/sink/smtpd"
 )
 
-// SendMail runs one whole SMTP session as a device does: connect (with d,
-// or a plain dialer when d is nil), EHLO helo, one mail from → to, QUIT.
-// The context's deadline bounds the whole session. A refusal comes back as
-// the error, its text starting with the reply code ("451 4.3.0 …").
+// SendMail is smtpd.SendMail with one recipient: one whole session as a
+// device runs it.
 func SendMail(ctx context.Context, d *net.Dialer, addr, helo, from, to string, msg []byte) error {
-	if d == nil {
-		d = &net.Dialer{}
-	}
-	conn, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return err
-	}
-	if dl, ok := ctx.Deadline(); ok {
-		_ = conn.SetDeadline(dl)
-	}
-	host, _, _ := net.SplitHostPort(addr)
-	c, err := smtp.NewClient(conn, host)
-	if err != nil {
-		conn.Close()
-		return err
-	}
-	defer c.Close()
-	if err := c.Hello(helo); err != nil {
-		return err
-	}
-	if err := Send(c, from, to, msg, nil); err != nil {
-		return err
-	}
-	return c.Quit()
+	return smtpd.SendMail(ctx, d, addr, helo, from, []string{to}, msg)
 }
 
 // SubjectMail is a small alert mail from a camera whose subject is subject,
