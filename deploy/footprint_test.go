@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/edgesink/edgesink/deploy/doctest"
+	"github.com/edgesink/edgesink/deploy/testtools"
 	"github.com/edgesink/edgesink/forward/mqtt/mqtttest"
 	"github.com/edgesink/edgesink/sink/smtpd/smtptest"
 )
@@ -95,31 +96,15 @@ func measure(b *testing.B, name string, argv []string, brokerURL string, mails i
 	cpu0 := cpuTime(b, es.pid)
 	time.Sleep(idleFor)
 	f.idleCPU = cpuTime(b, es.pid) - cpu0
-	f.idleRSS = procStatus(b, es.pid, "VmRSS")
+	f.idleRSS = testtools.ProcStatusKiB(b, es.pid, "VmRSS")
 	elapsed, err := smtptest.Load{Addr: es.smtpAddr, Senders: loadSenders, N: mails,
 		Mail: func(i int) (string, []byte) { return smtptest.AlertMail(i, 4<<10) }}.Run()
 	if err != nil {
 		b.Fatalf("%s: load: %v", name, err)
 	}
 	f.loadRate = float64(mails) / elapsed.Seconds()
-	f.peakRSS = procStatus(b, es.pid, "VmHWM")
+	f.peakRSS = testtools.ProcStatusKiB(b, es.pid, "VmHWM")
 	return f
-}
-
-// procStatus reads a "kB" field of /proc/PID/status.
-func procStatus(b *testing.B, pid int, field string) int64 {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		b.Fatal(err)
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, field+":"); ok {
-			n, _ := strconv.ParseInt(strings.Fields(v)[0], 10, 64)
-			return n
-		}
-	}
-	b.Fatalf("no %s in /proc/%d/status", field, pid)
-	return 0
 }
 
 // cpuTime is the user+system CPU time of pid so far (/proc/PID/stat,

@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/edgesink/edgesink/deploy/doctest"
+	"github.com/edgesink/edgesink/deploy/testtools"
 	"github.com/edgesink/edgesink/forward/mqtt/mqtttest"
 	"github.com/edgesink/edgesink/sink/smtpd/smtptest"
 )
@@ -194,24 +194,7 @@ func sendAsDevice(src, addr, device string) error {
 // vmHWM is a process's peak resident set size in KiB.
 func vmHWM(t *testing.T, pid int) int64 {
 	t.Helper()
-	return procStatusKiB(t, pid, "VmHWM")
-}
-
-// procStatusKiB reads a kB field of /proc/PID/status.
-func procStatusKiB(t *testing.T, pid int, field string) int64 {
-	t.Helper()
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, field+":"); ok {
-			n, _ := strconv.ParseInt(strings.Fields(v)[0], 10, 64)
-			return n
-		}
-	}
-	t.Fatalf("no %s in /proc/%d/status", field, pid)
-	return 0
+	return testtools.ProcStatusKiB(t, pid, "VmHWM")
 }
 
 // TestIdleConnectionCost opens 200 idle sessions (greeted, EHLO answered)
@@ -228,7 +211,7 @@ func TestIdleConnectionCost(t *testing.T) {
 	cmd, addr := startBinary(t, binary(t), "--config", conf, "--smtp-listen", "127.0.0.1:0",
 		"--mqtt-broker", broker.URL(), "--spool-dir", t.TempDir())
 	pid := cmd.Process.Pid
-	before := procStatusKiB(t, pid, "VmRSS")
+	before := testtools.ProcStatusKiB(t, pid, "VmRSS")
 	for i := 0; i < n; i++ {
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
@@ -243,7 +226,7 @@ func TestIdleConnectionCost(t *testing.T) {
 		}
 		expectReply(t, r, "250")
 	}
-	per := float64(procStatusKiB(t, pid, "VmRSS")-before) / n
+	per := float64(testtools.ProcStatusKiB(t, pid, "VmRSS")-before) / n
 	t.Logf("an idle connection costs %.1f KiB of RSS", per)
 	if per < low || per > high {
 		t.Errorf("an idle connection costs %.1f KiB of RSS; README says %g–%g KiB", per, low, high)
