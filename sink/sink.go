@@ -36,6 +36,20 @@ type Alert struct {
 	// (sink/classify) and stored with the alert; nil while no device
 	// template knows the mail, and then left out of the JSON.
 	Event *Event `json:"event,omitempty"`
+
+	// Set only on the follow-up alert that closes a coalescing window
+	// (forward/spool): how many alerts of the same device, channel and
+	// event type were folded into it, when the first and the last of them
+	// arrived, and their ids, so a consumer can account for every mail.
+	Count     int       `json:"count,omitempty"`
+	FirstAt   time.Time `json:"first_at,omitzero"`
+	LastAt    time.Time `json:"last_at,omitzero"`
+	FoldedIDs []string  `json:"folded_ids,omitempty"`
+	// Synthetic marks an alert no mail carried: the stop edgesink sends
+	// when a start was never followed by one (coalesce.auto_stop).
+	Synthetic bool `json:"synthetic,omitempty"`
+	// ReplayOf names the dead letter this alert was replayed from.
+	ReplayOf string `json:"replay_of,omitempty"`
 }
 
 // Event is the meaning of an alert: which kind of thing happened, on which
@@ -43,7 +57,7 @@ type Alert struct {
 // (motion, disk_failure, on_battery, …, other).
 type Event struct {
 	Type     string `json:"type"`
-	State    string `json:"state,omitempty"` // start, stop, or empty for a one-off
+	State    string `json:"state"` // start, stop, or none for a one-off notice
 	Channel  string `json:"channel,omitempty"`
 	Camera   string `json:"camera,omitempty"`
 	Detail   string `json:"detail,omitempty"`   // e.g. person, vehicle
