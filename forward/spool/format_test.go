@@ -11,7 +11,7 @@ import (
 
 func TestRecordFormat(t *testing.T) {
 	a := testAlert(1, "cam")
-	v1, err := encodeRecord(a, Route{Outputs: []string{"mqtt"}})
+	v1, err := encodeRecord(a, Route{Outputs: []string{"mqtt"}}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +57,7 @@ func TestDropRewritesBatch(t *testing.T) {
 	for i := range 3 {
 		a := testAlert(i, "cam")
 		ids = append(ids, a.ID)
-		rec, err := encodeRecord(a, Route{})
+		rec, err := encodeRecord(a, Route{}, false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -93,8 +93,8 @@ func TestStoredRouteHonoured(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(dir, queueDir), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	onlyMQTT, _ := encodeRecord(testAlert(1, "cam"), Route{Outputs: []string{"mqtt"}})
-	gone, _ := encodeRecord(testAlert(2, "ups"), Route{Outputs: []string{"led-sign"}})
+	onlyMQTT, _ := encodeRecord(testAlert(1, "cam"), Route{Outputs: []string{"mqtt"}}, false)
+	gone, _ := encodeRecord(testAlert(2, "ups"), Route{Outputs: []string{"led-sign"}}, false)
 	if err := os.WriteFile(filepath.Join(dir, queueDir, "b"+batchExt), []byte(string(onlyMQTT)+"\n"+string(gone)+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +117,7 @@ func TestStoredRouteHonoured(t *testing.T) {
 }
 
 func FuzzDecodeRecord(f *testing.F) {
-	rec, _ := encodeRecord(testAlert(1, "cam"), Route{Outputs: []string{"mqtt"}})
+	rec, _ := encodeRecord(testAlert(1, "cam"), Route{Outputs: []string{"mqtt"}}, false)
 	f.Add(rec)
 	f.Add([]byte(`{"id":"18fae27693b40000474a5a75","device":"ups"}`))
 	f.Add([]byte(`{"v":2}`))
