@@ -163,9 +163,9 @@ type Spool struct {
 	idle    chan struct{} // closed and replaced when the queue becomes empty
 	lanes   [][]*lane     // [output][lane]
 
-	everyOutput Route         // where an alert no rule routes goes: every output, by name (read-only)
-	router      routerHolder  // routing rules for new mail (router.go); SIGHUP swaps them
-	co          *coalescer    // storms (coalesce.go); nil in mode off
+	everyOutput Route        // where an alert no rule routes goes: every output, by name (read-only)
+	router      routerHolder // routing rules for new mail (router.go); SIGHUP swaps them
+	co          *coalescer   // storms (coalesce.go); nil in mode off
 
 	ctx    context.Context // cancelled by Close: deliveries stop
 	cancel context.CancelFunc

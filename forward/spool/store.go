@@ -25,7 +25,7 @@ type store interface {
 }
 
 type stored struct {
-	alert *sink.Alert
+	alert  *sink.Alert
 	route  Route
 	size   int64
 	folded bool
