@@ -128,3 +128,25 @@ func FuzzDecodeRecord(f *testing.F) {
 		}
 	})
 }
+
+// TestRecordFormatLater: a folded record and a rule's templates are two
+// optional keys of version 1: a record without them is what the previous
+// release wrote, and one with them reads back with both.
+func TestRecordFormatLater(t *testing.T) {
+	a := testAlert(1, "cam")
+	plain, _ := encodeRecord(a, Route{Outputs: []string{"mqtt"}}, false)
+	if strings.Contains(string(plain), "folded") || strings.Contains(string(plain), "templates") {
+		t.Fatalf("a plain record changed: %s", plain)
+	}
+	line, err := encodeRecord(a, Route{Outputs: []string{"mqtt"}, Templates: map[string]string{"mqtt": "cams/{device}"}}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(line), `{"v":1,"route":{"outputs":["mqtt"],"templates":{"mqtt":"cams/{device}"}},"folded":true,"alert":{`) {
+		t.Fatalf("record %s", line)
+	}
+	r, err := decodeRecord(line)
+	if err != nil || !r.Folded || r.Route.template("mqtt") != "cams/{device}" || r.Route.template("serial") != "" {
+		t.Fatalf("%+v %v", r, err)
+	}
+}
