@@ -28,7 +28,7 @@ const (
 
 // Rule is one entry of the configuration file's routes list.
 type Rule struct {
-	Name  string `yaml:"name"` // for log lines; default routes[N]
+	Name  string `yaml:"name"` // for log lines; default "rule N" (N from 1)
 	Match Match  `yaml:"match"`
 	// Outputs is mqtt, serial, both or none (the alert is dropped, with a
 	// log line); empty: every output.
@@ -71,18 +71,18 @@ type rule struct {
 	templates map[string]string
 }
 
-// Compile checks rules and compiles them. Errors name the rule's position
-// and key, as "routes[2].match.subject: …".
+// Compile checks rules and compiles them. Errors name the rule (counted
+// from 1) and its key, as "rule 2: match.subject: …".
 func Compile(rules []Rule, env Env) (*Table, error) {
 	t := &Table{}
 	for i, r := range rules {
 		c, err := compile(r, env)
 		if err != nil {
-			return nil, fmt.Errorf("routes[%d].%w", i, err)
+			return nil, fmt.Errorf("rule %d: %w", i+1, err)
 		}
 		c.name = r.Name
 		if c.name == "" {
-			c.name = fmt.Sprintf("routes[%d]", i)
+			c.name = fmt.Sprintf("rule %d", i+1)
 		}
 		t.rules = append(t.rules, c)
 	}

@@ -38,11 +38,11 @@ func TestDecide(t *testing.T) {
 		templates map[string]string
 	}{
 		{"printer by glob, case-insensitive", alert("Printer-2", "", "", "Toner low", "", nil), "printers", false, []string{"serial"}, map[string]string{"serial": "{device}: {subject}"}},
-		{"camera motion start", alert("cam1", "cam1@CAMS.lan", "", "", "", motion), "routes[1]", false, []string{"mqtt"}, map[string]string{"mqtt": "{base}/cams/{camera}/{event}"}},
+		{"camera motion start", alert("cam1", "cam1@CAMS.lan", "", "", "", motion), "rule 2", false, []string{"mqtt"}, map[string]string{"mqtt": "{base}/cams/{camera}/{event}"}},
 		{"camera motion stop: rule 1 wants start", alert("cam1", "cam1@cams.lan", "", "", "", &sink.Event{Type: "motion", State: "stop"}), "", false, nil, nil},
 		{"no event: event matcher fails", alert("cam1", "cam1@cams.lan", "", "", "", nil), "", false, nil, nil},
-		{"test mail dropped", alert("nas", "", "", "This is a TEST MAIL", "", nil), "routes[2]", true, nil, nil},
-		{"recipient and body", alert("nas", "", "ops@edgesink", "", "raid: disk 3 failed", nil), "routes[3]", false, []string{"mqtt", "serial"}, nil},
+		{"test mail dropped", alert("nas", "", "", "This is a TEST MAIL", "", nil), "rule 3", true, nil, nil},
+		{"recipient and body", alert("nas", "", "ops@edgesink", "", "raid: disk 3 failed", nil), "rule 4", false, []string{"mqtt", "serial"}, nil},
 		{"recipient without body", alert("nas", "", "ops@edgesink", "", "all good", nil), "", false, nil, nil},
 		{"nothing matches", alert("ups", "ups@lan", "a@b", "On battery", "", nil), "", false, nil, nil},
 	}
@@ -77,14 +77,14 @@ func TestCompileErrors(t *testing.T) {
 		r    Rule
 		want string
 	}{
-		{Rule{Match: Match{Device: "[cam"}}, "routes[0].match.device"},
-		{Rule{Match: Match{Subject: "(unclosed"}}, "routes[0].match.subject"},
-		{Rule{Outputs: "printer"}, "routes[0].outputs: \"printer\""},
+		{Rule{Match: Match{Device: "[cam"}}, "rule 1: match.device"},
+		{Rule{Match: Match{Subject: "(unclosed"}}, "rule 1: match.subject"},
+		{Rule{Outputs: "printer"}, "rule 1: outputs: \"printer\""},
 		{Rule{Outputs: "serial"}, "no serial output is configured (serial.device)"},
 		{Rule{Outputs: "both"}, "no serial output is configured"},
-		{Rule{Outputs: "none", Topic: "x"}, "routes[0].outputs: none"},
-		{Rule{Topic: "cams/#"}, "routes[0].topic: must not contain"},
-		{Rule{Serial: "{nope}"}, "routes[0].serial"},
+		{Rule{Outputs: "none", Topic: "x"}, "rule 1: outputs: none"},
+		{Rule{Topic: "cams/#"}, "rule 1: topic: must not contain"},
+		{Rule{Serial: "{nope}"}, "rule 1: serial"},
 	} {
 		_, err := Compile([]Rule{tt.r}, env)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
