@@ -42,7 +42,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
+	"sort"
 	"sync"
 	"time"
 
@@ -401,7 +401,7 @@ func (c *coalescer) writer() {
 			f.Started = append(f.Started, startEntry{Alert: a}) // zero time: stop at once after a restart
 		}
 		c.mu.Unlock()
-		slices.SortFunc(f.Started, func(a, b startEntry) int { return cmpString(a.Alert.ID, b.Alert.ID) })
+		sort.Slice(f.Started, func(i, j int) bool { return f.Started[i].Alert.ID < f.Started[j].Alert.ID })
 		data, err := json.Marshal(f)
 		if err == nil {
 			err = writeFileSync(c.path, data)
@@ -410,16 +410,6 @@ func (c *coalescer) writer() {
 			c.s.log.Error("coalesce: cannot save which keys are in start; after a restart their synthetic stops may be missing", "file", c.path, "err", err)
 		}
 	}
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // wallOf drops t's monotonic reading: what is stored is wall-clock.
