@@ -8,6 +8,12 @@
 // restart everything still in the queue is delivered again; an output that
 // had already confirmed an alert may see it twice (at least once, same id).
 //
+// Storms are coalesced here too (coalesce.go): per device, channel and
+// event type, the first alert goes out at once and the rest of a window
+// becomes one follow-up; the folded alerts are stored like any other until
+// it is delivered. Routing rules (a Router, router.go) decide, when an alert
+// is accepted, which outputs take it and with which template.
+//
 // Mode "off" keeps no queue at all: Handle waits until every output
 // confirmed the alert and returns their failure if one did not (the device
 // is told 451 or 554 and sends again). Nothing is retried and nothing is
