@@ -68,3 +68,24 @@ type tempErr struct{}
 
 func (tempErr) Error() string   { return "down" }
 func (tempErr) Temporary() bool { return true }
+
+// TestEventPlaceholders: the event's fields, the count an alert stands
+// for, and the instance's site.
+func TestEventPlaceholders(t *testing.T) {
+	tm, err := ParseTemplate("{site}|{event}|{state}|{channel}|{camera}|{count}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := testAlert()
+	if got := tm.Execute(a, nil); got != "|||||1" {
+		t.Errorf("no event, no site: %q", got)
+	}
+	a.Event = &sink.Event{Type: "motion", State: "start", Channel: "3", Camera: "Garage"}
+	a.Count = 49
+	if got := tm.WithSite("home").Execute(a, strings.ToUpper); got != "HOME|MOTION|START|3|GARAGE|49" {
+		t.Errorf("with event and site: %q", got)
+	}
+	if got := tm.Execute(a, nil); got != "|motion|start|3|Garage|49" {
+		t.Errorf("WithSite changed the original: %q", got)
+	}
+}

@@ -29,6 +29,25 @@ var fields = map[string]func(a *sink.Alert) string{
 	"rcpt_local":      func(a *sink.Alert) string { return sink.LocalPart(first(a.RcptTo)) },
 	"attachments":     func(a *sink.Alert) string { return strconv.Itoa(len(a.Attachments)) },
 	"size":            func(a *sink.Alert) string { return strconv.Itoa(a.Size) },
+	// The event sink/classify decided; empty when no template knew the mail.
+	"event":   func(a *sink.Alert) string { return eventField(a, func(e *sink.Event) string { return e.Type }) },
+	"state":   func(a *sink.Alert) string { return eventField(a, func(e *sink.Event) string { return e.State }) },
+	"channel": func(a *sink.Alert) string { return eventField(a, func(e *sink.Event) string { return e.Channel }) },
+	"camera":  func(a *sink.Alert) string { return eventField(a, func(e *sink.Event) string { return e.Camera }) },
+	// How many mails the alert stands for: 1, or a follow-up's count.
+	"count": func(a *sink.Alert) string { return strconv.Itoa(max(a.Count, 1)) },
+	// The instance's site (TOPICS.md), not the mail's: set by the output
+	// with WithSite.
+	placeholderSite: nil,
+}
+
+const placeholderSite = "site"
+
+func eventField(a *sink.Alert, f func(*sink.Event) string) string {
+	if a.Event == nil {
+		return ""
+	}
+	return f(a.Event)
 }
 
 // Placeholders lists the names a Template accepts, sorted.
@@ -44,11 +63,20 @@ func Placeholders() []string {
 // Template is a text with {placeholder}s, parsed once and filled per alert.
 type Template struct {
 	parts []templatePart
+	site  string // {site}
 }
 
 type templatePart struct {
 	literal string
 	field   func(a *sink.Alert) string // nil for a literal
+	site    bool                       // {site}
+}
+
+// WithSite returns t filling {site} with site.
+func (t *Template) WithSite(site string) *Template {
+	c := *t
+	c.site = site
+	return &c
 }
 
 // ParseTemplate parses s. Unknown placeholders and unbalanced braces are
@@ -78,7 +106,7 @@ func ParseTemplate(s string) (*Template, error) {
 			return nil, fmt.Errorf("template %q: unknown placeholder {%s} (known: %s)",
 				s, name, strings.Join(Placeholders(), ", "))
 		}
-		t.parts = append(t.parts, templatePart{field: f})
+		t.parts = append(t.parts, templatePart{field: f, site: name == placeholderSite})
 		rest = rest[open+end+1:]
 	}
 	return t, nil
@@ -89,11 +117,16 @@ func ParseTemplate(s string) (*Template, error) {
 func (t *Template) Execute(a *sink.Alert, escape func(string) string) string {
 	var b strings.Builder
 	for _, p := range t.parts {
-		if p.field == nil {
+		var v string
+		switch {
+		case p.site:
+			v = t.site
+		case p.field == nil:
 			b.WriteString(p.literal)
 			continue
+		default:
+			v = p.field(a)
 		}
-		v := p.field(a)
 		if escape != nil {
 			v = escape(v)
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/edgesink/edgesink/board"
 	"github.com/edgesink/edgesink/forward/broker"
 	"github.com/edgesink/edgesink/forward/mqtt"
+	"github.com/edgesink/edgesink/forward/route"
 	"github.com/edgesink/edgesink/forward/serial"
 	"github.com/edgesink/edgesink/forward/spool"
 	"github.com/edgesink/edgesink/sink/config"
@@ -42,6 +43,12 @@ type Config struct {
 	Spool  spool.Config  `yaml:"spool"`  // an empty dir is the state directory's spool/
 	Board  BoardConfig   `yaml:"board"`
 	Auth   smtpd.Auth    `yaml:"auth"`
+	// Coalesce folds alert storms in the spool (spool.CoalesceConfig);
+	// Routes are the routing rules, first match wins (forward/route).
+	Coalesce spool.CoalesceConfig `yaml:"coalesce"`
+	Routes   []route.Rule         `yaml:"routes"`
+
+	path string // the file it was read from, "" for none; SIGHUP reloads the routes from it
 }
 
 // SMTPTLSConfig is TLS for devices: STARTTLS and implicit TLS (SMTPS).
@@ -149,6 +156,9 @@ func DefaultConfig() Config {
 		Spool:  spool.DefaultConfig(),
 		Board:  BoardConfig{LED: board.LEDOff},
 		Auth:   auth,
+
+		Coalesce: spool.DefaultCoalesceConfig(),
+		Routes:   []route.Rule{},
 	}
 }
 
@@ -330,7 +340,36 @@ func (c Config) Validate() error {
 	if c.MQTT.Broker == brokerNone && c.Serial.Device == "" {
 		return bad("mqtt.broker", "no output configured: set mqtt.broker or serial.device")
 	}
+	if err := c.Coalesce.Validate(); err != nil {
+		return inSection("coalesce", err)
+	}
+	if _, err := c.routes(); err != nil {
+		return &keyError{key: "routes", err: err}
+	}
 	return nil
+}
+
+// routes compiles the routing rules against the outputs this config has.
+func (c Config) routes() (*route.Table, error) {
+	env := route.Env{}
+	if c.MQTT.Broker != brokerNone {
+		id := c.mqttIdentity()
+		env.Outputs = append(env.Outputs, route.MQTT)
+		env.CheckTopic = func(tmpl string) error {
+			_, err := mqtt.RouteTopic(id.BaseTopic, c.Site, tmpl)
+			return err
+		}
+	}
+	if c.Serial.Device != "" {
+		env.Outputs = append(env.Outputs, route.Serial)
+	}
+	return route.Compile(c.Routes, env)
+}
+
+// spoolWith is the spool's settings with the coalesce section's.
+func (c Config) spoolWith(sp spool.Config) spool.Config {
+	sp.Coalesce = c.Coalesce
+	return sp
 }
 
 // inSection names the key of a package's validation error within the

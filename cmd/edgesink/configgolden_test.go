@@ -48,11 +48,11 @@ func mapConfig(t *testing.T, cfg Config) packageConfigs {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pc.Spool = sp
+	pc.Spool = cfg.spoolWith(sp)
 	pc.Wiring = map[string]any{
 		"log": cfg.Log, "smtp.listen": cfg.SMTP.Listen, "smtp.shutdown_grace": cfg.SMTP.ShutdownGrace.String(),
 		"smtp.tls": cfg.SMTP.TLS, "mqtt.broker": cfg.MQTT.Broker, "mqtt.embedded_listen": cfg.MQTT.EmbeddedListen,
-		"board": cfg.Board, "site": cfg.Site,
+		"board": cfg.Board, "site": cfg.Site, "routes": cfg.Routes,
 	}
 	return pc
 }

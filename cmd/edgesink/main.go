@@ -235,7 +235,9 @@ func configFrom(path string) (Config, error) {
 	if path == "" {
 		return DefaultConfig(), nil
 	}
-	return LoadConfig(path)
+	cfg, err := LoadConfig(path)
+	cfg.path = path // SIGHUP reads the routing rules from it again
+	return cfg, err
 }
 
 func newLogger(c LogConfig, w io.Writer) *slog.Logger {

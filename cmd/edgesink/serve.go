@@ -19,6 +19,7 @@ import (
 	"github.com/edgesink/edgesink/forward"
 	"github.com/edgesink/edgesink/forward/broker"
 	"github.com/edgesink/edgesink/forward/mqtt"
+	"github.com/edgesink/edgesink/forward/route"
 	"github.com/edgesink/edgesink/forward/serial"
 	"github.com/edgesink/edgesink/forward/spool"
 	"github.com/edgesink/edgesink/sink"
@@ -178,7 +179,9 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 		}
 	}
 	if cfg.Serial.Device != "" {
-		port, err := serial.New(portConfig(cfg.Serial), log)
+		pcfg := portConfig(cfg.Serial)
+		pcfg.Site = cfg.Site // {site} in serial templates
+		port, err := serial.New(pcfg, log)
 		if err != nil {
 			return &configError{err}
 		}
@@ -197,11 +200,16 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 	if err != nil {
 		return &configError{fmt.Errorf("spool: %w", err)}
 	}
-	sp, err := spool.Open(spcfg, log, outputs...)
+	routes, err := cfg.routes()
+	if err != nil {
+		return &configError{fmt.Errorf("routes: %w", err)}
+	}
+	sp, err := spool.Open(cfg.spoolWith(spcfg), log, outputs...)
 	if err != nil {
 		return fmt.Errorf("open spool: %w", err)
 	}
 	closers = append(closers, sp.Close)
+	sp.SetRouter(routes)
 	var handler sink.Handler = classify.New(sp)
 	if spcfg.Mode == spool.ModeDisk {
 		log.Info("spool ready", "dir", spcfg.Dir, "holds", sp.Stats().String())
@@ -275,6 +283,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 		case <-hup:
 			n, err := sp.Rescan()
 			log.Info("SIGHUP: spool rescanned", "new_alerts", n, "holds", sp.Stats().String(), "err", err)
+			reloadRoutes(cfg, sp, log)
 			if cert != nil {
 				if err := cert.Reload(); err != nil {
 					log.Error("SIGHUP: TLS certificate not reloaded, keeping the old one", "err", err)
@@ -313,6 +322,27 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 	}
 	log.Info("edgesink stopped")
 	return nil
+}
+
+// reloadRoutes reads the routing rules from the config file again and
+// makes them decide for new mail; queued alerts keep their routes. Rules
+// are checked against the outputs this process runs with; a file that does
+// not load keeps the rules in force. Nothing else of the file is reloaded.
+func reloadRoutes(cfg Config, sp *spool.Spool, log *slog.Logger) {
+	if cfg.path == "" {
+		return
+	}
+	next, err := LoadConfig(cfg.path)
+	if err == nil {
+		cfg.Routes = next.Routes
+		var table *route.Table
+		if table, err = cfg.routes(); err == nil {
+			sp.SetRouter(table)
+			log.Info("SIGHUP: routing rules reloaded for new mail", "rules", table.Len())
+			return
+		}
+	}
+	log.Error("SIGHUP: routing rules not reloaded, keeping those in force", "err", err)
 }
 
 // portInUse adds to a bind error on addr what holds the port, when the

@@ -96,6 +96,8 @@ type Publisher struct {
 	stop      chan struct{}
 	done      chan struct{}
 	closeOnce sync.Once
+
+	routed sync.Map // a routing rule's topic template -> routedTopic (route.go)
 }
 
 var (
@@ -117,7 +119,7 @@ func New(cfg Config, log *slog.Logger) (*Publisher, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Publisher{cfg: cfg, topic: tmpl, log: log.With("output", "mqtt", "broker", cfg.Broker),
+	p := &Publisher{cfg: cfg, topic: tmpl.WithSite(cfg.Site), log: log.With("output", "mqtt", "broker", cfg.Broker),
 		stop: make(chan struct{}), done: make(chan struct{})}
 
 	opts := paho.NewClientOptions().
@@ -266,8 +268,10 @@ func (p *Publisher) Config() Config { return p.cfg }
 func (p *Publisher) Name() string { return "mqtt" }
 
 // Topic returns the topic a would be published on.
-func (p *Publisher) Topic(a *sink.Alert) string {
-	return SanitizeTopic(p.topic.Execute(a, topicValue))
+func (p *Publisher) Topic(a *sink.Alert) string { return topicOf(p.topic, a) }
+
+func topicOf(t *forward.Template, a *sink.Alert) string {
+	return SanitizeTopic(t.Execute(a, topicValue))
 }
 
 func (p *Publisher) current() paho.Client {
@@ -278,10 +282,14 @@ func (p *Publisher) current() paho.Client {
 
 // Forward publishes a as JSON and waits for the broker's acknowledgement.
 func (p *Publisher) Forward(ctx context.Context, a *sink.Alert) error {
+	return p.forward(ctx, a, p.topic)
+}
+
+func (p *Publisher) forward(ctx context.Context, a *sink.Alert, topic *forward.Template) error {
 	// paho's Publish can itself block (up to its write timeout) when the
 	// connection died unnoticed; run it aside so ctx always bounds Forward.
 	waitc := make(chan func(context.Context) error, 1)
-	go func() { waitc <- p.Start(ctx, a) }()
+	go func() { waitc <- p.start(ctx, a, topic) }()
 	select {
 	case wait := <-waitc:
 		return wait(ctx)
@@ -294,6 +302,10 @@ func (p *Publisher) Forward(ctx context.Context, a *sink.Alert) error {
 // broker's acknowledgement. Alerts started one after the other go out on
 // the connection in that order.
 func (p *Publisher) Start(ctx context.Context, a *sink.Alert) func(context.Context) error {
+	return p.start(ctx, a, p.topic)
+}
+
+func (p *Publisher) start(ctx context.Context, a *sink.Alert, tmpl *forward.Template) func(context.Context) error {
 	client := p.current()
 	if client == nil {
 		return failed(sink.MarkTemporary(ErrNotConnected))
@@ -302,7 +314,7 @@ func (p *Publisher) Start(ctx context.Context, a *sink.Alert) func(context.Conte
 	if err != nil {
 		return failed(fmt.Errorf("mqtt: encode alert %s: %w", a.ID, err))
 	}
-	topic := p.Topic(a)
+	topic := topicOf(tmpl, a)
 	tok := client.Publish(topic, p.cfg.QoS, p.cfg.Retain, payload)
 	return func(ctx context.Context) error {
 		select {

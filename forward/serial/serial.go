@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -49,6 +50,7 @@ type Config struct {
 	Template      string        `yaml:"template"`        // placeholders as in forward.Placeholders
 	MaxLineLength int           `yaml:"max_line_length"` // bytes before the CRLF; longer lines are cut
 	WriteTimeout  time.Duration `yaml:"write_timeout"`   //
+	Site          string        `yaml:"-"`               // the instance's site, for {site} (top-level site setting)
 }
 
 // DefaultConfig is the line format and port settings edgesink uses unless
@@ -77,6 +79,8 @@ type Port struct {
 	// channel is the right to write; a write stuck in the kernel keeps it, so
 	// later alerts fail fast with ErrBusy instead of queueing behind it.
 	slot chan bugst.Port
+
+	routed sync.Map // a routing rule's line template -> routedLine (route.go)
 }
 
 var _ forward.Forwarder = (*Port)(nil)
@@ -93,7 +97,7 @@ func New(cfg Config, log *slog.Logger) (*Port, error) {
 	}
 	mode, _ := cfg.Mode()
 	tmpl, _ := forward.ParseTemplate(cfg.Template)
-	p := &Port{cfg: cfg, mode: mode, tmpl: tmpl, log: log.With("output", "serial", "device", cfg.Device),
+	p := &Port{cfg: cfg, mode: mode, tmpl: tmpl.WithSite(cfg.Site), log: log.With("output", "serial", "device", cfg.Device),
 		slot: make(chan bugst.Port, 1)}
 	p.slot <- nil
 	return p, nil
@@ -180,7 +184,9 @@ func (p *Port) Name() string { return "serial" }
 // Line renders a as the bytes written to the port: the template, control
 // characters removed, cut to MaxLineLength bytes on a character boundary,
 // then CRLF.
-func (p *Port) Line(a *sink.Alert) []byte {
+func (p *Port) Line(a *sink.Alert) []byte { return p.line(p.tmpl, a) }
+
+func (p *Port) line(tmpl *forward.Template, a *sink.Alert) []byte {
 	s := strings.Map(func(r rune) rune {
 		if r == '\t' || r == '\n' || r == '\r' {
 			return ' '
@@ -189,7 +195,7 @@ func (p *Port) Line(a *sink.Alert) []byte {
 			return -1
 		}
 		return r
-	}, p.tmpl.Execute(a, nil))
+	}, tmpl.Execute(a, nil))
 	s = strings.TrimSpace(s)
 	for len(s) > p.cfg.MaxLineLength {
 		_, size := utf8.DecodeLastRuneInString(s)
@@ -201,7 +207,10 @@ func (p *Port) Line(a *sink.Alert) []byte {
 // Forward writes a's line. It fails with a temporary error when the device
 // cannot be opened, the write fails, or the write does not finish in time.
 func (p *Port) Forward(ctx context.Context, a *sink.Alert) error {
-	line := p.Line(a)
+	return p.write(ctx, p.Line(a))
+}
+
+func (p *Port) write(ctx context.Context, line []byte) error {
 	var port bugst.Port
 	select {
 	case port = <-p.slot:

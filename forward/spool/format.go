@@ -20,6 +20,13 @@ import (
 // A record is {"v":1,"route":{…},"alert":{…}}: the alert and the decisions
 // made when it was accepted. The first release wrote the bare alert (version
 // 0); such a line is read as an alert for every output.
+//
+// Two optional keys came later without a new version, because a release
+// that does not know them still does the right thing with the record:
+// route.templates (a routing rule's topic or line; without it, the output's
+// own) and "folded":true (an alert coalesced into a follow-up, its bodies
+// dropped; without the key it is delivered on its own, nothing is lost).
+// Records without them are byte for byte what the previous release wrote.
 
 // FormatVersion is the version of the records this release writes.
 const FormatVersion = 1
@@ -29,7 +36,13 @@ const FormatVersion = 1
 type Route struct {
 	// Outputs names the outputs that deliver the alert; empty: every one.
 	Outputs []string `json:"outputs,omitempty"`
+	// Templates is a routing rule's template per output name (mqtt: the
+	// topic, serial: the line); an output not named uses its own.
+	Templates map[string]string `json:"templates,omitempty"`
 }
+
+// template is the rule's template for output name, "" for the output's own.
+func (r Route) template(name string) string { return r.Templates[name] }
 
 // includes reports whether output name is on the route.
 func (r Route) includes(name string) bool {
@@ -40,14 +53,15 @@ func (r Route) includes(name string) bool {
 type record struct {
 	Version int         `json:"v"`
 	Route   Route       `json:"route"`
+	Folded  bool        `json:"folded,omitempty"` // held for a coalescing follow-up (coalesce.go)
 	Alert   *sink.Alert `json:"alert"`
 }
 
 // errNewerFormat: a record written by a later release; left alone.
 var errNewerFormat = errors.New("written by a newer edgesink")
 
-func encodeRecord(a *sink.Alert, route Route) ([]byte, error) {
-	data, err := json.Marshal(record{Version: FormatVersion, Route: route, Alert: a})
+func encodeRecord(a *sink.Alert, route Route, folded bool) ([]byte, error) {
+	data, err := json.Marshal(record{Version: FormatVersion, Route: route, Folded: folded, Alert: a})
 	if err != nil {
 		return nil, fmt.Errorf("spool: encode %s: %w", a.ID, err)
 	}

@@ -11,7 +11,7 @@ import (
 
 func TestRecordFormat(t *testing.T) {
 	a := testAlert(1, "cam")
-	v1, err := encodeRecord(a, Route{Outputs: []string{"mqtt"}})
+	v1, err := encodeRecord(a, Route{Outputs: []string{"mqtt"}}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +57,7 @@ func TestDropRewritesBatch(t *testing.T) {
 	for i := range 3 {
 		a := testAlert(i, "cam")
 		ids = append(ids, a.ID)
-		rec, err := encodeRecord(a, Route{})
+		rec, err := encodeRecord(a, Route{}, false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -93,8 +93,8 @@ func TestStoredRouteHonoured(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(dir, queueDir), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	onlyMQTT, _ := encodeRecord(testAlert(1, "cam"), Route{Outputs: []string{"mqtt"}})
-	gone, _ := encodeRecord(testAlert(2, "ups"), Route{Outputs: []string{"led-sign"}})
+	onlyMQTT, _ := encodeRecord(testAlert(1, "cam"), Route{Outputs: []string{"mqtt"}}, false)
+	gone, _ := encodeRecord(testAlert(2, "ups"), Route{Outputs: []string{"led-sign"}}, false)
 	if err := os.WriteFile(filepath.Join(dir, queueDir, "b"+batchExt), []byte(string(onlyMQTT)+"\n"+string(gone)+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +117,7 @@ func TestStoredRouteHonoured(t *testing.T) {
 }
 
 func FuzzDecodeRecord(f *testing.F) {
-	rec, _ := encodeRecord(testAlert(1, "cam"), Route{Outputs: []string{"mqtt"}})
+	rec, _ := encodeRecord(testAlert(1, "cam"), Route{Outputs: []string{"mqtt"}}, false)
 	f.Add(rec)
 	f.Add([]byte(`{"id":"18fae27693b40000474a5a75","device":"ups"}`))
 	f.Add([]byte(`{"v":2}`))
@@ -127,4 +127,26 @@ func FuzzDecodeRecord(f *testing.F) {
 			t.Fatalf("decoded %q into %+v", line, r)
 		}
 	})
+}
+
+// TestRecordFormatLater: a folded record and a rule's templates are two
+// optional keys of version 1: a record without them is what the previous
+// release wrote, and one with them reads back with both.
+func TestRecordFormatLater(t *testing.T) {
+	a := testAlert(1, "cam")
+	plain, _ := encodeRecord(a, Route{Outputs: []string{"mqtt"}}, false)
+	if strings.Contains(string(plain), "folded") || strings.Contains(string(plain), "templates") {
+		t.Fatalf("a plain record changed: %s", plain)
+	}
+	line, err := encodeRecord(a, Route{Outputs: []string{"mqtt"}, Templates: map[string]string{"mqtt": "cams/{device}"}}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(line), `{"v":1,"route":{"outputs":["mqtt"],"templates":{"mqtt":"cams/{device}"}},"folded":true,"alert":{`) {
+		t.Fatalf("record %s", line)
+	}
+	r, err := decodeRecord(line)
+	if err != nil || !r.Folded || r.Route.template("mqtt") != "cams/{device}" || r.Route.template("serial") != "" {
+		t.Fatalf("%+v %v", r, err)
+	}
 }

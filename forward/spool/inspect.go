@@ -158,7 +158,7 @@ func Retry(dir, id string) error {
 	if alert == nil {
 		return fmt.Errorf("spool: %s has no readable dead letter to retry", id)
 	}
-	data, err := encodeRecord(alert, Route{}) // every output, as before it died
+	data, err := encodeRecord(alert, Route{}, false) // every output, as before it died
 	if err != nil {
 		return err
 	}

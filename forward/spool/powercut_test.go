@@ -230,3 +230,25 @@ func TestHangingDisk(t *testing.T) {
 		t.Fatalf("after a power cut: %+v %v, want alerts 0 and 4", items, err)
 	}
 }
+
+// TestPowerCutKeepsFoldedAlerts: alerts folded into an open coalescing
+// window were acknowledged like any other; after a power cut the replay
+// still accounts for every one of them.
+func TestPowerCutKeepsFoldedAlerts(t *testing.T) {
+	disk, mnt := disktest.Start(t)
+	dir := filepath.Join(mnt, "spool")
+	down := &fakeOutput{name: "mqtt", fail: func(*sink.Alert, int) error { return errDown }}
+	s := open(t, Config{Dir: dir, Coalesce: CoalesceConfig{Window: time.Hour}}, down)
+	for i := range 50 {
+		handle(t, s, motion(i, "1", "start"))
+	}
+	s.Close()
+	disk.CutAndMount(t)
+
+	out := &fakeOutput{name: "mqtt"}
+	s = open(t, Config{Dir: dir, Coalesce: CoalesceConfig{Window: time.Hour}}, out)
+	drain(t, s)
+	if ids, sum := accounted(out.delivered()); len(ids) != 50 || sum != 50 {
+		t.Fatalf("after the power cut: counts %d over %d ids, want 50: %v", sum, len(ids), summary(out.delivered()))
+	}
+}

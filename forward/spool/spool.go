@@ -8,6 +8,12 @@
 // restart everything still in the queue is delivered again; an output that
 // had already confirmed an alert may see it twice (at least once, same id).
 //
+// Storms are coalesced here too (coalesce.go): per device, channel and
+// event type, the first alert goes out at once and the rest of a window
+// becomes one follow-up; the folded alerts are stored like any other until
+// it is delivered. Routing rules (a Router, router.go) decide, when an alert
+// is accepted, which outputs take it and with which template.
+//
 // Mode "off" keeps no queue at all: Handle waits until every output
 // confirmed the alert and returns their failure if one did not (the device
 // is told 451 or 554 and sends again). Nothing is retried and nothing is
@@ -66,6 +72,9 @@ type Config struct {
 	RetryMax       time.Duration `yaml:"retry_max"`             //
 	DeliverTimeout time.Duration `yaml:"deliver_timeout"`       // one delivery attempt to one output
 	Lanes          int           `yaml:"-"`                     // deliveries in flight per output (one device never uses two); 0: DefaultLanes
+	// Coalesce is the configuration file's coalesce section (coalesce.go);
+	// zero: DefaultCoalesceConfig. Mode off never coalesces.
+	Coalesce CoalesceConfig `yaml:"-"`
 }
 
 // DefaultConfig is the spool edgesink runs with unless told otherwise (the
@@ -111,6 +120,9 @@ func (c Config) Validate() error {
 	if c.Lanes < 0 {
 		return errors.New("lanes must be positive")
 	}
+	if err := c.Coalesce.Validate(); err != nil {
+		return err // its keys are the coalesce section's: cmd validates that section itself
+	}
 	return nil
 }
 
@@ -124,6 +136,12 @@ func (c Config) withDefaults() (Config, error) {
 	setDefault(&c.RetryMax, d.RetryMax)
 	setDefault(&c.DeliverTimeout, d.DeliverTimeout)
 	setDefault(&c.Lanes, DefaultLanes)
+	if c.Coalesce.Window == 0 {
+		c.Coalesce.Window = DefaultCoalesceWindow
+	}
+	if c.Coalesce.AutoStop == nil {
+		c.Coalesce.AutoStop = DefaultCoalesceConfig().AutoStop
+	}
 	if err := c.Validate(); err != nil {
 		return c, fmt.Errorf("spool: %w", err)
 	}
@@ -151,7 +169,9 @@ type Spool struct {
 	idle    chan struct{} // closed and replaced when the queue becomes empty
 	lanes   [][]*lane     // [output][lane]
 
-	everyOutput Route // today's single route: every output, by name (read-only)
+	everyOutput Route        // where an alert no rule routes goes: every output, by name (read-only)
+	router      routerHolder // routing rules for new mail (router.go); SIGHUP swaps them
+	co          *coalescer   // storms (coalesce.go); nil in mode off
 
 	ctx    context.Context // cancelled by Close: deliveries stop
 	cancel context.CancelFunc
@@ -181,6 +201,10 @@ type entry struct {
 	done      chan struct{}
 	errs      []error
 	abandoned bool
+
+	folded  bool     // held for a follow-up, not delivered on its own (coalesce.go)
+	members []*entry // a follow-up: the folded alerts it stands for, removed with it
+	onDone  func()   // called once the alert has left the queue
 }
 
 // Open opens (creating if needed) the spool, recovers what a previous run
@@ -241,9 +265,20 @@ func Open(cfg Config, log *slog.Logger, outputs ...forward.Forwarder) (*Spool, e
 		}
 	}
 
+	if cfg.Mode != ModeOff && !cfg.Coalesce.Disabled {
+		path := ""
+		if cfg.Mode == ModeDisk {
+			path = storedPath(cfg.Dir)
+		}
+		s.co = newCoalescer(s, cfg.Coalesce, path)
+	}
+
 	recovered, err := s.store.load(func(id, reason string) {
 		s.log.Warn("spool: unreadable alert moved to dead letters", "id", id, "reason", reason)
 	})
+	if err == nil && s.co != nil {
+		err = s.co.restore(recovered)
+	}
 	if err != nil {
 		s.Close()
 		return nil, err
@@ -251,6 +286,7 @@ func Open(cfg Config, log *slog.Logger, outputs ...forward.Forwarder) (*Spool, e
 	for _, r := range recovered {
 		s.adopt(r)
 	}
+	s.co.flushAll() // folded alerts left from before go out as follow-ups now
 	if len(recovered) > 0 {
 		s.log.Info("spool: delivering alerts left from before", "count", len(recovered))
 	}
@@ -274,6 +310,7 @@ func (s *Spool) Rescan() (int, error) {
 			n++
 		}
 	}
+	s.co.flushAll()
 	return n, nil
 }
 
@@ -286,15 +323,26 @@ func (s *Spool) adopt(r stored) bool {
 			"id", r.alert.ID, "route", route.Outputs)
 		route = Route{}
 	}
-	e := &entry{alert: r.alert, route: route, size: r.size, waiting: s.routed(route)}
+	e := &entry{alert: r.alert, route: route, size: r.size, waiting: s.routed(route), folded: r.folded && s.co != nil}
+	if !s.enqueue(e) {
+		return false
+	}
+	if e.folded {
+		s.co.adoptFolded(e)
+	} else {
+		s.dispatch(e)
+	}
+	return true
+}
+
+// enqueue adds e to the queue's books unless an alert of its id is there.
+func (s *Spool) enqueue(e *entry) bool {
 	s.mu.Lock()
-	if _, dup := s.pending[r.alert.ID]; dup {
-		s.mu.Unlock()
+	defer s.mu.Unlock()
+	if _, dup := s.pending[e.alert.ID]; dup {
 		return false
 	}
 	s.addPendingLocked(e)
-	s.mu.Unlock()
-	s.dispatch(e)
 	return true
 }
 
@@ -320,13 +368,21 @@ func (s *Spool) Handle(ctx context.Context, a *sink.Alert) error {
 	if s.cfg.Mode == ModeOff {
 		return s.handleDirect(ctx, a)
 	}
-	route := s.routeFor(a)
-	data, err := encodeRecord(a, route)
+	route, keep := s.routeFor(a)
+	if !keep {
+		s.log.Info("route: alert dropped by rule (outputs: none)", "id", a.ID, "device", a.Device, "rule", route.rule)
+		return nil
+	}
+	fold := s.co.folds(a) // decided before storing: a folded record keeps metadata only
+	if fold {
+		a = foldedCopy(a)
+	}
+	data, err := encodeRecord(a, route.Route, fold)
 	if err != nil {
 		return err
 	}
 	size := int64(len(data))
-	e := &entry{alert: a, route: route, size: size, waiting: s.routed(route)}
+	e := &entry{alert: a, route: route.Route, size: size, waiting: s.routed(route.Route), folded: fold}
 	s.mu.Lock()
 	if s.count+1 > s.cfg.MaxAlerts || s.bytes+size > s.cfg.MaxBytes {
 		count, bytes := s.count, s.bytes
@@ -346,14 +402,22 @@ func (s *Spool) Handle(ctx context.Context, a *sink.Alert) error {
 		s.mu.Unlock()
 		return err
 	}
-	s.dispatch(e)
+	if s.co != nil {
+		s.co.accepted(e)
+	} else {
+		s.dispatch(e)
+	}
 	return nil
 }
 
 // handleDirect is Handle in mode off.
 func (s *Spool) handleDirect(ctx context.Context, a *sink.Alert) error {
-	route := s.routeFor(a)
-	e := &entry{alert: a, route: route, waiting: s.routed(route), done: make(chan struct{})}
+	route, keep := s.routeFor(a)
+	if !keep {
+		s.log.Info("route: alert dropped by rule (outputs: none)", "id", a.ID, "device", a.Device, "rule", route.rule)
+		return nil
+	}
+	e := &entry{alert: a, route: route.Route, waiting: s.routed(route.Route), done: make(chan struct{})}
 	s.mu.Lock()
 	s.addPendingLocked(e)
 	s.mu.Unlock()
@@ -404,10 +468,6 @@ func (s *Spool) dispatch(e *entry) {
 	}
 }
 
-// routeFor decides, once, where a new alert goes; the route is stored with
-// it. Today every output takes every alert: routing rules decide here.
-func (s *Spool) routeFor(*sink.Alert) Route { return s.everyOutput }
-
 // routed counts the outputs of this spool that are on route.
 func (s *Spool) routed(route Route) int {
 	n := 0
@@ -450,13 +510,19 @@ func (s *Spool) remover() {
 		s.mu.Lock()
 		dead := e.dead
 		s.mu.Unlock()
-		if err := s.store.remove(e.alert.ID, dead); err != nil {
-			// The alert stays on disk and is delivered again after a restart.
-			s.log.Error("spool: remove delivered alert", "id", e.alert.ID, "err", err)
+		// A follow-up's folded alerts go with it (dead with it, durably).
+		for _, m := range append(e.members, e) {
+			if err := s.store.remove(m.alert.ID, dead); err != nil {
+				// The alert stays on disk and is delivered again after a restart.
+				s.log.Error("spool: remove delivered alert", "id", m.alert.ID, "err", err)
+			}
+			s.mu.Lock()
+			s.removePendingLocked(m)
+			s.mu.Unlock()
 		}
-		s.mu.Lock()
-		s.removePendingLocked(e)
-		s.mu.Unlock()
+		if e.onDone != nil {
+			e.onDone()
+		}
 	}
 }
 
@@ -501,7 +567,9 @@ func (s *Spool) Len() (alerts int, bytes int64) {
 }
 
 // Drain waits until every queued alert is delivered (or dead), or ctx ends.
+// Open coalescing windows close at once: their follow-ups go out now.
 func (s *Spool) Drain(ctx context.Context) error {
+	s.co.flushAll()
 	s.mu.Lock()
 	idle := s.idle
 	empty := len(s.pending) == 0
@@ -522,6 +590,7 @@ func (s *Spool) Drain(ctx context.Context) error {
 func (s *Spool) Close() error {
 	var err error
 	s.closed.Do(func() {
+		s.co.shut()
 		s.cancel()
 		s.wg.Wait() // no lane sends removals after this
 		close(s.removals)
@@ -648,10 +717,11 @@ func (l *lane) start(e *entry) (wait func(context.Context) error) {
 			wait = func(context.Context) error { return err }
 		}
 	}()
-	if st, ok := l.out.(forward.Starter); ok {
+	out := l.outFor(e)
+	if st, ok := out.(forward.Starter); ok {
 		return st.Start(l.s.ctx, a)
 	}
-	return func(ctx context.Context) error { return l.forward(ctx, a) }
+	return func(ctx context.Context) error { return l.forward(ctx, out, a) }
 }
 
 // deliver retries e, whose first attempt failed with err, until the output
@@ -674,7 +744,7 @@ func (l *lane) deliver(e *entry, err error) bool {
 	for attempt := 1; ; attempt++ {
 		if attempt > 1 {
 			ctx, cancel := context.WithTimeout(s.ctx, s.cfg.DeliverTimeout)
-			err = l.forward(ctx, e.alert)
+			err = l.forward(ctx, l.outFor(e), e.alert)
 			cancel()
 		}
 		if err == nil {
@@ -707,13 +777,13 @@ func (l *lane) deliver(e *entry, err error) bool {
 	}
 }
 
-func (l *lane) forward(ctx context.Context, a *sink.Alert) (err error) {
+func (l *lane) forward(ctx context.Context, out forward.Forwarder, a *sink.Alert) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("%s: panic: %v", l.out.Name(), r)
 		}
 	}()
-	return l.out.Forward(ctx, a)
+	return out.Forward(ctx, a)
 }
 
 // deadLetter sets e aside for good: the output refused it attempts times.

@@ -625,3 +625,49 @@ func TestControlSocket(t *testing.T) {
 		t.Fatalf("after close: %v, want ErrNotRunning", err)
 	}
 }
+
+// TestSpoolFromPreviousRelease: a spool the release before coalescing and
+// routing rules left behind (testdata/spool/v1) is listed and delivered by
+// this one, each alert to the outputs of its stored route.
+func TestSpoolFromPreviousRelease(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.CopyFS(dir, os.DirFS("../../testdata/spool/v1")); err != nil {
+		t.Fatal(err)
+	}
+	items, err := List(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var states []string
+	for _, it := range items {
+		states = append(states, it.State+" "+it.Device+" "+it.Subject)
+	}
+	want := []string{
+		"queued cam-garage alert 0",
+		"queued printer alert 1 (serial only)",
+		"queued cam-garage alert 2 (put back with spool retry)",
+		"dead nas alert 3 (refused by the serial output)",
+	}
+	if strings.Join(states, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("spool list of the previous release's spool:\n%s\nwant:\n%s", strings.Join(states, "\n"), strings.Join(want, "\n"))
+	}
+	mq, ser := &fakeOutput{name: "mqtt"}, &fakeOutput{name: "serial"}
+	s := open(t, Config{Dir: dir}, mq, ser)
+	drain(t, s)
+	for _, tt := range []struct {
+		out  *fakeOutput
+		want []string
+	}{
+		{mq, []string{"alert 0", "alert 2 (put back with spool retry)"}},
+		{ser, []string{"alert 0", "alert 1 (serial only)", "alert 2 (put back with spool retry)"}},
+	} {
+		var got []string
+		for _, a := range tt.out.delivered() {
+			got = append(got, a.Subject)
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("%s got %q, want %q", tt.out.name, got, tt.want)
+		}
+	}
+}

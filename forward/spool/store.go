@@ -25,9 +25,10 @@ type store interface {
 }
 
 type stored struct {
-	alert *sink.Alert
-	route Route
-	size  int64
+	alert  *sink.Alert
+	route  Route
+	size   int64
+	folded bool
 }
 
 // Layout of a disk spool.
@@ -465,7 +466,7 @@ func (d *diskStore) read(atStart bool, onCorrupt func(id, reason string)) ([]sto
 				onCorrupt(id, fmt.Sprintf("unreadable alert in %s: %v", name, err))
 				continue
 			}
-			alerts = append(alerts, stored{alert: rec.Alert, route: rec.Route, size: int64(len(line))})
+			alerts = append(alerts, stored{alert: rec.Alert, route: rec.Route, size: int64(len(line)), folded: rec.Folded})
 		}
 		if len(alerts) == 0 {
 			_ = os.Remove(path)

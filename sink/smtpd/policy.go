@@ -48,7 +48,7 @@ var DefaultNetworks = []netip.Prefix{
 // Policy defaults.
 const (
 	DefaultMaxConnectionsPerIP = 8
-	DefaultMailsPerMinute      = 120
+	DefaultMailsPerMinute      = 900
 )
 
 func (p Policy) withDefaults() Policy {
