@@ -44,6 +44,7 @@ type Device struct {
 	Template   string    `json:"template,omitempty"`
 	EventTypes []string  `json:"event_types"`
 	Channels   []string  `json:"channels,omitempty"`
+	Snapshots  bool      `json:"snapshots,omitempty"` // it sent an image
 	FirstSeen  time.Time `json:"first_seen"`
 	// LastSeen is when its last alert came, since this process started
 	// (never written to disk: that would be a write per mail).
@@ -55,6 +56,7 @@ type Sighting struct {
 	Template  string // the device template that recognised the mail, "" if none
 	EventType string // "" counts as nothing new
 	Channel   string // "" for none; must be safe already (sink.SafeName)
+	Snapshot  bool   // the alert carried an image
 }
 
 // Change tells what Seen learnt.
@@ -179,9 +181,13 @@ func (r *Registry) Seen(name string, s Sighting) (Change, error) {
 		sort.Strings(d.EventTypes)
 		change = grow(change)
 	}
-	if c := s.Channel; c != "" && !slices.Contains(d.Channels, c) && len(d.Channels) < MaxChannels {
+	if c := s.Channel; c != "" && sink.SafeName(c) == c && !slices.Contains(d.Channels, c) && len(d.Channels) < MaxChannels {
 		d.Channels = append(d.Channels, c)
 		sort.Strings(d.Channels)
+		change = grow(change)
+	}
+	if s.Snapshot && !d.Snapshots {
+		d.Snapshots = true
 		change = grow(change)
 	}
 	d.LastSeen = now
