@@ -558,10 +558,12 @@ func (o *Output) Forget(device string) (bool, error) {
 	if !ok {
 		return false, nil
 	}
-	o.publishNow(o.clearing(d, true)...)
+	// The registry first: the empty config comes back on the deletion
+	// subscription, and must find the device gone.
 	if _, err := o.reg.Forget(device); err != nil {
 		return true, err
 	}
+	o.publishNow(o.clearing(d, true)...)
 	o.log.Info("device forgotten", "device", device)
 	return true, nil
 }
