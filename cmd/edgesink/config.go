@@ -18,6 +18,7 @@ import (
 
 	"github.com/edgesink/edgesink/board"
 	"github.com/edgesink/edgesink/forward/broker"
+	"github.com/edgesink/edgesink/forward/hass"
 	"github.com/edgesink/edgesink/forward/mqtt"
 	"github.com/edgesink/edgesink/forward/serial"
 	"github.com/edgesink/edgesink/forward/spool"
@@ -42,6 +43,10 @@ type Config struct {
 	Spool  spool.Config  `yaml:"spool"`  // an empty dir is the state directory's spool/
 	Board  BoardConfig   `yaml:"board"`
 	Auth   smtpd.Auth    `yaml:"auth"`
+	// HomeAssistant is MQTT discovery, part of the MQTT output;
+	// Snapshots are the images it publishes (hass.Snapshots).
+	HomeAssistant hass.Config         `yaml:"homeassistant"`
+	Snapshots     hass.SnapshotConfig `yaml:"snapshots"`
 }
 
 // SMTPTLSConfig is TLS for devices: STARTTLS and implicit TLS (SMTPS).
@@ -149,6 +154,9 @@ func DefaultConfig() Config {
 		Spool:  spool.DefaultConfig(),
 		Board:  BoardConfig{LED: board.LEDOff},
 		Auth:   auth,
+
+		HomeAssistant: hass.DefaultConfig(),
+		Snapshots:     hass.DefaultSnapshotConfig(),
 	}
 }
 
@@ -330,7 +338,19 @@ func (c Config) Validate() error {
 	if c.MQTT.Broker == brokerNone && c.Serial.Device == "" {
 		return bad("mqtt.broker", "no output configured: set mqtt.broker or serial.device")
 	}
+	if err := c.HomeAssistant.Validate(); err != nil {
+		return inSection("homeassistant", err)
+	}
+	if err := c.Snapshots.Validate(); err != nil {
+		return inSection("snapshots", err)
+	}
 	return nil
+}
+
+// homeAssistant tells whether Home Assistant discovery runs: enabled, and
+// MQTT is an output.
+func (c Config) homeAssistant() bool {
+	return c.HomeAssistant.Enabled && c.MQTT.Broker != brokerNone
 }
 
 // inSection names the key of a package's validation error within the

@@ -53,6 +53,8 @@ Usage:
   edgesink send-test [flags] [FILE] send a sample alert (or FILE.eml) to a running sink
   edgesink spool list|show|retry|drop [ID] [flags]
                                     look at and act on alerts waiting in the spool
+  edgesink devices list|forget [NAME] [flags]
+                                    the devices announced to Home Assistant
   edgesink hash-password            read a password, print its bcrypt hash for auth.users
   edgesink board                    show the board edgesink detects here
   edgesink version                  print version information
@@ -81,6 +83,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runHashPassword(args, os.Stdin, stdout, stderr)
 	case "spool":
 		return runSpool(args, stdout, stderr, systemHost())
+	case "devices":
+		return runDevices(args, stdout, stderr, systemHost())
 	case "version":
 		fmt.Fprintf(stdout, "edgesink %s (commit %s) %s/%s %s\n", version, commit, runtime.GOOS, runtime.GOARCH, runtime.Version())
 		return exitOK

@@ -76,12 +76,12 @@ type Config struct {
 	BirthDelay    time.Duration `yaml:"birth_delay"`
 	StatsInterval time.Duration `yaml:"stats_interval"` // how often the hub's figures are published
 
-	Base       string                     `yaml:"-"` // the MQTT output's {base}
-	Site       string                     `yaml:"-"`
-	Status     string                     `yaml:"-"` // the output's availability topic, "" if none
-	QoS        byte                       `yaml:"-"` // the output's QoS
-	AlertTopic func(device string) string `yaml:"-"` // the alert topic of a device's alerts
-	Origin     Origin                     `yaml:"-"`
+	Base       string                     `yaml:"-"`          // the MQTT output's {base}
+	Site       string                     `yaml:"-"`          //
+	Status     string                     `yaml:"-"`          // the output's availability topic, "" if none
+	QoS        byte                       `yaml:"-"`          // the output's QoS
+	AlertTopic func(device string) string `yaml:"-" json:"-"` // the alert topic of a device's alerts
+	Origin     Origin                     `yaml:"-" json:"-"` //
 }
 
 // DefaultConfig is what edgesink runs with unless told otherwise.

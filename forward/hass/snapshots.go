@@ -121,7 +121,8 @@ func OpenSnapshots(cfg SnapshotConfig, log *slog.Logger) (*Snapshots, error) {
 // application/octet-stream), the last one within max_size is kept for
 // publishing, and every attachment's bytes are dropped from the alert
 // before next sees it, so the queue never holds them. In store disk the
-// image is on disk, fsynced, before next is called.
+// image is on disk, fsynced, before next is called. A nil *Snapshots (no
+// Home Assistant) only drops the bytes.
 func (s *Snapshots) Stage(next sink.Handler) sink.Handler {
 	return sink.HandlerFunc(func(ctx context.Context, a *sink.Alert) error {
 		sha, data := s.take(a)
