@@ -330,6 +330,7 @@ func TestBrokerReader(t *testing.T) {
 // config, or anything on edgesink's own topics, is not.
 func TestBrokerHomeAssistant(t *testing.T) {
 	cfg, _ := brokerConfig(t)
+	cfg.HomeAssistant.Enabled = false // the rights alone, without edgesink's own discovery messages
 	es := startEdgesink(t, cfg)
 	addr := es.BrokerAddr
 	ha := mqttLogin{addr: addr, user: "ha", pass: haPass}
