@@ -35,7 +35,7 @@ type pipeline struct {
 	stop func()
 }
 
-func startPipeline(t *testing.T, brokerURL string, login mqttLogin, dir string) *pipeline {
+func startPipeline(t *testing.T, brokerURL string, login mqttLogin, dir string, tune ...func(*hass.Config)) *pipeline {
 	t.Helper()
 	log := testLogger(t)
 	pub, err := mqtt.New(mqtt.Config{Broker: brokerURL, ClientID: "edgesink-hass-test", Username: login.user, Password: login.pass}, log)
@@ -55,6 +55,9 @@ func startPipeline(t *testing.T, brokerURL string, login mqttLogin, dir string) 
 	cfg.Base, cfg.Status, cfg.QoS = "edgesink", "edgesink/status", 1
 	cfg.OffDelay, cfg.BirthDelay = time.Second, 20*time.Millisecond
 	cfg.Origin = hass.Origin{Version: "test", SupportURL: hass.SupportURL}
+	for _, f := range tune {
+		f(&cfg)
+	}
 	out, err := hass.New(cfg, pub, reg, snaps, log)
 	if err != nil {
 		t.Fatal(err)
@@ -258,7 +261,7 @@ func TestHomeAssistantEndToEnd(t *testing.T) {
 			t.Logf("OFF %s after ON's arrival", time.Since(start).Round(time.Millisecond))
 
 			held := retained(t, addr, "#", login)
-			for _, topic := range []string{cfgTopic, "edgesink/cam1/snapshot", "edgesink/cam1/d2/snapshot", "edgesink/cam1/motion/state"} {
+			for _, topic := range []string{cfgTopic, "homeassistant/device/edgesink-hub/config", "edgesink/stats", "edgesink/cam1/snapshot", "edgesink/cam1/d2/snapshot", "edgesink/cam1/motion/state"} {
 				if _, ok := held[topic]; !ok {
 					t.Errorf("%s not retained", topic)
 				}
@@ -343,4 +346,39 @@ func keysOf(m map[string]string) []string {
 
 func testLogger(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(smtptest.LogWriter(t), &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// TestAvailabilitySilence: with availability_silence a device is online
+// at its mail and offline after that long without one; its entities
+// carry both availability topics.
+func TestAvailabilitySilence(t *testing.T) {
+	t.Parallel()
+	broker := mqtttest.StartMosquitto(t)
+	live := mqtttest.SubscribeWith(t, broker.Addr(), "#", mqtttest.Login{})
+	p := startPipeline(t, broker.URL(), mqttLogin{}, t.TempDir(), func(c *hass.Config) { c.AvailabilitySilence = 300 * time.Millisecond })
+	send(t, p.smtp, "ups", cameraMail("on_battery start"))
+	cfg := live.Next(t, 10*time.Second, topicIs("homeassistant/device/edgesink_ups/config"))
+	if !strings.Contains(cfg.Payload, `{"topic":"edgesink/ups/availability"}`) {
+		t.Errorf("no per-device availability in %s", cfg.Payload)
+	}
+	if m := live.Next(t, 10*time.Second, topicIs("edgesink/ups/availability")); m.Payload != "online" {
+		t.Errorf("availability %q, want online", m.Payload)
+	}
+	if m := live.Next(t, 10*time.Second, topicIs("edgesink/ups/power/state")); m.Payload != "OFF" {
+		t.Errorf("mains power %q while on battery, want OFF", m.Payload)
+	}
+	start := time.Now()
+	if m := live.Next(t, 10*time.Second, topicIs("edgesink/ups/availability")); m.Payload != "offline" {
+		t.Errorf("availability %q, want offline", m.Payload)
+	}
+	if d := time.Since(start); d < 200*time.Millisecond {
+		t.Errorf("offline after %s, before the silence", d)
+	}
+	send(t, p.smtp, "ups", cameraMail("on_battery stop"))
+	if m := live.Next(t, 10*time.Second, topicIs("edgesink/ups/availability")); m.Payload != "online" {
+		t.Errorf("availability %q after a mail, want online", m.Payload)
+	}
+	if m := live.Next(t, 10*time.Second, topicIs("edgesink/ups/power/state")); m.Payload != "ON" {
+		t.Errorf("mains power %q after the stop, want ON", m.Payload)
+	}
 }

@@ -284,8 +284,10 @@ func (o *Output) Start(ctx context.Context, a *sink.Alert) func(context.Context)
 				break
 			}
 		}
-		for _, f := range after {
-			f()
+		if err == nil {
+			for _, f := range after {
+				f()
+			}
 		}
 		return err
 	}
@@ -327,6 +329,7 @@ func (o *Output) updates(a *sink.Alert, after *[]func()) []outMsg {
 	channel := sink.SafeName(ev.Channel)
 	sh := o.snaps.forAlert(a)
 	if sh != nil {
+		// Kept for a retry until the alert is delivered.
 		*after = append(*after, func() { o.snaps.release(sh.sha, true) })
 	}
 	o.alerts.Add(1)

@@ -32,6 +32,9 @@ const (
 	// pendingFactor bounds the images held in memory waiting for their
 	// alert's delivery (store latest): this many times max_size.
 	pendingFactor = 8
+	// pendingMaxAge: an image held this long (its alert was dead-lettered,
+	// or the broker is down for long) gives way to a new one.
+	pendingMaxAge = time.Hour
 	// diskKeep is how long a disk-store image no delivery is known to wait
 	// for survives (one left behind by a dead letter or a crash).
 	diskKeep = 7 * 24 * time.Hour
@@ -83,6 +86,7 @@ type Snapshots struct {
 type held struct {
 	data []byte // nil in store disk: the bytes are in the file
 	refs int
+	at   time.Time // when it came; what waits longer than pendingMaxAge may make room
 }
 
 type retainedShot struct {
@@ -173,14 +177,22 @@ func (s *Snapshots) hold(sha string, data []byte) bool {
 				return false
 			}
 		}
-		s.pending[sha] = &held{refs: 1}
+		s.pending[sha] = &held{refs: 1, at: time.Now()}
 		return true
+	}
+	if s.pendingBytes+int64(len(data)) > pendingFactor*s.cfg.MaxSize {
+		for k, h := range s.pending {
+			if time.Since(h.at) > pendingMaxAge {
+				delete(s.pending, k)
+				s.pendingBytes -= int64(len(h.data))
+			}
+		}
 	}
 	if s.pendingBytes+int64(len(data)) > pendingFactor*s.cfg.MaxSize {
 		s.log.Warn("too many snapshots waiting for delivery; this alert goes without its image", "sha256", sha)
 		return false
 	}
-	s.pending[sha] = &held{data: bytes.Clone(data), refs: 1}
+	s.pending[sha] = &held{data: bytes.Clone(data), refs: 1, at: time.Now()}
 	s.pendingBytes += int64(len(data))
 	return true
 }
