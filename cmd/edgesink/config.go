@@ -344,6 +344,9 @@ func (c Config) Validate() error {
 	if err := c.Snapshots.Validate(); err != nil {
 		return inSection("snapshots", err)
 	}
+	if c.Snapshots.Store == hass.StoreDisk && c.Spool.Mode == spool.ModeMemory {
+		return bad("snapshots.store", "disk: spool.mode memory promises no disk writes (use latest, kept in RAM then)")
+	}
 	return nil
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/edgesink/edgesink/forward/hass"
 	"github.com/edgesink/edgesink/forward/registry"
+	"github.com/edgesink/edgesink/forward/spool"
 )
 
 const devicesUsage = `edgesink devices - the devices edgesink announced to Home Assistant
@@ -63,6 +64,11 @@ func runDevices(args []string, stdout, stderr io.Writer, h host) int {
 		return exitRuntime
 	}
 	if !running {
+		if pid, _ := spool.Holder(dir); pid > 0 {
+			fmt.Fprintf(stderr, "edgesink devices: the edgesink running on %s (pid %d) does not answer on %s; "+
+				"its Home Assistant discovery may be off (homeassistant.enabled)\n", dir, pid, hass.ControlName)
+			return exitRuntime
+		}
 		reg, err := registry.Open(dir)
 		if err != nil {
 			fmt.Fprintf(stderr, "edgesink devices: %v\n", err)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -26,13 +25,23 @@ type homeAssistantRun struct {
 // startHomeAssistant wraps pub for Home Assistant. The registry and the
 // snapshots live in dir, the instance's directory (beside its lock, which
 // the caller holds: a socket left there by a crash is stale).
+//
+// With spool.mode memory nothing is written: the registry and the latest
+// snapshots live in RAM only (devices are announced again at their next
+// mail after a restart).
 func startHomeAssistant(cfg Config, pub *mqtt.Publisher, dir string, log *slog.Logger) (*homeAssistantRun, error) {
-	reg, err := registry.Open(dir)
+	stateDir := dir
+	if cfg.Spool.Mode == spool.ModeMemory {
+		stateDir = ""
+	}
+	reg, err := registry.Open(stateDir)
 	if err != nil {
 		return nil, err
 	}
 	scfg := cfg.Snapshots
-	scfg.Dir = filepath.Join(dir, "snapshots")
+	if stateDir != "" {
+		scfg.Dir = filepath.Join(stateDir, "snapshots")
+	}
 	snaps, err := hass.OpenSnapshots(scfg, log)
 	if err != nil {
 		return nil, &configError{err}
@@ -46,18 +55,20 @@ func startHomeAssistant(cfg Config, pub *mqtt.Publisher, dir string, log *slog.L
 	if err != nil {
 		return nil, &configError{err}
 	}
+	// A directory that cannot hold a socket (some FUSE file systems, a
+	// read-only spool) costs only 'edgesink devices' its way in.
 	path := filepath.Join(dir, hass.ControlName)
 	_ = os.Remove(path)
 	ctl, err := net.Listen("unix", path)
 	if err != nil {
-		_ = out.Close()
-		return nil, fmt.Errorf("homeassistant: control socket: %w", err)
+		log.Warn("no control socket: 'edgesink devices' cannot reach this edgesink", "path", path, "err", err)
+	} else {
+		go func() {
+			if err := out.ServeControl(ctl); err != nil {
+				log.Warn("devices control socket stopped", "err", err)
+			}
+		}()
 	}
-	go func() {
-		if err := out.ServeControl(ctl); err != nil {
-			log.Warn("devices control socket stopped", "err", err)
-		}
-	}()
 	log.Info("Home Assistant discovery on", "prefix", hc.DiscoveryPrefix, "device_discovery", hc.DeviceDiscovery,
 		"devices", len(reg.List()), "registry", reg.Path(), "snapshots", scfg.Store)
 	return &homeAssistantRun{output: out, snaps: snaps, ctl: ctl}, nil
@@ -69,7 +80,8 @@ func (h *homeAssistantRun) setStats(sp *spool.Spool) {
 }
 
 func (h *homeAssistantRun) close() error {
-	_ = h.ctl.Close()
-	_ = os.Remove(h.ctl.Addr().String())
+	if h.ctl != nil {
+		_ = h.ctl.Close() // a Unix listener removes its socket file
+	}
 	return h.output.Close()
 }
