@@ -344,6 +344,11 @@ func describeConfig(w io.Writer, cfg Config, h host) {
 			status = "off"
 		}
 		fmt.Fprintf(w, "  mqtt:   %s, alerts to %s, client id %s, status on %s\n", broker, pcfg.Topic, pcfg.ClientID, status)
+		if cfg.homeAssistant() {
+			fmt.Fprintf(w, "  hass:   Home Assistant discovery under %s/, snapshots %s\n", cfg.HomeAssistant.DiscoveryPrefix, cfg.Snapshots.Store)
+		} else {
+			fmt.Fprintln(w, "  hass:   off")
+		}
 	}
 	if cfg.Serial.Device != "" {
 		dev, _ := serialDevice(cfg.Serial)
