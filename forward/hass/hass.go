@@ -74,7 +74,7 @@ type Config struct {
 	// BirthDelay is the longest random wait before announcing again when
 	// Home Assistant comes online, so many bridges do not answer at once.
 	BirthDelay    time.Duration `yaml:"birth_delay"`
-	StatsInterval time.Duration `yaml:"stats_interval"` // how often the hub's figures are published
+	StatsInterval time.Duration `yaml:"stats_interval"` // how often the hub's figures are published, after alerts went out
 
 	Base       string                     `yaml:"-"`          // the MQTT output's {base}
 	Site       string                     `yaml:"-"`          //
@@ -163,6 +163,10 @@ type Output struct {
 
 	stats  atomic.Pointer[func() (queued, dead int)]
 	alerts atomic.Int64
+	// dirty: an alert went out since the figures were last published. The
+	// figures are read (a directory read for a disk spool) only then, so
+	// an idle edgesink does no I/O for them.
+	dirty atomic.Bool
 
 	mu       sync.Mutex
 	active   map[string]map[*kind]map[string]bool // device → kind → started "type/channel"
@@ -289,6 +293,7 @@ func (o *Output) Start(ctx context.Context, a *sink.Alert) func(context.Context)
 				f()
 			}
 		}
+		o.dirty.Store(true)
 		return err
 	}
 }
@@ -529,7 +534,8 @@ func (o *Output) announce(withState bool) {
 		}
 	}
 	if withState {
-		msgs = append(msgs, o.statsMsg())
+		m, _ := o.statsMsg()
+		msgs = append(msgs, m)
 		registered := func(name string) bool { _, ok := o.reg.Get(name); return ok }
 		for _, k := range o.snaps.latest(registered) {
 			t := o.names.snapshotTopic(k.device, k.channel)
@@ -544,13 +550,13 @@ func (o *Output) announce(withState bool) {
 }
 
 // statsMsg is the hub's figures, retained on {base}/stats.
-func (o *Output) statsMsg() outMsg {
-	var queued, dead int
+func (o *Output) statsMsg() (m outMsg, queued int) {
+	var dead int
 	if f := o.stats.Load(); f != nil {
 		queued, dead = (*f)()
 	}
 	p, _ := json.Marshal(map[string]int64{"queued": int64(queued), "dead": int64(dead), "alerts": o.alerts.Load()})
-	return outMsg{o.names.statsTopic(), p, true}
+	return outMsg{o.names.statsTopic(), p, true}, queued
 }
 
 // Forget removes device from Home Assistant (empty retained discovery,
@@ -680,9 +686,16 @@ func (o *Output) run() {
 			o.log.Info("Home Assistant came online: announcing the devices again")
 			o.announce(false)
 		case <-stats.C:
-			if m := o.statsMsg(); string(m.payload) != lastStats {
+			if !o.dirty.Swap(false) {
+				continue
+			}
+			m, queued := o.statsMsg()
+			if string(m.payload) != lastStats {
 				lastStats = string(m.payload)
 				o.publishNow(m)
+			}
+			if queued > 0 { // look again until the queue is empty
+				o.dirty.Store(true)
 			}
 		case <-silence:
 			o.checkSilence()
