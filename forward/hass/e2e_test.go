@@ -350,12 +350,15 @@ func testLogger(t *testing.T) *slog.Logger {
 
 // TestAvailabilitySilence: with availability_silence a device is online
 // at its mail and offline after that long without one; its entities
-// carry both availability topics.
+// carry both availability topics. A UPS on battery turns mains power OFF,
+// its stop ON again; the hub's figures count the alert.
 func TestAvailabilitySilence(t *testing.T) {
 	t.Parallel()
 	broker := mqtttest.StartMosquitto(t)
 	live := mqtttest.SubscribeWith(t, broker.Addr(), "#", mqtttest.Login{})
-	p := startPipeline(t, broker.URL(), mqttLogin{}, t.TempDir(), func(c *hass.Config) { c.AvailabilitySilence = 300 * time.Millisecond })
+	p := startPipeline(t, broker.URL(), mqttLogin{}, t.TempDir(), func(c *hass.Config) {
+		c.AvailabilitySilence, c.StatsInterval = 300*time.Millisecond, 50*time.Millisecond
+	})
 	send(t, p.smtp, "ups", cameraMail("on_battery start"))
 	cfg := live.Next(t, 10*time.Second, topicIs("homeassistant/device/edgesink_ups/config"))
 	if !strings.Contains(cfg.Payload, `{"topic":"edgesink/ups/availability"}`) {
@@ -367,6 +370,10 @@ func TestAvailabilitySilence(t *testing.T) {
 	if m := live.Next(t, 10*time.Second, topicIs("edgesink/ups/power/state")); m.Payload != "OFF" {
 		t.Errorf("mains power %q while on battery, want OFF", m.Payload)
 	}
+	// The hub's figures follow the alert (published at connection first).
+	live.Next(t, 10*time.Second, func(m mqtttest.Message) bool {
+		return m.Topic == "edgesink/stats" && strings.Contains(m.Payload, `"alerts":1`) && strings.Contains(m.Payload, `"queued":0`)
+	})
 	start := time.Now()
 	if m := live.Next(t, 10*time.Second, topicIs("edgesink/ups/availability")); m.Payload != "offline" {
 		t.Errorf("availability %q, want offline", m.Payload)
