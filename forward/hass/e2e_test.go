@@ -389,3 +389,32 @@ func TestAvailabilitySilence(t *testing.T) {
 		t.Errorf("mains power %q after the stop, want ON", m.Payload)
 	}
 }
+
+// TestPerComponentDiscovery: for Home Assistant before 2024.11 each entity
+// has its own config topic; deleting the device there (empty configs)
+// forgets it here too.
+func TestPerComponentDiscovery(t *testing.T) {
+	t.Parallel()
+	broker := mqtttest.StartMosquitto(t)
+	live := mqtttest.SubscribeWith(t, broker.Addr(), "homeassistant/#", mqtttest.Login{})
+	p := startPipeline(t, broker.URL(), mqttLogin{}, t.TempDir(), func(c *hass.Config) { c.DeviceDiscovery = false })
+	send(t, p.smtp, "cam1", cameraMail("motion start", jpeg(1)))
+	want := []string{
+		"homeassistant/event/edgesink_cam1/event/config",
+		"homeassistant/binary_sensor/edgesink_cam1/motion/config",
+		"homeassistant/sensor/edgesink_cam1/last_alert/config",
+		"homeassistant/image/edgesink_cam1/snapshot/config",
+	}
+	for _, topic := range want {
+		if m := live.Next(t, 10*time.Second, topicIs(topic)); !strings.Contains(m.Payload, `"unique_id":"edgesink_cam1_`) {
+			t.Errorf("%s: %s", topic, m.Payload)
+		}
+	}
+	if got := retained(t, broker.Addr(), "homeassistant/device/#", mqtttest.Login{}); len(got) != 0 {
+		t.Errorf("device-based configs published too: %v", keysOf(got))
+	}
+	for _, topic := range want {
+		mqtttest.Publish(t, broker.Addr(), topic, "", true, mqtttest.Login{})
+	}
+	waitFor(t, func() bool { _, ok := p.out.Registry().Get("cam1"); return !ok })
+}
