@@ -172,7 +172,7 @@ func (r *Registry) Seen(name string, s Sighting) (Change, error) {
 		prev.EventTypes, prev.Channels = slices.Clone(d.EventTypes), slices.Clone(d.Channels)
 		undo = func() { *d = prev }
 	}
-	if t := s.Template; t != "" && len(t) <= maxTemplate && t != d.Template {
+	if t := s.Template; len(t) <= maxTemplate && specificity(t) > specificity(d.Template) {
 		d.Template = t
 		change = grow(change)
 	}
@@ -285,4 +285,19 @@ func grow(c Change) Change {
 		return Grown
 	}
 	return c
+}
+
+// specificity ranks template names so a device's template only ever
+// becomes more specific (at most twice), never flips between two mails'
+// templates: a write per mail.
+func specificity(t string) int {
+	switch t {
+	case "":
+		return 0
+	case "none":
+		return 1
+	case "generic":
+		return 2
+	}
+	return 3
 }

@@ -30,7 +30,11 @@ func TestSeenWritesOnlyWhatIsNew(t *testing.T) {
 		{"new type", "cam1", Sighting{EventType: "tamper"}, Grown, true},
 		{"new channel", "cam1", Sighting{EventType: "motion", Channel: "d2"}, Grown, true},
 		{"channel again", "cam1", Sighting{EventType: "motion", Channel: "d2"}, Known, false},
-		{"other device", "ups", Sighting{EventType: "on_battery"}, New, true},
+		{"other template", "cam1", Sighting{Template: "generic", EventType: "motion"}, Known, false},
+		{"other device", "ups", Sighting{Template: "generic", EventType: "on_battery"}, New, true},
+		{"more specific", "ups", Sighting{Template: "apcupsd", EventType: "on_battery"}, Grown, true},
+		{"less specific", "ups", Sighting{Template: "generic", EventType: "on_battery"}, Known, false},
+		{"last write", "ups", Sighting{EventType: "battery_low"}, Grown, true},
 	}
 	for _, st := range steps {
 		_ = os.Remove(path)
@@ -59,6 +63,9 @@ func TestSeenWritesOnlyWhatIsNew(t *testing.T) {
 	}
 	if want := []string{"d2"}; !reflect.DeepEqual(got[0].Channels, want) || got[0].Template != "hikvision" {
 		t.Errorf("cam1 = %+v", got[0])
+	}
+	if got[1].Template != "apcupsd" {
+		t.Errorf("ups template %q, want the most specific one seen", got[1].Template)
 	}
 	if !got[0].LastSeen.IsZero() {
 		t.Error("last_seen came back from disk: it must never be written")
