@@ -150,6 +150,8 @@ type Broker interface {
 	Subscribe(filter string, handler func(topic string, payload []byte))
 	// OnConnect calls f after every connection; f must not block.
 	OnConnect(f func())
+	// Connected tells whether a connection is up now.
+	Connected() bool
 }
 
 // Output is the MQTT output with Home Assistant's messages added.
@@ -275,6 +277,9 @@ func (o *Output) Forward(ctx context.Context, a *sink.Alert) error {
 // error contract) and logs what became of the others.
 func (o *Output) Start(ctx context.Context, a *sink.Alert) func(context.Context) error {
 	waitAlert := o.mq.Start(ctx, a)
+	if !o.mq.Connected() {
+		return waitAlert // it fails: the alert is retried, Home Assistant's updates with it
+	}
 	var waits []func(context.Context) error
 	var after []func()
 	for _, m := range o.updates(a, &after) {
