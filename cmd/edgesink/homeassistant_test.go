@@ -73,3 +73,41 @@ func TestHomeAssistantWiring(t *testing.T) {
 		t.Errorf("forgetting an unknown device: %d %s", code, errOut)
 	}
 }
+
+// TestHomeAssistantOnTheEmbeddedBroker: with the embedded broker and a
+// homeassistant login, Home Assistant sees the device's config; its birth
+// message brings it again; deleting the device there (an empty retained
+// config, the one thing that role may publish under the prefix) forgets
+// it here.
+func TestHomeAssistantOnTheEmbeddedBroker(t *testing.T) {
+	cfg, _ := brokerConfig(t)
+	cfg.HomeAssistant.BirthDelay = 10 * time.Millisecond
+	es := startEdgesink(t, cfg)
+	ha := mqttLogin{addr: es.BrokerAddr, user: "ha", pass: haPass}
+	const config = "homeassistant/device/edgesink_cam/config"
+	watch := ha.sub(t, config)
+	sendAlert(t, es, "motion")
+	first := ""
+	if topic, payload := watch.next(t); topic != config || !strings.Contains(payload, `"unique_id":"edgesink_cam_event"`) {
+		t.Fatalf("Home Assistant got %s %q, want the camera's config", topic, payload)
+	} else {
+		first = payload
+	}
+	ha.mustPub(t, "-t", "homeassistant/status", "-m", "online")
+	if topic, payload := watch.next(t); topic != config || payload != first {
+		t.Fatalf("after the birth message: %s %q, want the config again", topic, payload)
+	}
+	ha.mustPub(t, "-r", "-n", "-t", config)
+	watch.next(t) // its own deletion
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, out, _ := runCLI("devices", "list", "--spool-dir", cfg.Spool.Dir)
+		if strings.Contains(out, "no devices") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a device deleted in Home Assistant is still registered:\n%s", out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
