@@ -72,6 +72,11 @@ type Attachment struct {
 	ContentType string `json:"content_type"`
 	Size        int    `json:"size"`
 	SHA256      string `json:"sha256"`
+	// Data holds the bytes of an image (recognised by its bytes, whatever
+	// its declared type), set by sink/extract and taken out again by the
+	// snapshot stage (forward/hass) before the alert is queued. It is never
+	// encoded: not in the published JSON, not in the spool's record.
+	Data []byte `json:"-"`
 }
 
 // Handler receives every alert the sink accepts.

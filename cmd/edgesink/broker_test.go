@@ -270,6 +270,7 @@ func slicesEqual[T comparable](a, b []T) bool {
 // leave a will on them or take the output's client id.
 func TestBrokerReader(t *testing.T) {
 	cfg, _ := brokerConfig(t)
+	cfg.HomeAssistant.Enabled = false // its config for edgesink_cam would race the one this test retains
 	es := startEdgesink(t, cfg)
 	addr := es.BrokerAddr
 	reader := mqttLogin{addr: addr, user: "nodered", pass: readerPass}
@@ -330,6 +331,7 @@ func TestBrokerReader(t *testing.T) {
 // config, or anything on edgesink's own topics, is not.
 func TestBrokerHomeAssistant(t *testing.T) {
 	cfg, _ := brokerConfig(t)
+	cfg.HomeAssistant.Enabled = false // the rights alone, without edgesink's own discovery messages
 	es := startEdgesink(t, cfg)
 	addr := es.BrokerAddr
 	ha := mqttLogin{addr: addr, user: "ha", pass: haPass}

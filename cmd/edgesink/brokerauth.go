@@ -123,7 +123,8 @@ func (c Config) embeddedBroker(dir string, allowOpen bool, log *slog.Logger) (bc
 		bc.AllowAnonymous = true
 	}
 	id := c.mqttIdentity()
-	bc.Topics = broker.Topics{Base: id.BaseTopic, Alert: id.Topic, Status: id.AvailabilityTopic}
+	bc.Topics = broker.Topics{Base: id.BaseTopic, Alert: id.Topic, Status: id.AvailabilityTopic,
+		DiscoveryPrefix: c.HomeAssistant.DiscoveryPrefix}
 	bc.PublisherClientID = id.ClientID
 	if bc.PublisherPassword, err = brokerCredential(dir); err != nil {
 		return bc, nil, err

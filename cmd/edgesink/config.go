@@ -18,6 +18,7 @@ import (
 
 	"github.com/edgesink/edgesink/board"
 	"github.com/edgesink/edgesink/forward/broker"
+	"github.com/edgesink/edgesink/forward/hass"
 	"github.com/edgesink/edgesink/forward/mqtt"
 	"github.com/edgesink/edgesink/forward/route"
 	"github.com/edgesink/edgesink/forward/serial"
@@ -47,6 +48,10 @@ type Config struct {
 	// Routes are the routing rules, first match wins (forward/route).
 	Coalesce spool.CoalesceConfig `yaml:"coalesce"`
 	Routes   []route.Rule         `yaml:"routes"`
+	// HomeAssistant is MQTT discovery, part of the MQTT output;
+	// Snapshots are the images it publishes (hass.Snapshots).
+	HomeAssistant hass.Config         `yaml:"homeassistant"`
+	Snapshots     hass.SnapshotConfig `yaml:"snapshots"`
 
 	path string // the file it was read from, "" for none; SIGHUP reloads the routes from it
 }
@@ -157,8 +162,10 @@ func DefaultConfig() Config {
 		Board:  BoardConfig{LED: board.LEDOff},
 		Auth:   auth,
 
-		Coalesce: spool.DefaultCoalesceConfig(),
-		Routes:   []route.Rule{},
+		Coalesce:      spool.DefaultCoalesceConfig(),
+		Routes:        []route.Rule{},
+		HomeAssistant: hass.DefaultConfig(),
+		Snapshots:     hass.DefaultSnapshotConfig(),
 	}
 }
 
@@ -346,6 +353,15 @@ func (c Config) Validate() error {
 	if _, err := c.routes(); err != nil {
 		return &keyError{key: "routes", err: err}
 	}
+	if err := c.HomeAssistant.Validate(); err != nil {
+		return inSection("homeassistant", err)
+	}
+	if err := c.Snapshots.Validate(); err != nil {
+		return inSection("snapshots", err)
+	}
+	if c.Snapshots.Store == hass.StoreDisk && c.Spool.Mode == spool.ModeMemory {
+		return bad("snapshots.store", "disk: spool.mode memory promises no disk writes (use latest, kept in RAM then)")
+	}
 	return nil
 }
 
@@ -370,6 +386,12 @@ func (c Config) routes() (*route.Table, error) {
 func (c Config) spoolWith(sp spool.Config) spool.Config {
 	sp.Coalesce = c.Coalesce
 	return sp
+}
+
+// homeAssistant tells whether Home Assistant discovery runs: enabled, and
+// MQTT is an output.
+func (c Config) homeAssistant() bool {
+	return c.HomeAssistant.Enabled && c.MQTT.Broker != brokerNone
 }
 
 // inSection names the key of a package's validation error within the

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/edgesink/edgesink/forward/hass"
 	"github.com/edgesink/edgesink/forward/mqtt"
 	"github.com/edgesink/edgesink/forward/serial"
 	"github.com/edgesink/edgesink/forward/spool"
@@ -25,6 +26,10 @@ type packageConfigs struct {
 	Serial *serial.Config `json:"serial,omitempty"`
 	Spool  spool.Config   `json:"spool"`
 	Wiring map[string]any `json:"wiring"`
+	// Home Assistant's settings from the file (the MQTT names are filled
+	// in by serve), when it runs.
+	HomeAssistant *hass.Config         `json:"homeassistant,omitempty"`
+	Snapshots     *hass.SnapshotConfig `json:"snapshots,omitempty"`
 }
 
 func mapConfig(t *testing.T, cfg Config) packageConfigs {
@@ -49,6 +54,10 @@ func mapConfig(t *testing.T, cfg Config) packageConfigs {
 		t.Fatal(err)
 	}
 	pc.Spool = cfg.spoolWith(sp)
+	if cfg.homeAssistant() {
+		h, sn := cfg.HomeAssistant, cfg.Snapshots
+		pc.HomeAssistant, pc.Snapshots = &h, &sn
+	}
 	pc.Wiring = map[string]any{
 		"log": cfg.Log, "smtp.listen": cfg.SMTP.Listen, "smtp.shutdown_grace": cfg.SMTP.ShutdownGrace.String(),
 		"smtp.tls": cfg.SMTP.TLS, "mqtt.broker": cfg.MQTT.Broker, "mqtt.embedded_listen": cfg.MQTT.EmbeddedListen,

@@ -53,6 +53,8 @@ Usage:
   edgesink send-test [flags] [FILE] send a sample alert (or FILE.eml) to a running sink
   edgesink spool list|show|retry|drop [ID] [flags]
                                     look at and act on alerts waiting in the spool
+  edgesink devices list|forget [NAME] [flags]
+                                    the devices announced to Home Assistant
   edgesink hash-password            read a password, print its bcrypt hash for auth.users
   edgesink board                    show the board edgesink detects here
   edgesink version                  print version information
@@ -81,6 +83,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runHashPassword(args, os.Stdin, stdout, stderr)
 	case "spool":
 		return runSpool(args, stdout, stderr, systemHost())
+	case "devices":
+		return runDevices(args, stdout, stderr, systemHost())
 	case "version":
 		fmt.Fprintf(stdout, "edgesink %s (commit %s) %s/%s %s\n", version, commit, runtime.GOOS, runtime.GOARCH, runtime.Version())
 		return exitOK
@@ -342,6 +346,11 @@ func describeConfig(w io.Writer, cfg Config, h host) {
 			status = "off"
 		}
 		fmt.Fprintf(w, "  mqtt:   %s, alerts to %s, client id %s, status on %s\n", broker, pcfg.Topic, pcfg.ClientID, status)
+		if cfg.homeAssistant() {
+			fmt.Fprintf(w, "  hass:   Home Assistant discovery under %s/, snapshots %s\n", cfg.HomeAssistant.DiscoveryPrefix, cfg.Snapshots.Store)
+		} else {
+			fmt.Fprintln(w, "  hass:   off")
+		}
 	}
 	if cfg.Serial.Device != "" {
 		dev, _ := serialDevice(cfg.Serial)

@@ -18,6 +18,7 @@ import (
 	"github.com/edgesink/edgesink/board/procnet"
 	"github.com/edgesink/edgesink/forward"
 	"github.com/edgesink/edgesink/forward/broker"
+	"github.com/edgesink/edgesink/forward/hass"
 	"github.com/edgesink/edgesink/forward/mqtt"
 	"github.com/edgesink/edgesink/forward/route"
 	"github.com/edgesink/edgesink/forward/serial"
@@ -138,6 +139,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 
 	var outputs []forward.Forwarder
 	var mqttTopic, mqttClientID string
+	var ha *homeAssistantRun // nil unless Home Assistant discovery runs
 	brokerURL := cfg.MQTT.Broker
 	if brokerURL == brokerEmbedded {
 		b, err := broker.Start(bcfg, log)
@@ -165,7 +167,15 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 		}
 		mqttTopic, mqttClientID = pub.Config().Topic, pub.Config().ClientID
 		closers = append(closers, pub.Close)
-		outputs = append(outputs, pub)
+		var out forward.Forwarder = pub
+		if cfg.homeAssistant() {
+			if ha, err = startHomeAssistant(cfg, pub, lockDir, log); err != nil {
+				return err
+			}
+			closers = append(closers, ha.close)
+			out = ha.output // the MQTT output, with Home Assistant's messages
+		}
+		outputs = append(outputs, out)
 		// Without a spool, being connected before the first device mails
 		// avoids a needless 451; a broker that is down must not keep the
 		// sink from starting. With a spool nothing waits: alerts are taken
@@ -210,7 +220,14 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 	}
 	closers = append(closers, sp.Close)
 	sp.SetRouter(routes)
-	var handler sink.Handler = classify.New(sp)
+	// The snapshot stage takes images out of alerts before they are
+	// queued (without Home Assistant it only drops their bytes).
+	var snaps *hass.Snapshots
+	if ha != nil {
+		snaps = ha.snaps
+		ha.setStats(sp)
+	}
+	var handler sink.Handler = classify.New(snaps.Stage(sp))
 	if spcfg.Mode == spool.ModeDisk {
 		log.Info("spool ready", "dir", spcfg.Dir, "holds", sp.Stats().String())
 	}

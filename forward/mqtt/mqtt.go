@@ -90,8 +90,10 @@ type Publisher struct {
 	opts  paho.ClientOptions
 	log   *slog.Logger
 
-	mu     sync.Mutex
-	client paho.Client // nil while disconnected
+	mu        sync.Mutex
+	client    paho.Client // nil while disconnected
+	subs      []subscription
+	onConnect []func()
 
 	stop      chan struct{}
 	done      chan struct{}
@@ -405,7 +407,14 @@ func (p *Publisher) connectLoop() {
 		}
 		p.mu.Lock()
 		p.client = client
+		subs, hooks := p.subs, p.onConnect
 		p.mu.Unlock()
+		for _, s := range subs {
+			p.subscribe(client, s)
+		}
+		for _, f := range hooks {
+			f()
+		}
 
 		select {
 		case err := <-lost:

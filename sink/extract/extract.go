@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"net/http"
 	"net/mail"
 	"slices"
 	"strings"
@@ -120,6 +121,7 @@ func fillFromEnvelope(a *sink.Alert, e *enmime.Envelope) {
 			ContentType: toUTF8(p.ContentType),
 			Size:        len(p.Content),
 			SHA256:      hex.EncodeToString(sum[:]),
+			Data:        imageBytes(p.Content),
 		})
 	}
 
@@ -138,6 +140,16 @@ func fillFromEnvelope(a *sink.Alert, e *enmime.Envelope) {
 	if len(e.GetHeaderKeys()) == 0 {
 		addParseError(a, "missing headers: message has no header block")
 	}
+}
+
+// imageBytes is content when it is an image by its first bytes (cameras
+// declare JPEGs as application/octet-stream, or as nothing), else nil. No
+// copy: the snapshot stage takes what it keeps before the alert is queued.
+func imageBytes(content []byte) []byte {
+	if bytes.HasPrefix(content, []byte{0xff, 0xd8, 0xff}) || strings.HasPrefix(http.DetectContentType(content), "image/") {
+		return content
+	}
+	return nil
 }
 
 // readAsASCII matches a text part that claims US-ASCII (the default when a

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgesink/edgesink/forward/hass"
 	"github.com/edgesink/edgesink/forward/mqtt/mqtttest"
 	"github.com/edgesink/edgesink/forward/spool"
 	"github.com/edgesink/edgesink/forward/spool/disktest"
@@ -192,15 +193,15 @@ func TestMemorySpoolWritesNothing(t *testing.T) {
 		t.Errorf("files changed under HOME or the state directory:\nbefore %v\nafter  %v", before, after)
 	}
 	// At start the instance lock (a PID, not fsynced) and the control
-	// socket 'spool list' asks go into spool.dir when one is given; nothing
-	// else may be there.
+	// sockets 'spool list' and 'devices' ask go into spool.dir when one is
+	// given; nothing else may be there (no device registry: RAM only).
 	entries, err := os.ReadDir(spoolDir)
 	var names []string
 	for _, e := range entries {
 		names = append(names, e.Name())
 	}
-	if err != nil || !slices.Equal(names, []string{spool.ControlName, spool.LockName}) {
-		t.Errorf("memory spool's directory %s holds %q (%v), want only the instance lock and the control socket", spoolDir, names, err)
+	if err != nil || !slices.Equal(names, []string{spool.ControlName, hass.ControlName, spool.LockName}) {
+		t.Errorf("memory spool's directory %s holds %q (%v), want only the instance lock and the control sockets", spoolDir, names, err)
 	}
 }
 

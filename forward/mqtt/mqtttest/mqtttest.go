@@ -152,7 +152,51 @@ func (m *Mosquitto) Restart() {
 // Message is one MQTT message as a subscriber saw it.
 type Message struct {
 	Topic   string
-	Payload string
+	Payload string // the raw bytes (binary-safe only with SubscribeWith)
+	// Retained is set only by SubscribeWith: the broker sent the message
+	// from its retained store (at subscription).
+	Retained bool
+}
+
+// Login is a broker login for SubscribeWith and Publish; zero for none.
+type Login struct{ User, Password string }
+
+func (l Login) args() []string {
+	if l.User == "" {
+		return nil
+	}
+	return []string{"-u", l.User, "-P", l.Password}
+}
+
+// SubscribeWith is Subscribe with a login, binary-safe payloads and the
+// retained flag of each message.
+func SubscribeWith(t testing.TB, addr, filter string, login Login) *Subscriber {
+	t.Helper()
+	return subscribeFull(t, addr, filter, "", nil, login, true)
+}
+
+// Publish publishes payload on topic with mosquitto_pub (QoS 1); an empty
+// payload is sent as a zero-length message (with retain, it clears the
+// topic, as Home Assistant deletes a device).
+func Publish(t testing.TB, addr, topic, payload string, retain bool, login Login) {
+	t.Helper()
+	pub := testtools.RequireTool(t, "mosquitto_pub")
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := append([]string{"-h", host, "-p", port, "-q", "1", "-t", topic}, login.args()...)
+	if retain {
+		args = append(args, "-r")
+	}
+	if payload == "" {
+		args = append(args, "-n")
+	} else {
+		args = append(args, "-m", payload)
+	}
+	if out, err := exec.Command(pub, args...).CombinedOutput(); err != nil {
+		t.Fatalf("mosquitto_pub %v: %v: %s", args, err, out)
+	}
 }
 
 // Subscriber is a mosquitto_sub process subscribed to a topic filter.
@@ -178,6 +222,11 @@ func SubscribeSession(t testing.TB, addr, filter, clientID string, into *Subscri
 
 func subscribe(t testing.TB, addr, filter, clientID string, into *Subscriber) *Subscriber {
 	t.Helper()
+	return subscribeFull(t, addr, filter, clientID, into, Login{}, false)
+}
+
+func subscribeFull(t testing.TB, addr, filter, clientID string, into *Subscriber, login Login, raw bool) *Subscriber {
+	t.Helper()
 	sub := testtools.RequireTool(t, "mosquitto_sub")
 	pub := testtools.RequireTool(t, "mosquitto_pub")
 	probe := "mqtttest/probe/" + randomHex(6)
@@ -185,7 +234,11 @@ func subscribe(t testing.TB, addr, filter, clientID string, into *Subscriber) *S
 	if err != nil {
 		t.Fatal(err)
 	}
-	args := []string{"-h", host, "-p", port, "-q", "1", "-t", filter, "-t", probe, "-F", "%t\t%p"}
+	format := "%t\t%p"
+	if raw {
+		format = "%t\t%r\t%x"
+	}
+	args := append([]string{"-h", host, "-p", port, "-q", "1", "-t", filter, "-t", probe, "-F", format}, login.args()...)
 	if clientID != "" {
 		args = append(args, "-i", clientID, "-c")
 	}
@@ -215,12 +268,18 @@ func subscribe(t testing.TB, addr, filter, clientID string, into *Subscriber) *S
 				once.Do(func() { close(ready) })
 				continue
 			}
-			s.msgs <- Message{Topic: topic, Payload: payload}
+			m := Message{Topic: topic, Payload: payload}
+			if raw {
+				flag, hexed, _ := strings.Cut(payload, "\t")
+				data, _ := hex.DecodeString(hexed)
+				m.Payload, m.Retained = string(data), flag == "1"
+			}
+			s.msgs <- m
 		}
 	}()
 	deadline := time.After(10 * time.Second)
 	for {
-		_ = exec.Command(pub, "-h", host, "-p", port, "-t", probe, "-m", "probe").Run()
+		_ = exec.Command(pub, append([]string{"-h", host, "-p", port, "-t", probe, "-m", "probe"}, login.args()...)...).Run()
 		select {
 		case <-ready:
 			return s
