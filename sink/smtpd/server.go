@@ -187,8 +187,11 @@ func New(cfg Config, h sink.Handler, log *slog.Logger) (*Server, error) {
 	srv.MaxLineLength = cfg.MaxLineLength
 	srv.ReadTimeout = cfg.ReadTimeout
 	srv.WriteTimeout = cfg.WriteTimeout
-	srv.AllowInsecureAuth = cfg.Auth.AllowInsecure
-	srv.TLSConfig = cfg.TLS
+	// TLS is done by the line shim, below which go-smtp cannot see: it
+	// would take every session for plain text and refuse AUTH. The
+	// session applies the AUTH-needs-TLS rule itself (secure), and
+	// go-smtp never gets the TLS config, so it never does STARTTLS.
+	srv.AllowInsecureAuth = true
 	srv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	s.smtp = srv
 	return s, nil
@@ -209,6 +212,18 @@ func (s *Server) ServeTLS(l net.Listener) error {
 		return errors.New("sink: ServeTLS without a TLS config")
 	}
 	return s.serve(newListener(l, s, s.cfg.TLS))
+}
+
+// shimConfig is what every session's line shim is told.
+func (s *Server) shimConfig() shimConfig {
+	return shimConfig{
+		translateLF: !s.cfg.StrictLineEndings,
+		maxErrors:   s.cfg.MaxErrors,
+		startTLS:    s.cfg.TLS,
+		handshake:   s.cfg.ReadTimeout,
+		auth:        s.cfg.Auth.offered(),
+		authPlain:   s.cfg.Auth.AllowInsecure,
+	}
 }
 
 func (s *Server) serve(wl *listener) error {
@@ -292,7 +307,7 @@ type session struct {
 	srv   *Server
 	conn  *smtp.Conn
 	cc    *clientConn // nil only if Serve was bypassed
-	lc    *lineConn   // nil on implicit TLS
+	lc    *lineConn   // nil only if Serve was bypassed
 	from  string
 	rcpts []string
 
@@ -308,6 +323,16 @@ func (s *session) Reset() {
 }
 
 func (s *session) Logout() error { return nil }
+
+// secure reports whether the session is TLS (STARTTLS done, or an
+// implicit-TLS listener). go-smtp cannot tell: TLS is below the line shim.
+func (s *session) secure() bool {
+	if s.lc == nil {
+		return false
+	}
+	_, ok := s.lc.tlsState()
+	return ok
+}
 
 func (s *session) Mail(from string, _ *smtp.MailOptions) error {
 	remote := s.conn.Conn().RemoteAddr()
