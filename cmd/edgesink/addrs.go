@@ -52,7 +52,7 @@ func (a Addrs) check() error {
 		if err := checkHostPort(addr); err != nil {
 			return err
 		}
-		if seen[addr] {
+		if seen[addr] && !anyPort(addr) {
 			return fmt.Errorf("%q listed twice", addr)
 		}
 		seen[addr] = true
@@ -68,3 +68,6 @@ func (f *addrsFlag) Set(v string) error {
 	f.addrs = append(f.addrs, v)
 	return nil
 }
+
+// anyPort: port 0, a port the kernel picks, so twice is no conflict.
+func anyPort(addr string) bool { return strings.HasSuffix(addr, ":0") }

@@ -275,7 +275,7 @@ func (c Config) Validate() error {
 		return bad("smtp.tls.listen_implicit", "%v", err)
 	}
 	for _, a := range c.SMTP.TLS.ListenImplicit {
-		if slices.Contains(c.SMTP.Listen, a) {
+		if slices.Contains(c.SMTP.Listen, a) && !anyPort(a) {
 			return bad("smtp.tls.listen_implicit", "%q is on smtp.listen too: one port speaks either plain SMTP (with STARTTLS) or TLS from the first byte", a)
 		}
 	}
