@@ -1,6 +1,7 @@
 package systemtest
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -146,4 +147,85 @@ func TestListenConflictStops(t *testing.T) {
 			t.Errorf("stderr lacks %q:\n%s", want, stderr)
 		}
 	}
+}
+
+// TestReadyNamesEveryListener: systemd hears READY=1 once, with every
+// listener (plain and implicit TLS) bound and named in its STATUS; each
+// one answers a device right after.
+func TestReadyNamesEveryListener(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "notify")
+	l, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	plain := []string{fmt.Sprintf("127.0.0.1:%d", testtools.FreePort(t)), fmt.Sprintf("127.0.0.1:%d", testtools.FreePort(t))}
+	smtps := fmt.Sprintf("127.0.0.1:%d", testtools.FreePort(t))
+	conf := filepath.Join(dir, "edgesink.yaml")
+	yaml := fmt.Sprintf("smtp:\n  listen: [%s, %s]\n  tls:\n    listen_implicit: %s\n    dir: %s\n", plain[0], plain[1], smtps, filepath.Join(dir, "tls"))
+	if err := os.WriteFile(conf, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	startBinaryEnv(t, binary(t), []string{"NOTIFY_SOCKET=" + sock}, "--config", conf,
+		"--mqtt-broker", "none", "--serial-device", "/dev/null", "--spool-dir", filepath.Join(dir, "spool"))
+	_ = l.SetReadDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, 512)
+	for {
+		n, err := l.Read(buf)
+		if err != nil {
+			t.Fatalf("no READY=1: %v", err)
+		}
+		msg := string(buf[:n])
+		if !strings.Contains(msg, "READY=1") {
+			continue
+		}
+		for _, a := range append(plain, smtps) {
+			if !strings.Contains(msg, a) {
+				t.Errorf("READY's status %q does not name %s", msg, a)
+			}
+		}
+		break
+	}
+	for _, a := range plain {
+		c := textConn(t, a, nil)
+		if line := c.line(); !strings.HasPrefix(line, "220 ") {
+			t.Errorf("%s greets %q", a, line)
+		}
+	}
+	c := textConn(t, smtps, &tls.Config{InsecureSkipVerify: true})
+	if line := c.line(); !strings.HasPrefix(line, "220 ") {
+		t.Errorf("%s greets %q", smtps, line)
+	}
+}
+
+type greeter struct {
+	t *testing.T
+	r *bufio.Reader
+}
+
+func (g greeter) line() string {
+	s, err := g.r.ReadString('\n')
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	return s
+}
+
+// textConn dials addr, over TLS when cfg is set.
+func textConn(t *testing.T, addr string, cfg *tls.Config) greeter {
+	t.Helper()
+	var c net.Conn
+	var err error
+	if cfg != nil {
+		c, err = tls.Dial("tcp", addr, cfg)
+	} else {
+		c, err = net.Dial("tcp", addr)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	return greeter{t: t, r: bufio.NewReader(c)}
 }
