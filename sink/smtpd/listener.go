@@ -17,8 +17,8 @@ import (
 type listener struct {
 	net.Listener
 	srv   *Server
-	slots chan struct{}
-	tls   *tls.Config // implicit TLS; nil for plain SMTP
+	slots chan struct{} // the server's: max_connections counts every listener's clients together
+	tls   *tls.Config   // implicit TLS; nil for plain SMTP
 	// refusing bounds the refusals being written at once (each may take a
 	// TLS handshake and up to 5 s); beyond it a client is just closed.
 	refusing chan struct{}
@@ -33,7 +33,7 @@ func newListener(l net.Listener, s *Server, tlsConfig *tls.Config) *listener {
 		srv:      s,
 		tls:      tlsConfig,
 		refusing: make(chan struct{}, maxRefusing),
-		slots:    make(chan struct{}, s.cfg.MaxConnections),
+		slots:    s.slots,
 		conns:    make(map[*clientConn]struct{}),
 	}
 }

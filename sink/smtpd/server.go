@@ -152,7 +152,8 @@ type Server struct {
 	handler sink.Handler
 	log     *slog.Logger
 	smtp    *smtp.Server
-	clients *clients // per-address connection counts and mail rates
+	clients *clients      // per-address connection counts and mail rates
+	slots   chan struct{} // one per open connection, on any listener: MaxConnections
 
 	ctx    context.Context // parent of handler contexts; cancelled by Close
 	cancel context.CancelFunc
@@ -177,7 +178,8 @@ func New(cfg Config, h sink.Handler, log *slog.Logger) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, handler: h, log: log, clients: newClients(cfg.Policy), sleep: sleepCtx}
+	s := &Server{cfg: cfg, handler: h, log: log, clients: newClients(cfg.Policy), sleep: sleepCtx,
+		slots: make(chan struct{}, cfg.MaxConnections)}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 
 	srv := smtp.NewServer(smtp.BackendFunc(s.newSession))
