@@ -202,7 +202,7 @@ func TestSwaksTLS(t *testing.T) {
 			cfg := testConfig(t, brokerEmbedded, "")
 			cfg.MQTT.EmbeddedListen = "127.0.0.1:0"
 			cfg.Auth = smtpd.Auth{Mode: mode, Users: map[string]string{"cam": string(hash)}}
-			cfg.SMTP.TLS = SMTPTLSConfig{StartTLS: true, ListenImplicit: "127.0.0.1:0", MinVersion: "1.2", Dir: t.TempDir()}
+			cfg.SMTP.TLS = SMTPTLSConfig{StartTLS: true, ListenImplicit: Addrs{"127.0.0.1:0"}, MinVersion: "1.2", Dir: t.TempDir()}
 			es := startEdgesink(t, cfg)
 			host, port, _ := net.SplitHostPort(es.SMTPAddr)
 			_, tlsPort, _ := net.SplitHostPort(es.SMTPSAddr)

@@ -104,7 +104,7 @@ func benchEdgesink(b *testing.B, n int, spoolMode string) loadResult {
 	sub := mqtttest.Subscribe(b, broker.Addr(), "edgesink/+/alert")
 
 	cfg := DefaultConfig()
-	cfg.SMTP.Listen = "127.0.0.1:0"
+	cfg.SMTP.Listen = Addrs{"127.0.0.1:0"}
 	cfg.MQTT.Broker = broker.URL()
 	cfg.MQTT.ClientID = "edgesink-bench"
 	cfg.Spool.Mode = spoolMode

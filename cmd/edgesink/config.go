@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -59,14 +60,14 @@ type Config struct {
 // SMTPTLSConfig is TLS for devices: STARTTLS and implicit TLS (SMTPS).
 type SMTPTLSConfig struct {
 	StartTLS       bool   `yaml:"starttls"`
-	ListenImplicit string `yaml:"listen_implicit"`
+	ListenImplicit Addrs  `yaml:"listen_implicit"` // one address or a list: port 465 and any other
 	CertFile       string `yaml:"cert_file"`
 	KeyFile        string `yaml:"key_file"`
 	MinVersion     string `yaml:"min_version"`
 	Dir            string `yaml:"dir"`
 }
 
-func (t SMTPTLSConfig) enabled() bool { return t.StartTLS || t.ListenImplicit != "" }
+func (t SMTPTLSConfig) enabled() bool { return t.StartTLS || len(t.ListenImplicit) > 0 }
 
 // certificate loads the configured certificate, or the self-signed one in
 // the state directory (made on first use). created tells it was made now.
@@ -104,7 +105,7 @@ type LogConfig struct {
 // SMTPConfig is the device-facing side: the SMTP server's own settings
 // (smtpd.Config, inline) and where cmd listens.
 type SMTPConfig struct {
-	Listen        string        `yaml:"listen"`
+	Listen        Addrs         `yaml:"listen"` // one address or a list (25, 587, 2525 at once); all share policy, auth and limits
 	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
 	TLS           SMTPTLSConfig `yaml:"tls"`
 	smtpd.Config  `yaml:",inline"`
@@ -146,7 +147,7 @@ func DefaultConfig() Config {
 	return Config{
 		Log: LogConfig{Level: "info", Format: "text"},
 		SMTP: SMTPConfig{
-			Listen:        "127.0.0.1:2525",
+			Listen:        Addrs{"127.0.0.1:2525"},
 			ShutdownGrace: 30 * time.Second,
 			TLS:           SMTPTLSConfig{MinVersion: "1.2"},
 			Config:        s,
@@ -266,7 +267,10 @@ func (c Config) Validate() error {
 	if c.Log.Format != "text" && c.Log.Format != "json" {
 		return bad("log.format", "%q: want text or json", c.Log.Format)
 	}
-	if err := checkHostPort(c.SMTP.Listen); err != nil {
+	if len(c.SMTP.Listen) == 0 {
+		return bad("smtp.listen", "no address: devices could not send (e.g. 0.0.0.0:25)")
+	}
+	if err := c.SMTP.Listen.check(); err != nil {
 		return bad("smtp.listen", "%v", err)
 	}
 	if c.SMTP.ShutdownGrace <= 0 {
@@ -284,9 +288,12 @@ func (c Config) Validate() error {
 	if (c.SMTP.TLS.CertFile == "") != (c.SMTP.TLS.KeyFile == "") {
 		return bad("smtp.tls.cert_file", "cert_file and key_file go together (or both empty: self-signed)")
 	}
-	if c.SMTP.TLS.ListenImplicit != "" {
-		if err := checkHostPort(c.SMTP.TLS.ListenImplicit); err != nil {
-			return bad("smtp.tls.listen_implicit", "%v", err)
+	if err := c.SMTP.TLS.ListenImplicit.check(); err != nil {
+		return bad("smtp.tls.listen_implicit", "%v", err)
+	}
+	for _, a := range c.SMTP.TLS.ListenImplicit {
+		if slices.Contains(c.SMTP.Listen, a) && !anyPort(a) {
+			return bad("smtp.tls.listen_implicit", "%q is on smtp.listen too: one port speaks either plain SMTP (with STARTTLS) or TLS from the first byte", a)
 		}
 	}
 	if err := mqtt.CheckSite(c.Site); err != nil {

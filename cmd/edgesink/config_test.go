@@ -159,7 +159,7 @@ serial:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.SMTP.Listen != "0.0.0.0:25" || cfg.SMTP.MaxMessageBytes != 10_000_000 || cfg.SMTP.DataTimeout.String() != "2m0s" ||
+	if cfg.SMTP.Listen.String() != "0.0.0.0:25" || cfg.SMTP.MaxMessageBytes != 10_000_000 || cfg.SMTP.DataTimeout.String() != "2m0s" ||
 		cfg.MQTT.Broker != "tcp://192.168.1.10:1883" || cfg.MQTT.Username != "edge" || cfg.MQTT.QoS != 1 ||
 		cfg.Serial.Baud != 115200 || cfg.Serial.StopBits != "2" || cfg.Serial.Parity != "none" {
 		t.Errorf("parsed %+v", cfg)

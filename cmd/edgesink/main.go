@@ -179,7 +179,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	// serve is the default command, so its help is the program's help.
 	fs := newFlagSet("serve", usageText+"\nFlags of serve:\n", stdout, stderr)
 	configPath := fs.String("config", "", "YAML config `file` (default: built-in defaults)")
-	smtpListen := fs.String("smtp-listen", "", "SMTP listen `address`, e.g. 0.0.0.0:25 (config smtp.listen)")
+	var smtpListen addrsFlag
+	fs.Var(&smtpListen, "smtp-listen", "SMTP listen `address`, e.g. 0.0.0.0:25; repeat for more ports (config smtp.listen)")
 	mqttBroker := fs.String("mqtt-broker", "", "MQTT broker: tcp://host:port, ssl://host:port, embedded or none (config mqtt.broker)")
 	mqttTopic := fs.String("mqtt-topic", "", "MQTT topic `template`, e.g. edgesink/{device}/alert (config mqtt.topic)")
 	serialDevice := fs.String("serial-device", "", "serial output `device`, e.g. /dev/serial0 (config serial.device)")
@@ -202,7 +203,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
 		case "smtp-listen":
-			cfg.SMTP.Listen = *smtpListen
+			cfg.SMTP.Listen = smtpListen.addrs
 		case "mqtt-broker":
 			cfg.MQTT.Broker = *mqttBroker
 		case "mqtt-topic":
@@ -314,8 +315,8 @@ func cliLockDir(cfg Config, h host) string {
 // describeConfig says, in a few lines, what edgesink would do with cfg.
 func describeConfig(w io.Writer, cfg Config, h host) {
 	smtps := ""
-	if cfg.SMTP.TLS.ListenImplicit != "" {
-		smtps = ", SMTPS on " + cfg.SMTP.TLS.ListenImplicit
+	if len(cfg.SMTP.TLS.ListenImplicit) > 0 {
+		smtps = ", SMTPS on " + cfg.SMTP.TLS.ListenImplicit.String()
 	}
 	fmt.Fprintf(w, "  smtp:   listen on %s%s (STARTTLS %s), login %s\n", cfg.SMTP.Listen, smtps, onOff(cfg.SMTP.TLS.StartTLS), cfg.Auth.Mode)
 	if cfg.Site != "" {

@@ -37,7 +37,11 @@ func TestPortHolderNamed(t *testing.T) {
 		set  func(*Config)
 		want string
 	}{
-		{"smtp.listen", func(c *Config) { c.SMTP.Listen = held.Addr().String() }, "smtp: "},
+		{"smtp.listen", func(c *Config) { c.SMTP.Listen = Addrs{held.Addr().String()} }, "smtp: smtp.listen " + held.Addr().String()},
+		{"smtp.listen", func(c *Config) { c.SMTP.Listen = Addrs{"127.0.0.1:0", held.Addr().String()} }, "smtp: smtp.listen " + held.Addr().String()},
+		{"smtp.tls.listen_implicit", func(c *Config) {
+			c.SMTP.TLS = SMTPTLSConfig{ListenImplicit: Addrs{"127.0.0.1:0", held.Addr().String()}, MinVersion: "1.2", Dir: t.TempDir()}
+		}, "smtp: smtp.tls.listen_implicit " + held.Addr().String()},
 		{"mqtt.embedded_listen", func(c *Config) {
 			c.MQTT.Broker, c.MQTT.EmbeddedListen = brokerEmbedded, held.Addr().String()
 		}, "start embedded broker: "},

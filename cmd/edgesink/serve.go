@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -37,10 +38,12 @@ func (e *configError) Unwrap() error { return e.err }
 
 // readyInfo tells tests (and the log) where edgesink ended up listening.
 type readyInfo struct {
-	SMTPAddr      string
-	SMTPSAddr     string // implicit TLS listener, "" if none
-	BrokerAddr    string // embedded broker, "" if none
-	BrokerTLSAddr string // embedded broker's TLS listener, "" if none
+	SMTPAddr      string   // the first of SMTPAddrs
+	SMTPAddrs     []string // every plain/STARTTLS listener, in smtp.listen's order
+	SMTPSAddr     string   // the first implicit TLS listener, "" if none
+	SMTPSAddrs    []string // every implicit TLS listener
+	BrokerAddr    string   // embedded broker, "" if none
+	BrokerTLSAddr string   // embedded broker's TLS listener, "" if none
 	Outputs       []string
 }
 
@@ -112,25 +115,21 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 	// Then the ports, before the broker connection: an instance that cannot
 	// have them must not take the MQTT client id of one that has, nor leave
 	// "offline" on its status topic on the way out.
-	l, err := net.Listen("tcp", cfg.SMTP.Listen)
+	plain, implicit, err := bindSMTP(cfg.SMTP)
 	if err != nil {
-		return fmt.Errorf("smtp: %w", portInUse(err, cfg.SMTP.Listen, "smtp.listen"))
+		return err
 	}
-	var implicit net.Listener
-	if cfg.SMTP.TLS.ListenImplicit != "" {
-		if implicit, err = net.Listen("tcp", cfg.SMTP.TLS.ListenImplicit); err != nil {
-			_ = l.Close()
-			return fmt.Errorf("smtps: %w", portInUse(err, cfg.SMTP.TLS.ListenImplicit, "smtp.tls.listen_implicit"))
-		}
-		info.SMTPSAddr = implicit.Addr().String()
+	for _, l := range implicit {
+		info.SMTPSAddrs = append(info.SMTPSAddrs, l.Addr().String())
+	}
+	if len(implicit) > 0 {
+		info.SMTPSAddr = info.SMTPSAddrs[0]
 	}
 	serving := false // from then on the sink server closes the listeners
 	closers = append(closers, func() error {
 		if !serving {
-			_ = l.Close()
-			if implicit != nil {
-				_ = implicit.Close()
-			}
+			closeAll(plain)
+			closeAll(implicit)
 		}
 		return nil
 	})
@@ -275,20 +274,27 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 	if err != nil {
 		return &configError{err}
 	}
-	info.SMTPAddr, info.Outputs = l.Addr().String(), sp.Outputs()
-
-	serving = true
-	served := make(chan error, 2)
-	go func() { served <- srv.Serve(l) }()
-	if implicit != nil {
-		go func() { served <- srv.ServeTLS(implicit) }()
+	for _, l := range plain {
+		info.SMTPAddrs = append(info.SMTPAddrs, l.Addr().String())
 	}
-	log.Info("edgesink ready", "version", version, "smtp", info.SMTPAddr, "smtps", info.SMTPSAddr, "starttls", cfg.SMTP.TLS.StartTLS, "outputs", info.Outputs,
+	info.SMTPAddr, info.Outputs = info.SMTPAddrs[0], sp.Outputs()
+
+	// Every listener is bound (the kernel queues connections from now
+	// on) before systemd hears "ready".
+	serving = true
+	served := make(chan error, len(plain)+len(implicit))
+	for _, l := range plain {
+		go func() { served <- srv.Serve(l) }()
+	}
+	for _, l := range implicit {
+		go func() { served <- srv.ServeTLS(l) }()
+	}
+	log.Info("edgesink ready", "version", version, "smtp", strings.Join(info.SMTPAddrs, ","), "smtps", strings.Join(info.SMTPSAddrs, ","), "starttls", cfg.SMTP.TLS.StartTLS, "outputs", info.Outputs,
 		"mqtt_broker", brokerURL, "mqtt_topic", mqttTopic, "mqtt_client_id", mqttClientID, "serial_device", cfg.Serial.Device)
 	if ready != nil {
 		ready(info)
 	}
-	if err := sdNotify("READY=1\nSTATUS=accepting mail on " + info.SMTPAddr); err != nil {
+	if err := sdNotify("READY=1\nSTATUS=accepting mail on " + strings.Join(append(info.SMTPAddrs, info.SMTPSAddrs...), ", ")); err != nil {
 		log.Warn("could not tell systemd we are ready", "err", err)
 	}
 
@@ -327,8 +333,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 	if err := srv.Shutdown(sctx); err != nil {
 		log.Warn("shutdown grace period over, connections closed", "err", err)
 	}
-	<-served
-	if implicit != nil {
+	for range len(plain) + len(implicit) {
 		<-served
 	}
 	// Deliver what can be delivered in the rest of the grace period; what
@@ -360,6 +365,34 @@ func reloadRoutes(cfg Config, sp *spool.Spool, log *slog.Logger) {
 		}
 	}
 	log.Error("SIGHUP: routing rules not reloaded, keeping those in force", "err", err)
+}
+
+// bindSMTP binds every SMTP listener, plain (with STARTTLS) and implicit
+// TLS. If any address cannot be had, none is kept: the error names the
+// address, its setting and, for a taken port, what holds it.
+func bindSMTP(c SMTPConfig) (plain, implicit []net.Listener, err error) {
+	for _, set := range []struct {
+		addrs Addrs
+		key   string
+		into  *[]net.Listener
+	}{{c.Listen, "smtp.listen", &plain}, {c.TLS.ListenImplicit, "smtp.tls.listen_implicit", &implicit}} {
+		for _, addr := range set.addrs {
+			l, err := net.Listen("tcp", addr)
+			if err != nil {
+				closeAll(plain)
+				closeAll(implicit)
+				return nil, nil, fmt.Errorf("smtp: %s %s: %w", set.key, addr, portInUse(err, addr, set.key))
+			}
+			*set.into = append(*set.into, l)
+		}
+	}
+	return plain, implicit, nil
+}
+
+func closeAll(ls []net.Listener) {
+	for _, l := range ls {
+		_ = l.Close()
+	}
 }
 
 // portInUse adds to a bind error on addr what holds the port, when the

@@ -276,7 +276,13 @@ func (o *Output) Forward(ctx context.Context, a *sink.Alert) error {
 // the function returned waits for the alert's acknowledgement (Forward's
 // error contract) and logs what became of the others.
 func (o *Output) Start(ctx context.Context, a *sink.Alert) func(context.Context) error {
-	waitAlert := o.mq.Start(ctx, a)
+	return o.start(ctx, a, o.mq)
+}
+
+// start is Start with the alert itself published by alert: the MQTT
+// output, or the MQTT output on a routing rule's topic.
+func (o *Output) start(ctx context.Context, a *sink.Alert, alert forward.Starter) func(context.Context) error {
+	waitAlert := alert.Start(ctx, a)
 	if !o.mq.Connected() {
 		return waitAlert // it fails: the alert is retried, Home Assistant's updates with it
 	}
@@ -301,6 +307,45 @@ func (o *Output) Start(ctx context.Context, a *sink.Alert) func(context.Context)
 		o.dirty.Store(true)
 		return err
 	}
+}
+
+// With implements forward.Templated: the alert goes out on a routing rule's
+// topic (the MQTT output's own With), Home Assistant's messages as always.
+func (o *Output) With(tmpl string) (forward.Forwarder, error) {
+	t, ok := o.mq.(forward.Templated)
+	if !ok {
+		return nil, fmt.Errorf("hass: the MQTT output cannot publish on a rule's topic %q", tmpl)
+	}
+	f, err := t.With(tmpl)
+	if err != nil {
+		return nil, err
+	}
+	s, ok := f.(forward.Starter)
+	if !ok {
+		return nil, fmt.Errorf("hass: the MQTT output on a rule's topic %q cannot start a publish", tmpl)
+	}
+	return routed{o: o, alert: s}, nil
+}
+
+// routed is the Home Assistant output whose alert goes on a rule's topic.
+type routed struct {
+	o     *Output
+	alert forward.Starter
+}
+
+var (
+	_ forward.Templated = (*Output)(nil)
+	_ forward.Starter   = routed{}
+)
+
+func (r routed) Name() string { return r.o.Name() }
+
+func (r routed) Forward(ctx context.Context, a *sink.Alert) error {
+	return r.Start(ctx, a)(ctx)
+}
+
+func (r routed) Start(ctx context.Context, a *sink.Alert) func(context.Context) error {
+	return r.o.start(ctx, a, r.alert)
 }
 
 // outMsg is one message to publish.

@@ -40,6 +40,10 @@ const (
 	DefaultMaxReconnect   = 30 * time.Second
 )
 
+// SitePlaceholder in mqtt.topic is this instance's site (TOPICS.md), so
+// topics set by hand keep two sites' cam1 apart: sites/{site}/{device}.
+const SitePlaceholder = "{site}"
+
 // ErrNotConnected is returned (marked temporary) while the broker is down.
 var ErrNotConnected = errors.New("mqtt: not connected to broker")
 
@@ -61,6 +65,13 @@ type Config struct {
 	ConnectTimeout    time.Duration `yaml:"connect_timeout"`        //
 	MaxReconnect      time.Duration `yaml:"max_reconnect_interval"` // longest wait between reconnect attempts
 	AvailabilityTopic string        `yaml:"availability_topic"`     // "online"/"offline" (last will), retained; default {base}/status; "-" disables
+	// SkipSnapshots keeps camera snapshots (the binary …/snapshot topics
+	// of TOPICS.md) off this broker: for a site that publishes across a
+	// slow WAN link to a central broker, where a storm of JPEGs would
+	// queue up behind the alerts. The alert JSON (which names each
+	// attachment, its size and hash, never its bytes) still goes. Every
+	// publisher of snapshots honours it.
+	SkipSnapshots bool `yaml:"skip_snapshots"`
 }
 
 // DefaultConfig is what edgesink publishes with unless told otherwise; the
@@ -186,6 +197,13 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Topic == "" {
 		c.Topic = strings.Replace(DefaultTopic, "{base}", c.BaseTopic, 1)
+	}
+	if strings.Contains(c.Topic, SitePlaceholder) {
+		// The site is the instance's, not the alert's: filled in once.
+		if c.Site == "" {
+			return c, config.Bad("topic", "%q uses %s, but no site is set (top-level site)", c.Topic, SitePlaceholder)
+		}
+		c.Topic = strings.ReplaceAll(c.Topic, SitePlaceholder, c.Site)
 	}
 	if _, err := ParseTopic(c.Topic); err != nil {
 		return c, config.Bad("topic", "%v", err)

@@ -174,6 +174,7 @@ func TestConfigErrors(t *testing.T) {
 		{Broker: "tcp://x:1", Site: "-lab"},
 		{Broker: "tcp://x:1", Site: strings.Repeat("a", 33)},
 		{Broker: "tcp://x:1", BaseTopic: "home/#"},
+		{Broker: "tcp://x:1", Topic: "farm/{site}/{device}"}, // {site} without a site
 	} {
 		if _, err := New(c, nil); err == nil {
 			t.Errorf("New(%+v) accepted", c)
@@ -200,6 +201,7 @@ func TestIdentity(t *testing.T) {
 		{"client id set by hand", Config{Site: "lab", ClientID: "mine"}, "mine", "edgesink/lab/status", "edgesink/lab/{device}/alert"},
 		{"topics set by hand", Config{Site: "lab", AvailabilityTopic: "x/y", Topic: "a/{device}"}, h + "-lab", "x/y", "a/{device}"},
 		{"status off", Config{Site: "lab", AvailabilityTopic: "-"}, h + "-lab", "", "edgesink/lab/{device}/alert"},
+		{"site in a topic set by hand", Config{Site: "barn2", Topic: "farm/{site}/{device}/alert"}, h + "-barn2", "edgesink/barn2/status", "farm/barn2/{device}/alert"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

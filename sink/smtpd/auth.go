@@ -87,6 +87,8 @@ var (
 		Message: "Authentication required"}
 	errAuthMechanism = &smtp.SMTPError{Code: 504, EnhancedCode: smtp.EnhancedCode{5, 5, 4},
 		Message: "Unrecognized authentication type"}
+	errAuthNeedsTLS = &smtp.SMTPError{Code: 523, EnhancedCode: smtp.EnhancedCode{5, 7, 10},
+		Message: "TLS is required"}
 )
 
 // dummyHash is compared against for unknown users, so a wrong user name
@@ -95,10 +97,15 @@ var (
 // ignored: nothing ever logs in with it.
 var dummyHash = []byte("$2a$10$t8L/udNKJMUlhY1ENvyR.ufkE/uTjou6kQXpbY5usGj5qFBKOV1C.")
 
-// AuthMechanisms is go-smtp's AuthSession: what EHLO advertises (go-smtp
-// leaves AUTH out entirely without TLS unless insecure AUTH is allowed).
+// authAllowed: AUTH needs TLS, unless auth.allow_insecure.
+func (s *session) authAllowed() bool {
+	return s.srv.cfg.Auth.offered() && (s.secure() || s.srv.cfg.Auth.AllowInsecure)
+}
+
+// AuthMechanisms is go-smtp's AuthSession: what EHLO advertises (EHLO
+// leaves AUTH out entirely when the list is empty).
 func (s *session) AuthMechanisms() []string {
-	if !s.srv.cfg.Auth.offered() {
+	if !s.authAllowed() {
 		return nil
 	}
 	return []string{sasl.Plain, sasl.Login}
@@ -108,6 +115,9 @@ func (s *session) AuthMechanisms() []string {
 func (s *session) Auth(mech string) (sasl.Server, error) {
 	if !s.srv.cfg.Auth.offered() {
 		return nil, errAuthMechanism
+	}
+	if !s.authAllowed() {
+		return nil, errAuthNeedsTLS
 	}
 	switch mech {
 	case sasl.Plain:
@@ -150,8 +160,8 @@ func (s *session) authFailed(user, reason string) error {
 		"reason", reason, "failures", s.authFailures)
 	s.srv.sleep(s.srv.ctx, authDelay(s.authFailures))
 	if s.authFailures >= maxAuthFailures {
-		if s.cc != nil {
-			s.cc.hangUpAfterReply()
+		if s.lc != nil {
+			s.lc.hangUpAfterReply()
 		}
 		return errAuthTooMany
 	}

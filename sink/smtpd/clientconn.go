@@ -1,61 +1,24 @@
 package smtpd
 
 import (
-	"bytes"
 	"net"
 	"sync"
 	"time"
 )
 
 // clientConn is one device's connection as the server's lifecycle sees it.
-// It bounds the whole DATA transfer, counts error replies and hangs up
-// past the cap, ends the session once it is idle when the server drains,
-// and gives the listener its slot back on Close. It sits right on the
-// socket: below the line shim and below implicit TLS.
+// It bounds the whole DATA transfer, ends the session once it is idle when
+// the server drains, and gives the listener its slot back on Close. It sits
+// right on the socket, below TLS and the line shim (which counts error
+// replies, as only above TLS can they be read).
 type clientConn struct {
 	net.Conn
-	maxErrors int    // error replies allowed before hanging up; 0: no limit
-	onClose   func() // the listener's bookkeeping, run once
+	onClose func() // the listener's bookkeeping, run once
 
 	mu        sync.Mutex
-	sealed    bool // replies are TLS records from now on: not read any more
 	busy      bool // inside a mail transaction
 	draining  bool // the server drains: end the session when idle
-	hangUp    bool // close the connection once the next reply is written
-	errors    int
 	closeOnce sync.Once
-}
-
-var _ encrypter = (*clientConn)(nil)
-
-// Write passes a reply on. Error replies (4xx, 5xx; go-smtp writes one
-// reply per call) are counted; over the cap the client is told why and the
-// line is cut.
-func (c *clientConn) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	out := p
-	if !c.sealed && c.maxErrors > 0 && len(p) >= 4 && (p[0] == '4' || p[0] == '5') && !bytes.HasPrefix(p, []byte("421")) {
-		c.errors++
-		if c.errors >= c.maxErrors && !c.hangUp {
-			c.hangUp = true
-			out = append(append([]byte(nil), p...), "421 4.7.0 Too many errors, closing connection\r\n"...)
-		}
-	}
-	hangUp := c.hangUp
-	c.mu.Unlock()
-	n, err := c.Conn.Write(out)
-	if hangUp {
-		_ = c.Conn.Close() // go-smtp's next read fails and ends the session
-	}
-	return min(n, len(p)), err
-}
-
-// encrypted: from now on the stream is TLS (STARTTLS, or an implicit-TLS
-// listener from the first byte); replies can no longer be counted.
-func (c *clientConn) encrypted() {
-	c.mu.Lock()
-	c.sealed = true
-	c.mu.Unlock()
 }
 
 // startData bounds the whole message transfer that begins now: go-smtp
@@ -95,14 +58,6 @@ func (c *clientConn) drain() {
 	if idle {
 		_ = c.Conn.SetReadDeadline(time.Unix(1, 0))
 	}
-}
-
-// hangUpAfterReply closes the connection right after the next reply: for a
-// client the server refuses to talk to any longer.
-func (c *clientConn) hangUpAfterReply() {
-	c.mu.Lock()
-	c.hangUp = true
-	c.mu.Unlock()
 }
 
 // SetReadDeadline keeps an idle session of a draining server ending at

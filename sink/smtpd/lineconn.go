@@ -2,18 +2,21 @@ package smtpd
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
-// lineConn is the line shim between a device's connection and go-smtp: it
-// does line endings, empty HELO names and BDAT passthrough, nothing else.
-// (The session's lifecycle, deadlines, error cap and slot, is clientConn's,
-// below it.)
+// lineConn is the line shim between a device's connection and go-smtp. It
+// sits above TLS: on an implicit-TLS listener it wraps the *tls.Conn, and
+// it does STARTTLS itself, so everything below holds inside TLS exactly as
+// outside. (The session's lifecycle, deadlines, drain and slot, is
+// clientConn's, on the socket below.)
 //
 // Why it exists: go-smtp is strict where old devices are sloppy. It answers
 // 501 to a HELO/EHLO without a name, and its DATA reader only ends a message
@@ -22,34 +25,47 @@ import (
 // lost. RFC 5321 forbids bare LF because a relay that reads line endings
 // differently from the next hop can be tricked into smuggling a second
 // message. edgesink is the last hop and relays nothing, so accepting bare LF
-// here is safe; Config.StrictLineEndings turns it off.
+// here is safe; Config.StrictLineEndings turns it off. The same old devices
+// are the ones that need TLS 1.0, which is why this must hold inside TLS.
 //
-// What it does, on the client-to-server byte stream only:
+// What it does to the client's bytes:
 //   - every LF not preceded by CR becomes CRLF (unless strict);
 //   - "HELO" / "EHLO" with an empty name is rewritten to carry the client's
 //     address literal, and the emptiness is remembered for the alert;
 //   - the chunk after "BDAT n" is passed through untouched (it is binary and
 //     counted in bytes), exactly when go-smtp will consume it;
-//   - after the server's 220 reply to STARTTLS everything passes through
-//     untouched (the stream is TLS from then on).
+//   - HELP and STARTTLS are answered here (go-smtp has no HELP, and its
+//     STARTTLS would put TLS above this shim).
 //
-// It follows the server's replies to know when DATA starts (354), and the
-// CRLF.CRLF line to know when it ends, so message lines that happen to read
-// like commands are never rewritten.
+// And to the server's replies: it counts error replies and hangs up past
+// the cap (Config.MaxErrors), advertises STARTTLS in the EHLO reply while
+// the session is not yet secure, and watches for 354 to know when DATA
+// starts; the CRLF.CRLF line tells when it ends, so message lines that
+// happen to read like commands are never rewritten.
+//
+// go-smtp only sees this shim, never a *tls.Conn, so it takes every
+// session for plain text: the session asks secure() instead (AUTH policy),
+// and go-smtp's own insecure-AUTH guard is left open for it.
 type lineConn struct {
-	net.Conn
-	translateLF bool
+	cfg shimConfig
 
-	mu              sync.Mutex
-	mode            connMode
-	pendingStartTLS bool
-	emptyHelo       bool
+	mu        sync.Mutex
+	conn      net.Conn // the socket's clientConn, or TLS above it; swapped by STARTTLS
+	secure    bool     // conn is TLS
+	handshake bool     // implicit TLS: handshake before the first byte
+	mode      connMode
+	emptyHelo bool
+	errors    int  // error replies written
+	hangUp    bool // close once the next reply is written
+	swallow   bool // drop the next reply (the RSET injected after STARTTLS)
 
-	// Read side; go-smtp reads from a single goroutine, mu guards the mode
-	// switches shared with Write.
+	// Read side; go-smtp reads from a single goroutine, mu guards what
+	// Write shares.
 	in        []byte
 	out       []byte
 	outPos    int
+	held      []byte // client bytes after a command answered here, fed once it is
+	local     string // command to answer here once go-smtp has caught up
 	line      []byte
 	lineSkip  bool // current command line is too long to inspect
 	prevCR    bool
@@ -58,13 +74,22 @@ type lineConn struct {
 	readErr   error
 }
 
+// shimConfig is what the shim needs from the server's Config.
+type shimConfig struct {
+	translateLF bool
+	maxErrors   int         // error replies allowed before hanging up; 0: no limit
+	startTLS    *tls.Config // offer STARTTLS with it; nil: not offered
+	handshake   time.Duration
+	auth        bool // AUTH offered (when secure or insecure AUTH allowed)
+	authPlain   bool // ... also without TLS
+}
+
 type connMode int
 
 const (
 	modeCommand connMode = iota
 	modeData
 	modeBDAT
-	modeRaw
 )
 
 type dataState int
@@ -82,32 +107,89 @@ const (
 // over-long lines itself).
 const maxInspectLine = 1024
 
-func newLineConn(c net.Conn, translateLF bool) *lineConn {
-	return &lineConn{Conn: c, translateLF: translateLF, in: make([]byte, 4096)}
+// newLineConn wraps c, which is a *tls.Conn on an implicit-TLS listener.
+func newLineConn(c net.Conn, cfg shimConfig) *lineConn {
+	_, isTLS := c.(*tls.Conn)
+	return &lineConn{conn: c, cfg: cfg, secure: isTLS, handshake: isTLS, in: make([]byte, 4096)}
+}
+
+func (c *lineConn) current() net.Conn {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.conn
 }
 
 // NetConn returns the connection below the shim.
-func (c *lineConn) NetConn() net.Conn { return c.Conn }
+func (c *lineConn) NetConn() net.Conn                  { return c.current() }
+func (c *lineConn) Close() error                       { return c.current().Close() }
+func (c *lineConn) LocalAddr() net.Addr                { return c.current().LocalAddr() }
+func (c *lineConn) RemoteAddr() net.Addr               { return c.current().RemoteAddr() }
+func (c *lineConn) SetDeadline(t time.Time) error      { return c.current().SetDeadline(t) }
+func (c *lineConn) SetReadDeadline(t time.Time) error  { return c.current().SetReadDeadline(t) }
+func (c *lineConn) SetWriteDeadline(t time.Time) error { return c.current().SetWriteDeadline(t) }
+
+// tlsState reports the session's TLS state: the one truth about "secure"
+// for the session (AUTH), as go-smtp cannot see the TLS below the shim.
+func (c *lineConn) tlsState() (tls.ConnectionState, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if tc, ok := c.conn.(*tls.Conn); ok && c.secure {
+		return tc.ConnectionState(), true
+	}
+	return tls.ConnectionState{}, false
+}
+
+// handshakeTLS runs the TLS handshake of an implicit-TLS session before its
+// first byte, bounded as go-smtp bounds it (a client that connects and
+// says nothing must not hold its slot for ever).
+func (c *lineConn) handshakeTLS() error {
+	if !c.handshake {
+		return nil
+	}
+	c.handshake = false
+	return c.tlsHandshake(c.conn.(*tls.Conn))
+}
+
+func (c *lineConn) tlsHandshake(tc *tls.Conn) error {
+	if c.cfg.handshake > 0 {
+		_ = tc.SetDeadline(time.Now().Add(c.cfg.handshake))
+		defer tc.SetDeadline(time.Time{})
+	}
+	return tc.Handshake()
+}
 
 // Read returns the client's bytes after translation.
 func (c *lineConn) Read(p []byte) (int, error) {
+	if err := c.handshakeTLS(); err != nil {
+		return 0, err
+	}
 	for c.outPos >= len(c.out) {
 		c.out, c.outPos = c.out[:0], 0
+		if c.local != "" {
+			// go-smtp asks for more, so it has answered everything
+			// before this command: its reply comes in order.
+			cmd := c.local
+			c.local = ""
+			c.answer(cmd)
+			continue
+		}
 		if c.readErr != nil {
 			return 0, c.readErr
 		}
-		c.mu.Lock()
-		raw := c.mode == modeRaw && len(c.line) == 0
-		c.mu.Unlock()
-		if raw {
-			return c.Conn.Read(p)
+		if len(c.held) > 0 {
+			b := c.held
+			c.held = nil
+			c.mu.Lock()
+			c.feed(b)
+			c.mu.Unlock()
+			continue
 		}
-		n, err := c.Conn.Read(c.in)
+		n, err := c.conn.Read(c.in)
 		c.mu.Lock()
 		c.feed(c.in[:n])
 		if err != nil {
 			c.readErr = err
-			if errors.Is(err, io.EOF) {
+			if errors.Is(err, io.EOF) && c.local == "" {
 				// The client's last words, without a line end. A timeout
 				// keeps a fragment back: it is no command.
 				c.flushLine()
@@ -120,15 +202,11 @@ func (c *lineConn) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// feed translates b and appends the result to c.out. Called with c.mu held.
+// feed translates b and appends the result to c.out, up to a command this
+// shim answers itself; what follows that is held. Called with c.mu held.
 func (c *lineConn) feed(b []byte) {
 	for i := 0; i < len(b); i++ {
-		switch c.mode {
-		case modeRaw:
-			c.flushLine()
-			c.out = append(c.out, b[i:]...)
-			return
-		case modeBDAT:
+		if c.mode == modeBDAT {
 			k := uint64(len(b) - i)
 			if k > c.bdatLeft {
 				k = c.bdatLeft
@@ -143,11 +221,15 @@ func (c *lineConn) feed(b []byte) {
 			continue
 		}
 		ch := b[i]
-		if ch == '\n' && !c.prevCR && c.translateLF {
+		if ch == '\n' && !c.prevCR && c.cfg.translateLF {
 			c.put('\r')
 		}
 		c.put(ch)
 		c.prevCR = ch == '\r'
+		if c.local != "" {
+			c.held = append([]byte(nil), b[i+1:]...)
+			return
+		}
 	}
 }
 
@@ -222,7 +304,7 @@ func (c *lineConn) trackData(ch byte) {
 }
 
 // commandLine inspects one complete command line and returns what go-smtp
-// should see instead.
+// should see instead (nothing, for a command answered here).
 func (c *lineConn) commandLine(line []byte) []byte {
 	text := strings.TrimRight(string(line), "\r\n")
 	verb, arg, _ := strings.Cut(text, " ")
@@ -230,7 +312,7 @@ func (c *lineConn) commandLine(line []byte) []byte {
 	case "HELO", "EHLO":
 		c.emptyHelo = strings.TrimSpace(arg) == ""
 		if c.emptyHelo {
-			return []byte(verb + " " + addressLiteral(c.Conn.RemoteAddr()) + "\r\n")
+			return []byte(verb + " " + addressLiteral(c.conn.RemoteAddr()) + "\r\n")
 		}
 	case "BDAT":
 		// Mirror go-smtp's handleBdat: the chunk follows whenever the size
@@ -242,38 +324,141 @@ func (c *lineConn) commandLine(line []byte) []byte {
 		if size, err := strconv.ParseUint(args[0], 10, 32); err == nil && size > 0 {
 			c.mode, c.bdatLeft = modeBDAT, size
 		}
+	case "HELP":
+		c.local = "HELP"
+		return nil
 	case "STARTTLS":
-		c.pendingStartTLS = true
+		if c.cfg.startTLS != nil {
+			c.local = "STARTTLS"
+			return nil
+		}
+		// Not configured: go-smtp answers 502 5.5.1.
 	}
 	return line
 }
 
-// Write passes the server's replies on and watches them for the two that
-// change how the client's bytes must be read.
-func (c *lineConn) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	startTLS := false
-	switch {
-	case c.pendingStartTLS:
-		c.pendingStartTLS = false
-		if bytes.HasPrefix(p, []byte("220")) {
-			c.mode, startTLS = modeRaw, true
-		}
-	case c.mode == modeCommand && bytes.HasPrefix(p, []byte("354")):
-		c.mode, c.dataState = modeData, dataBeginLine
+// answer replies to a command answered here. Called by the reader, after
+// go-smtp has answered everything before it.
+func (c *lineConn) answer(cmd string) {
+	switch cmd {
+	case "HELP":
+		c.reply("214 2.0.0 Commands: " + c.commands())
+	case "STARTTLS":
+		c.startTLS()
 	}
-	c.mu.Unlock()
-	n, err := c.Conn.Write(p)
-	if e, ok := c.Conn.(encrypter); ok && startTLS {
-		e.encrypted()
-	}
-	return n, err
 }
 
-// encrypter is told when the stream below turns into TLS records (once the
-// reply accepting STARTTLS is written), so it stops reading the replies.
-type encrypter interface {
-	encrypted()
+// commands lists what edgesink speaks now, for HELP.
+func (c *lineConn) commands() string {
+	c.mu.Lock()
+	secure := c.secure
+	c.mu.Unlock()
+	cmds := "HELO EHLO"
+	if !secure && c.cfg.startTLS != nil {
+		cmds += " STARTTLS"
+	}
+	if c.cfg.auth && (secure || c.cfg.authPlain) {
+		cmds += " AUTH"
+	}
+	return cmds + " MAIL RCPT DATA BDAT RSET NOOP VRFY HELP QUIT"
+}
+
+// startTLS turns the session into TLS below this shim. Whatever the client
+// sent after STARTTLS in the clear is dropped (RFC 3207: it must wait for
+// the handshake; a plaintext command injected there must never be read as
+// if it came over TLS).
+func (c *lineConn) startTLS() {
+	c.held = nil
+	c.mu.Lock()
+	secure := c.secure
+	c.mu.Unlock()
+	if secure {
+		c.reply("502 5.5.1 Already running in TLS")
+		return
+	}
+	if err := c.reply("220 2.0.0 Ready to start TLS"); err != nil {
+		c.readErr = err
+		return
+	}
+	tc := tls.Server(c.conn, c.cfg.startTLS)
+	if err := c.tlsHandshake(tc); err != nil {
+		// The stream is in no state to answer in: end the session.
+		c.readErr = err
+		return
+	}
+	c.mu.Lock()
+	c.conn, c.secure = tc, true
+	c.prevCR, c.line = false, c.line[:0]
+	// RFC 3207: the server forgets what the client said in the clear. An
+	// RSET ends any transaction in go-smtp and the session; its reply is
+	// not the client's to read. (A login before STARTTLS, which only
+	// auth.allow_insecure permits, stands.)
+	c.swallow = true
+	c.out = append(c.out, "RSET\r\n"...)
+	c.mu.Unlock()
+}
+
+// reply writes a reply of this shim's own, through the same counting as
+// go-smtp's.
+func (c *lineConn) reply(line string) error {
+	_, err := c.Write([]byte(line + "\r\n"))
+	return err
+}
+
+// starttlsCap is inserted after the first capability go-smtp always lists,
+// so the EHLO reply offers STARTTLS while the session is not secure.
+var (
+	firstCap    = []byte("250-PIPELINING\r\n")
+	starttlsCap = []byte("250-STARTTLS\r\n")
+)
+
+// Write passes the server's replies on (go-smtp writes one line per call),
+// and watches them: 354 starts DATA, error replies count towards the cap.
+func (c *lineConn) Write(p []byte) (int, error) {
+	if err := c.handshakeTLS(); err != nil {
+		return 0, err
+	}
+	c.mu.Lock()
+	if c.swallow {
+		c.swallow = false
+		c.mu.Unlock()
+		return len(p), nil
+	}
+	out := p
+	if c.mode == modeCommand && bytes.HasPrefix(p, []byte("354")) {
+		c.mode, c.dataState = modeData, dataBeginLine
+	}
+	if !c.secure && c.cfg.startTLS != nil {
+		if i := bytes.Index(p, firstCap); i == 0 || (i > 0 && p[i-1] == '\n') {
+			j := i + len(firstCap)
+			out = append(append(append([]byte(nil), p[:j]...), starttlsCap...), p[j:]...)
+		}
+	}
+	if c.cfg.maxErrors > 0 && len(p) >= 4 && (p[0] == '4' || p[0] == '5') && p[3] != '-' && !bytes.HasPrefix(p, []byte("421")) {
+		c.errors++
+		if c.errors >= c.cfg.maxErrors && !c.hangUp {
+			c.hangUp = true
+			out = append(append([]byte(nil), out...), "421 4.7.0 Too many errors, closing connection\r\n"...)
+		}
+	}
+	hangUp, conn := c.hangUp, c.conn
+	c.mu.Unlock()
+	_, err := conn.Write(out)
+	if hangUp {
+		_ = conn.Close() // go-smtp's next read fails and ends the session
+	}
+	if err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// hangUpAfterReply closes the connection right after the next reply: for a
+// client the server refuses to talk to any longer.
+func (c *lineConn) hangUpAfterReply() {
+	c.mu.Lock()
+	c.hangUp = true
+	c.mu.Unlock()
 }
 
 func (c *lineConn) heloWasEmpty() bool {

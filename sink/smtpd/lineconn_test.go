@@ -55,7 +55,7 @@ func TestLineConnCommandMode(t *testing.T) {
 	for _, tt := range tests {
 		for _, chunk := range []int{1, 3, 4096} {
 			sc := &scriptConn{r: bytes.NewReader([]byte(tt.in)), chunk: chunk}
-			lc := newLineConn(sc, !tt.strict)
+			lc := newLineConn(sc, shimConfig{translateLF: !tt.strict})
 			got, err := io.ReadAll(lc)
 			if err != nil {
 				t.Fatalf("%s/%d: %v", tt.name, chunk, err)
@@ -74,7 +74,7 @@ func TestLineConnCommandMode(t *testing.T) {
 // rewritten as commands, and that command mode resumes after CRLF.CRLF.
 func TestLineConnDataMode(t *testing.T) {
 	sc := &scriptConn{r: bytes.NewReader([]byte("HELO\nBDAT 2\nSTARTTLS\n.\nHELO\n")), chunk: 1}
-	lc := newLineConn(sc, true)
+	lc := newLineConn(sc, shimConfig{translateLF: true})
 	// The server has just answered DATA with 354.
 	if _, err := lc.Write([]byte("354 go ahead\r\n")); err != nil {
 		t.Fatal(err)
@@ -86,20 +86,30 @@ func TestLineConnDataMode(t *testing.T) {
 	}
 }
 
-// TestLineConnStartTLS checks that after the 220 reply to STARTTLS the
-// stream passes through untouched (it is TLS records from then on).
-func TestLineConnStartTLS(t *testing.T) {
-	tls := "\x16\x03\x01\n\n\x00"
-	sc := &scriptConn{r: bytes.NewReader([]byte("STARTTLS\n" + tls)), chunk: 9}
-	lc := newLineConn(sc, true)
-	buf := make([]byte, 64)
-	n, _ := lc.Read(buf)
-	if string(buf[:n]) != "STARTTLS\r\n" {
-		t.Fatalf("got %q", buf[:n])
-	}
-	_, _ = lc.Write([]byte("220 2.0.0 Ready to start TLS\r\n"))
-	rest, _ := io.ReadAll(lc)
-	if string(rest) != tls {
-		t.Errorf("TLS bytes changed: %q", rest)
+// TestLineConnHelp checks that HELP is answered by the shim, in order: only
+// once go-smtp has read (and so answered) everything before it, and that
+// what follows it is passed on afterwards.
+func TestLineConnHelp(t *testing.T) {
+	for _, chunk := range []int{1, 4096} {
+		sc := &scriptConn{r: bytes.NewReader([]byte("NOOP\nHELP\nNOOP\n")), chunk: chunk}
+		lc := newLineConn(sc, shimConfig{translateLF: true})
+		var got bytes.Buffer
+		buf := make([]byte, 64)
+		for {
+			n, err := lc.Read(buf)
+			got.Write(buf[:n])
+			if got.String() == "NOOP\r\n" && sc.wrote.Len() != 0 {
+				t.Fatalf("%d: HELP answered before go-smtp read the NOOP before it: %q", chunk, sc.wrote.String())
+			}
+			if err != nil {
+				break
+			}
+		}
+		if got.String() != "NOOP\r\nNOOP\r\n" {
+			t.Errorf("%d: go-smtp got %q", chunk, got.String())
+		}
+		if want := "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP VRFY HELP QUIT\r\n"; sc.wrote.String() != want {
+			t.Errorf("%d: replied %q, want %q", chunk, sc.wrote.String(), want)
+		}
 	}
 }

@@ -7,8 +7,8 @@ import (
 	"time"
 )
 
-// listener wraps every accepted connection in a clientConn (and, unless it
-// speaks implicit TLS, the line shim), caps how many are
+// listener wraps every accepted connection in a clientConn, TLS on an
+// implicit-TLS listener, and the line shim above both; caps how many are
 // open at once and keeps a registry so Shutdown can reach idle sessions.
 //
 // A client over the cap is answered 421 at once rather than left waiting in
@@ -17,8 +17,8 @@ import (
 type listener struct {
 	net.Listener
 	srv   *Server
-	slots chan struct{}
-	tls   *tls.Config // implicit TLS; nil for plain SMTP
+	slots chan struct{} // the server's: max_connections counts every listener's clients together
+	tls   *tls.Config   // implicit TLS; nil for plain SMTP
 	// refusing bounds the refusals being written at once (each may take a
 	// TLS handshake and up to 5 s); beyond it a client is just closed.
 	refusing chan struct{}
@@ -33,7 +33,7 @@ func newListener(l net.Listener, s *Server, tlsConfig *tls.Config) *listener {
 		srv:      s,
 		tls:      tlsConfig,
 		refusing: make(chan struct{}, maxRefusing),
-		slots:    make(chan struct{}, s.cfg.MaxConnections),
+		slots:    s.slots,
 		conns:    make(map[*clientConn]struct{}),
 	}
 }
@@ -73,7 +73,7 @@ func (l *listener) Accept() (net.Conn, error) {
 			go l.refuse(c, "421 4.7.0 "+l.srv.cfg.Domain+" too many connections from your address, try again later\r\n")
 			continue
 		}
-		cc := &clientConn{Conn: c, maxErrors: l.srv.cfg.MaxErrors}
+		cc := &clientConn{Conn: c}
 		cc.onClose = func() {
 			l.mu.Lock()
 			delete(l.conns, cc)
@@ -85,12 +85,10 @@ func (l *listener) Accept() (net.Conn, error) {
 		l.conns[cc] = struct{}{}
 		l.mu.Unlock()
 		if l.tls != nil {
-			// Implicit TLS: the lifecycle layer only sees ciphertext, and
-			// go-smtp must see the *tls.Conn to know the session is secure.
-			cc.encrypted()
-			return tls.Server(cc, l.tls), nil
+			// Implicit TLS: the line shim works on what TLS decrypts.
+			return newLineConn(tls.Server(cc, l.tls), l.srv.shimConfig()), nil
 		}
-		return newLineConn(cc, !l.srv.cfg.StrictLineEndings), nil
+		return newLineConn(cc, l.srv.shimConfig()), nil
 	}
 }
 

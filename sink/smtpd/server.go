@@ -152,7 +152,8 @@ type Server struct {
 	handler sink.Handler
 	log     *slog.Logger
 	smtp    *smtp.Server
-	clients *clients // per-address connection counts and mail rates
+	clients *clients      // per-address connection counts and mail rates
+	slots   chan struct{} // one per open connection, on any listener: MaxConnections
 
 	ctx    context.Context // parent of handler contexts; cancelled by Close
 	cancel context.CancelFunc
@@ -177,7 +178,8 @@ func New(cfg Config, h sink.Handler, log *slog.Logger) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, handler: h, log: log, clients: newClients(cfg.Policy), sleep: sleepCtx}
+	s := &Server{cfg: cfg, handler: h, log: log, clients: newClients(cfg.Policy), sleep: sleepCtx,
+		slots: make(chan struct{}, cfg.MaxConnections)}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 
 	srv := smtp.NewServer(smtp.BackendFunc(s.newSession))
@@ -187,8 +189,11 @@ func New(cfg Config, h sink.Handler, log *slog.Logger) (*Server, error) {
 	srv.MaxLineLength = cfg.MaxLineLength
 	srv.ReadTimeout = cfg.ReadTimeout
 	srv.WriteTimeout = cfg.WriteTimeout
-	srv.AllowInsecureAuth = cfg.Auth.AllowInsecure
-	srv.TLSConfig = cfg.TLS
+	// TLS is done by the line shim, below which go-smtp cannot see: it
+	// would take every session for plain text and refuse AUTH. The
+	// session applies the AUTH-needs-TLS rule itself (secure), and
+	// go-smtp never gets the TLS config, so it never does STARTTLS.
+	srv.AllowInsecureAuth = true
 	srv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	s.smtp = srv
 	return s, nil
@@ -209,6 +214,18 @@ func (s *Server) ServeTLS(l net.Listener) error {
 		return errors.New("sink: ServeTLS without a TLS config")
 	}
 	return s.serve(newListener(l, s, s.cfg.TLS))
+}
+
+// shimConfig is what every session's line shim is told.
+func (s *Server) shimConfig() shimConfig {
+	return shimConfig{
+		translateLF: !s.cfg.StrictLineEndings,
+		maxErrors:   s.cfg.MaxErrors,
+		startTLS:    s.cfg.TLS,
+		handshake:   s.cfg.ReadTimeout,
+		auth:        s.cfg.Auth.offered(),
+		authPlain:   s.cfg.Auth.AllowInsecure,
+	}
 }
 
 func (s *Server) serve(wl *listener) error {
@@ -292,7 +309,7 @@ type session struct {
 	srv   *Server
 	conn  *smtp.Conn
 	cc    *clientConn // nil only if Serve was bypassed
-	lc    *lineConn   // nil on implicit TLS
+	lc    *lineConn   // nil only if Serve was bypassed
 	from  string
 	rcpts []string
 
@@ -308,6 +325,16 @@ func (s *session) Reset() {
 }
 
 func (s *session) Logout() error { return nil }
+
+// secure reports whether the session is TLS (STARTTLS done, or an
+// implicit-TLS listener). go-smtp cannot tell: TLS is below the line shim.
+func (s *session) secure() bool {
+	if s.lc == nil {
+		return false
+	}
+	_, ok := s.lc.tlsState()
+	return ok
+}
 
 func (s *session) Mail(from string, _ *smtp.MailOptions) error {
 	remote := s.conn.Conn().RemoteAddr()
