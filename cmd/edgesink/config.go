@@ -21,6 +21,7 @@ import (
 	"github.com/edgesink/edgesink/forward/mqtt"
 	"github.com/edgesink/edgesink/forward/serial"
 	"github.com/edgesink/edgesink/forward/spool"
+	"github.com/edgesink/edgesink/sink/classify"
 	"github.com/edgesink/edgesink/sink/config"
 	"github.com/edgesink/edgesink/sink/smtpd"
 )
@@ -42,6 +43,13 @@ type Config struct {
 	Spool  spool.Config  `yaml:"spool"`  // an empty dir is the state directory's spool/
 	Board  BoardConfig   `yaml:"board"`
 	Auth   smtpd.Auth    `yaml:"auth"`
+	// Classify is the devices map and the user's templates (top-level
+	// devices: and templates:).
+	Classify classify.Config `yaml:",inline"`
+
+	// file is the file the config was read from ("" for the defaults):
+	// SIGHUP reads it again for the sections it reloads.
+	file string `yaml:"-"`
 }
 
 // SMTPTLSConfig is TLS for devices: STARTTLS and implicit TLS (SMTPS).
@@ -147,8 +155,9 @@ func DefaultConfig() Config {
 		},
 		Serial: serial.DefaultConfig(),
 		Spool:  spool.DefaultConfig(),
-		Board:  BoardConfig{LED: board.LEDOff},
-		Auth:   auth,
+		Board:    BoardConfig{LED: board.LEDOff},
+		Auth:     auth,
+		Classify: classify.DefaultConfig(),
 	}
 }
 
@@ -222,6 +231,14 @@ func keyLine(data []byte, key string) int {
 	node := root.Content[0]
 	line := 0
 	for _, part := range strings.Split(key, ".") {
+		if node.Kind == yaml.SequenceNode {
+			i, err := strconv.Atoi(part)
+			if err != nil || i < 0 || i >= len(node.Content) {
+				return line
+			}
+			node, line = node.Content[i], node.Content[i].Line
+			continue
+		}
 		if node.Kind != yaml.MappingNode {
 			return line
 		}
@@ -330,6 +347,9 @@ func (c Config) Validate() error {
 	if c.MQTT.Broker == brokerNone && c.Serial.Device == "" {
 		return bad("mqtt.broker", "no output configured: set mqtt.broker or serial.device")
 	}
+	if err := c.Classify.Validate(); err != nil {
+		return inSection("", err)
+	}
 	return nil
 }
 
@@ -338,7 +358,7 @@ func (c Config) Validate() error {
 func inSection(section string, err error) error {
 	var ke *config.KeyError
 	if errors.As(err, &ke) {
-		return &keyError{key: section + "." + ke.Key, err: ke.Err}
+		return &keyError{key: joinKey(section, ke.Key), err: ke.Err}
 	}
 	return &keyError{key: section, err: err}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/edgesink/edgesink/forward/mqtt"
 	"github.com/edgesink/edgesink/forward/serial"
 	"github.com/edgesink/edgesink/forward/spool"
+	"github.com/edgesink/edgesink/sink/classify"
 	"github.com/edgesink/edgesink/sink/smtpd"
 )
 
@@ -25,6 +26,9 @@ type packageConfigs struct {
 	Serial *serial.Config `json:"serial,omitempty"`
 	Spool  spool.Config   `json:"spool"`
 	Wiring map[string]any `json:"wiring"`
+	// Classify only when the file has devices or templates, so the
+	// goldens of files without them are as they were.
+	Classify *classify.Config `json:"classify,omitempty"`
 }
 
 func mapConfig(t *testing.T, cfg Config) packageConfigs {
@@ -49,6 +53,9 @@ func mapConfig(t *testing.T, cfg Config) packageConfigs {
 		t.Fatal(err)
 	}
 	pc.Spool = sp
+	if len(cfg.Classify.Devices)+len(cfg.Classify.Templates) > 0 {
+		pc.Classify = &cfg.Classify
+	}
 	pc.Wiring = map[string]any{
 		"log": cfg.Log, "smtp.listen": cfg.SMTP.Listen, "smtp.shutdown_grace": cfg.SMTP.ShutdownGrace.String(),
 		"smtp.tls": cfg.SMTP.TLS, "mqtt.broker": cfg.MQTT.Broker, "mqtt.embedded_listen": cfg.MQTT.EmbeddedListen,

@@ -222,6 +222,8 @@ type e2eExpectation struct {
 		SHA256      string `json:"sha256"`
 	} `json:"attachments"`
 	ParseErrors []string `json:"parse_errors"` // one excerpt per entry, in order
+	// Event is what sink/classify must decide (written by hand too).
+	Event sink.Event `json:"event"`
 }
 
 func loadE2EExpectations(t *testing.T) map[string]e2eExpectation {
@@ -252,7 +254,7 @@ func checkE2EAlert(t *testing.T, payload []byte, want e2eExpectation, tc e2eCase
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	wantKeys := []string{"attachments", "device", "from", "helo", "html", "id", "mail_from", "parse_errors",
+	wantKeys := []string{"attachments", "device", "event", "from", "helo", "html", "id", "mail_from", "parse_errors",
 		"rcpt_to", "received_at", "remote_addr", "size", "subject", "text", "to"}
 	if !slices.Equal(keys, wantKeys) {
 		t.Errorf("payload fields %v, want %v", keys, wantKeys)
@@ -277,6 +279,11 @@ func checkE2EAlert(t *testing.T, payload []byte, want e2eExpectation, tc e2eCase
 	equal("rcpt_to", got.RcptTo, []string{"alerts@edgesink.lan"})
 	equal("device", got.Device, tc.device)
 	equal("size", got.Size, wantSize)
+	if got.Event == nil {
+		t.Errorf("event missing")
+	} else {
+		equal("event", *got.Event, want.Event)
+	}
 	for _, s := range want.TextContains {
 		if !strings.Contains(got.Text, s) {
 			t.Errorf("text does not contain %q:\n%s", s, got.Text)

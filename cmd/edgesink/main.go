@@ -51,6 +51,8 @@ Usage:
   edgesink check-config [--config] FILE
                                     validate a config file, say what it would do
   edgesink send-test [flags] [FILE] send a sample alert (or FILE.eml) to a running sink
+  edgesink classify [flags] FILE.eml
+                                    print the alert JSON a mail would become (device, event)
   edgesink spool list|show|retry|drop [ID] [flags]
                                     look at and act on alerts waiting in the spool
   edgesink hash-password            read a password, print its bcrypt hash for auth.users
@@ -75,6 +77,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runCheckConfig(args, stdout, stderr, systemHost())
 	case "send-test":
 		return runSendTest(ctx, args, stdout, stderr)
+	case "classify":
+		return runClassify(args, stdout, stderr, systemHost())
 	case "board":
 		return runBoard(args, stdout, stderr)
 	case "hash-password":
@@ -217,6 +221,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "edgesink: config: %v\n", err)
 		return exitUsage
 	}
+	cfg.file = *configPath
 
 	log := newLogger(cfg.Log, stderr)
 	if err := serve(ctx, cfg, log, nil); err != nil {

@@ -202,7 +202,12 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 		return fmt.Errorf("open spool: %w", err)
 	}
 	closers = append(closers, sp.Close)
-	var handler sink.Handler = classify.New(sp)
+	classifier, err := classify.Load(cfg.Classify)
+	if err != nil {
+		return &configError{err}
+	}
+	stage := classify.New(sp, classifier)
+	var handler sink.Handler = stage
 	if spcfg.Mode == spool.ModeDisk {
 		log.Info("spool ready", "dir", spcfg.Dir, "holds", sp.Stats().String())
 	}
@@ -282,6 +287,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 					log.Info("SIGHUP: TLS certificate reloaded", "sha256_fingerprint", cert.Fingerprint())
 				}
 			}
+			reloadClassify(cfg.file, stage, log)
 			if brokerCert != nil {
 				if err := brokerCert.Reload(); err != nil {
 					log.Error("SIGHUP: embedded broker's TLS certificate not reloaded, keeping the old one", "err", err)
@@ -313,6 +319,28 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 	}
 	log.Info("edgesink stopped")
 	return nil
+}
+
+// reloadClassify reads the devices map and templates from file again and
+// gives them to the classify stage; a file that does not load keeps the
+// old ones. Alerts already queued keep the device and event they were
+// given.
+func reloadClassify(file string, stage *classify.Stage, log *slog.Logger) {
+	if file == "" {
+		return
+	}
+	cfg, err := LoadConfig(file)
+	if err != nil {
+		log.Error("SIGHUP: config not reloaded, keeping the devices map and templates", "err", err)
+		return
+	}
+	c, err := classify.Load(cfg.Classify)
+	if err != nil { // LoadConfig validated it; only a race with an edit gets here
+		log.Error("SIGHUP: config not reloaded, keeping the devices map and templates", "err", err)
+		return
+	}
+	stage.Swap(c)
+	log.Info("SIGHUP: devices map and templates reloaded", "devices", len(cfg.Classify.Devices), "templates", len(cfg.Classify.Templates))
 }
 
 // portInUse adds to a bind error on addr what holds the port, when the
