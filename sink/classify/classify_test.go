@@ -346,6 +346,7 @@ func FuzzClassify(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, body, subject, from string) {
+		checkPrefilter(t, subject+"\n"+body)
 		for _, cl := range []*Classifier{Builtin(), c} {
 			a := &sink.Alert{Subject: subject, Text: body, HTML: body, MailFrom: from, From: []string{from}, Device: "d"}
 			cl.Apply(a)
@@ -360,6 +361,73 @@ func FuzzClassify(f *testing.F) {
 			}
 		}
 	})
+}
+
+// allMatchers is every expression of the built-in templates.
+func allMatchers() []matcher {
+	var out []matcher
+	for _, tp := range builtinTemplates() {
+		out = append(out, tp.match...)
+		for _, r := range tp.rules {
+			out = append(out, r.match...)
+		}
+		for _, x := range tp.extract {
+			out = append(out, x...)
+		}
+	}
+	return out
+}
+
+// checkPrefilter: the literal prefilter never turns away a string its
+// expression matches.
+func checkPrefilter(t *testing.T, s string) {
+	t.Helper()
+	low := lowerASCII(s)
+	for _, mt := range allMatchers() {
+		if mt.re.MatchString(s) && !mt.maybe(low) {
+			t.Fatalf("prefilter %q rejects a match of %s in %q", mt.lits, mt.re, s)
+		}
+	}
+}
+
+// TestPrefilter: on every sample and on strings made to tempt it, the
+// prefilter only ever rejects what the expression rejects; and it does
+// reject most of what it sees (else it is no use).
+func TestPrefilter(t *testing.T) {
+	inputs := []string{"\u212Aelvin \u017Fynology SYNOLOGY", "EVENT TYPE: Motion Detection", "Alarm Event: Tripwire End\n"}
+	for _, f := range sampleFiles(t) {
+		m := newMail(sample(t, f))
+		inputs = append(inputs, m.text, m.subject, m.body)
+	}
+	for _, in := range inputs {
+		checkPrefilter(t, in)
+	}
+	with, total := 0, 0
+	for _, mt := range allMatchers() {
+		total++
+		if mt.lits != nil {
+			with++
+		}
+	}
+	if with*10 < total*8 {
+		t.Errorf("only %d of %d expressions have a literal prefilter", with, total)
+	}
+	for expr, want := range map[string]string{
+		`(?i)synology|diskstation`:          "synology diskstation",
+		`(?i)digital input|input port|I/O`:  "digital input|input port|i/o",
+		`\bDegradedArray\b`:                 "degradedarray",
+		`(?i)\b(?:HL-|MFC-)[A-Z]{0,2}\d{3}`: "hl- mfc-",
+		`(?i)a|b`:                           "",
+		`(?i)x*`:                            "",
+	} {
+		got := strings.Join(requiredLiterals(expr), " ")
+		if strings.Contains(want, "|") {
+			got = strings.Join(requiredLiterals(expr), "|")
+		}
+		if got != want {
+			t.Errorf("requiredLiterals(%q) = %q, want %q", expr, got, want)
+		}
+	}
 }
 
 // BenchmarkClassify is the classifier's cost per mail over the samples;
