@@ -456,3 +456,27 @@ func BenchmarkExtract(b *testing.B) {
 		_, _ = extract.Extract(raws[i%len(raws)], extract.Envelope{ReceivedAt: time.Unix(0, 0)})
 	}
 }
+
+// hostile are mails made to be slow for the templates' expressions:
+// repeated keywords, unbalanced brackets, long lines.
+func hostile() []*sink.Alert {
+	var out []*sink.Alert
+	for _, unit := range []string{"a", " ", "Alarm Event: Motion\n", "EVENT TYPE: ", "Garage(", "UPS x ", "toner ", "disk ", "degraded volume ", "(D1"} {
+		body := strings.Repeat(unit, (64<<10)/len(unit))
+		out = append(out, &sink.Alert{Subject: body[:8<<10], Text: body, MailFrom: "x@y", Device: "x"},
+			&sink.Alert{Subject: "IPC Message", Text: "automatically generated e-mail from your NVR\n" + body, Device: "x"})
+	}
+	return out
+}
+
+// BenchmarkClassifyHostile is the classifier's cost per crafted mail (64
+// KiB bodies, 8 KiB subjects); compare with BenchmarkClassify.
+func BenchmarkClassifyHostile(b *testing.B) {
+	alerts := hostile()
+	c := Builtin()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		a := *alerts[i%len(alerts)]
+		c.Apply(&a)
+	}
+}
