@@ -480,3 +480,24 @@ func BenchmarkClassifyHostile(b *testing.B) {
 		c.Apply(&a)
 	}
 }
+
+// TestREADMEListsTemplates: README's table of built-in templates names
+// every one of them, in the order they are tried.
+func TestREADMEListsTemplates(t *testing.T) {
+	data, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := 0
+	for _, bt := range BuiltinTemplates() {
+		i := strings.Index(string(data), "| `"+bt.Name+"` | ")
+		if i < 0 {
+			t.Errorf("README's template table lacks %s", bt.Name)
+			continue
+		}
+		if i < last {
+			t.Errorf("README lists %s out of order", bt.Name)
+		}
+		last = i
+	}
+}
