@@ -21,6 +21,7 @@ import (
 
 	"github.com/edgesink/edgesink/board"
 	"github.com/edgesink/edgesink/forward/spool"
+	"github.com/edgesink/edgesink/sink/classify"
 )
 
 // Set at build time with -ldflags "-X main.version=... -X main.commit=...".
@@ -368,6 +369,8 @@ func describeConfig(w io.Writer, cfg Config, h host) {
 		lock, _ = h.cliStateDir()
 	}
 	fmt.Fprintf(w, "  lock:   %s (one edgesink per spool)\n", filepath.Join(lock, spool.LockName))
+	fmt.Fprintf(w, "  events: %d templates of yours before the %d built-in ones, %d devices named by the devices map\n",
+		len(cfg.Classify.Templates), len(classify.BuiltinTemplates()), len(cfg.Classify.Devices))
 }
 
 func onOff(b bool) string {
