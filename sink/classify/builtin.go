@@ -75,7 +75,7 @@ func loadBuiltins() ([]*template, []BuiltinTemplate, error) {
 			s.Rules = append(append([]Rule{}, s.Rules...), from.Rules...)
 			s.Extract = append(append([]Match{}, s.Extract...), from.Extract...)
 		}
-		t, err := s.compile("")
+		t, err := s.compile("", true)
 		if err != nil {
 			return nil, nil, fmt.Errorf("classify: built-in template %q: %w", s.Name, err)
 		}

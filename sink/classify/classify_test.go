@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -168,8 +169,14 @@ func TestCorpus(t *testing.T) {
 }
 
 // TestBuiltinData: the vocabulary is closed, every template is described
-// for the README, and names are unique.
+// for the README, names are unique, and every expression compiles (they
+// are compiled on first use).
 func TestBuiltinData(t *testing.T) {
+	for _, mt := range allMatchers() {
+		if _, err := regexp.Compile(mt.expr); err != nil {
+			t.Error(err)
+		}
+	}
 	seen := map[string]bool{}
 	for _, bt := range BuiltinTemplates() {
 		if bt.Vendor == "" || bt.Recognises == "" {
@@ -384,8 +391,8 @@ func checkPrefilter(t *testing.T, s string) {
 	t.Helper()
 	low := lowerASCII(s)
 	for _, mt := range allMatchers() {
-		if mt.re.MatchString(s) && !mt.maybe(low) {
-			t.Fatalf("prefilter %q rejects a match of %s in %q", mt.lits, mt.re, s)
+		if mt.re().MatchString(s) && !mt.maybe(low) {
+			t.Fatalf("prefilter %q rejects a match of %s in %q", mt.lits, mt.expr, s)
 		}
 	}
 }

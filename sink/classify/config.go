@@ -83,7 +83,7 @@ func Load(cfg Config) (*Classifier, error) {
 	c := &Classifier{byName: map[string]*template{}}
 	for i, u := range cfg.Templates {
 		key := fmt.Sprintf("templates.%d", i)
-		t, err := spec{Name: u.Name, Match: u.Match, Rules: []Rule{{Type: u.Type, State: u.State, Detail: u.Detail}}}.compile(key)
+		t, err := spec{Name: u.Name, Match: u.Match, Rules: []Rule{{Type: u.Type, State: u.State, Detail: u.Detail}}}.compile(key, false)
 		if err != nil {
 			return nil, err
 		}

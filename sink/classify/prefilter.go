@@ -26,6 +26,11 @@ func requiredLiterals(expr string) []string {
 	if err != nil {
 		return nil
 	}
+	return literalsOf(re)
+}
+
+// literalsOf is requiredLiterals of a parsed expression.
+func literalsOf(re *syntax.Regexp) []string {
 	set, ok := literals(re.Simplify())
 	if !ok || len(set) == 0 {
 		return nil
