@@ -30,11 +30,17 @@ type Alert struct {
 	HTML        string       `json:"html"`
 	Attachments []Attachment `json:"attachments"`
 	Device      string       `json:"device"`
-	Size        int          `json:"size"`
-	ParseErrors []string     `json:"parse_errors"`
+	// DisplayName is the device's name for displays, from the devices map
+	// (sink/classify); empty when the map gives none.
+	DisplayName string `json:"display_name,omitempty"`
+	// AuthUser is the SMTP login the mail came with, empty without one.
+	AuthUser    string   `json:"auth_user,omitempty"`
+	Size        int      `json:"size"`
+	ParseErrors []string `json:"parse_errors"`
 	// Event is what happened, decided once when the mail is accepted
-	// (sink/classify) and stored with the alert; nil while no device
-	// template knows the mail, and then left out of the JSON.
+	// (sink/classify) and stored with the alert. The classify stage gives
+	// every alert one (type other, template none when nothing recognised
+	// the mail); only an alert that never passed it has none.
 	Event *Event `json:"event,omitempty"`
 
 	// Set only on the follow-up alert that closes a coalescing window

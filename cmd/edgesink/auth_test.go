@@ -93,12 +93,12 @@ func TestSwaksAuth(t *testing.T) {
 				if err := json.Unmarshal([]byte(msg.Payload), &alert); err != nil {
 					t.Fatal(err)
 				}
-				want := "printer"
+				want, wantUser := "printer", ""
 				if a.mech != "" {
-					want = sink.SafeName(a.user)
+					want, wantUser = sink.SafeName(a.user), a.user
 				}
-				if alert.Device != want {
-					t.Errorf("%s as %q: device %q, want %q", a.mech, a.user, alert.Device, want)
+				if alert.Device != want || alert.AuthUser != wantUser {
+					t.Errorf("%s as %q: device %q auth_user %q, want %q %q", a.mech, a.user, alert.Device, alert.AuthUser, want, wantUser)
 				}
 			}
 		})

@@ -24,6 +24,7 @@ import (
 	"github.com/edgesink/edgesink/forward/route"
 	"github.com/edgesink/edgesink/forward/serial"
 	"github.com/edgesink/edgesink/forward/spool"
+	"github.com/edgesink/edgesink/sink/classify"
 	"github.com/edgesink/edgesink/sink/config"
 	"github.com/edgesink/edgesink/sink/smtpd"
 )
@@ -54,7 +55,10 @@ type Config struct {
 	HomeAssistant hass.Config         `yaml:"homeassistant"`
 	Snapshots     hass.SnapshotConfig `yaml:"snapshots"`
 
-	path string // the file it was read from, "" for none; SIGHUP reloads the routes from it
+	path string // the file it was read from, "" for none; SIGHUP reloads routes, devices and templates from it
+	// Classify is the devices map and the user's templates (top-level
+	// devices: and templates:).
+	Classify classify.Config `yaml:",inline"`
 }
 
 // SMTPTLSConfig is TLS for devices: STARTTLS and implicit TLS (SMTPS).
@@ -167,6 +171,7 @@ func DefaultConfig() Config {
 		Routes:        []route.Rule{},
 		HomeAssistant: hass.DefaultConfig(),
 		Snapshots:     hass.DefaultSnapshotConfig(),
+		Classify:      classify.DefaultConfig(),
 	}
 }
 
@@ -240,6 +245,14 @@ func keyLine(data []byte, key string) int {
 	node := root.Content[0]
 	line := 0
 	for _, part := range strings.Split(key, ".") {
+		if node.Kind == yaml.SequenceNode {
+			i, err := strconv.Atoi(part)
+			if err != nil || i < 0 || i >= len(node.Content) {
+				return line
+			}
+			node, line = node.Content[i], node.Content[i].Line
+			continue
+		}
 		if node.Kind != yaml.MappingNode {
 			return line
 		}
@@ -369,6 +382,9 @@ func (c Config) Validate() error {
 	if c.Snapshots.Store == hass.StoreDisk && c.Spool.Mode == spool.ModeMemory {
 		return bad("snapshots.store", "disk: spool.mode memory promises no disk writes (use latest, kept in RAM then)")
 	}
+	if err := c.Classify.Validate(); err != nil {
+		return inSection("", err)
+	}
 	return nil
 }
 
@@ -406,7 +422,7 @@ func (c Config) homeAssistant() bool {
 func inSection(section string, err error) error {
 	var ke *config.KeyError
 	if errors.As(err, &ke) {
-		return &keyError{key: section + "." + ke.Key, err: ke.Err}
+		return &keyError{key: joinKey(section, ke.Key), err: ke.Err}
 	}
 	return &keyError{key: section, err: err}
 }

@@ -131,6 +131,13 @@ func TestConfigErrorsNameTheLine(t *testing.T) {
 		{"not a key of the package", "spool:\n  lanes: 4\n", "line 2: field lanes not found"},
 		{"short serial lines", "serial:\n  device: /dev/ttyUSB0\n  max_line_length: 4\n", "serial: serial: max line length"},
 		{"bad serial template", "serial:\n  device: /dev/ttyUSB0\n  template: \"{nope}\"\n", "unknown placeholder {nope}"},
+		{"bad template regexp", "templates:\n  - name: a\n    subject: x\n    type: door\n    state: start\n  - name: b\n    type: door\n    state: start\n    body: \"(unclosed\"\n", "line 9: templates.1.body: error parsing regexp"},
+		{"bad template type", "templates:\n  - name: a\n    subject: x\n    type: person\n    state: start\n", "line 4: templates.0.type"},
+		{"unknown template key", "templates:\n  - name: a\n    subjet: x\n", "line 3: field subjet not found"},
+		{"bad device name", "devices:\n  - {name: Garage Cam, helo: x}\n", "line 2: devices.0.name"},
+		{"device without match", "devices:\n  - name: cam\n", "line 2: devices.0: device \"cam\" matches nothing"},
+		{"device bad ip", "devices:\n  - name: cam\n    ip: garage\n", "line 3: devices.ip: \"garage\""},
+		{"device unknown template", "devices:\n  - name: cam\n    helo: x\n    template: hikvison\n", "line 4: devices.0.template"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 	"github.com/edgesink/edgesink/forward/mqtt"
 	"github.com/edgesink/edgesink/forward/serial"
 	"github.com/edgesink/edgesink/forward/spool"
+	"github.com/edgesink/edgesink/sink/classify"
 	"github.com/edgesink/edgesink/sink/smtpd"
 )
 
@@ -30,6 +31,9 @@ type packageConfigs struct {
 	// in by serve), when it runs.
 	HomeAssistant *hass.Config         `json:"homeassistant,omitempty"`
 	Snapshots     *hass.SnapshotConfig `json:"snapshots,omitempty"`
+	// Classify only when the file has devices or templates, so the
+	// goldens of files without them are as they were.
+	Classify *classify.Config `json:"classify,omitempty"`
 }
 
 func mapConfig(t *testing.T, cfg Config) packageConfigs {
@@ -57,6 +61,9 @@ func mapConfig(t *testing.T, cfg Config) packageConfigs {
 	if cfg.homeAssistant() {
 		h, sn := cfg.HomeAssistant, cfg.Snapshots
 		pc.HomeAssistant, pc.Snapshots = &h, &sn
+	}
+	if len(cfg.Classify.Devices)+len(cfg.Classify.Templates) > 0 {
+		pc.Classify = &cfg.Classify
 	}
 	pc.Wiring = map[string]any{
 		"log": cfg.Log, "smtp.listen": cfg.SMTP.Listen, "smtp.shutdown_grace": cfg.SMTP.ShutdownGrace.String(),

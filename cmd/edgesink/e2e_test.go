@@ -90,6 +90,10 @@ func testConfig(t *testing.T, brokerURL, serialDev string) Config {
 	// Load tests send hundreds of mails from 127.0.0.1 over 20 connections;
 	// the per-address limits have tests of their own.
 	cfg.SMTP.Policy.MaxConnectionsPerIP, cfg.SMTP.Policy.MailsPerMinute = 100, 1_000_000
+	// Every mail its own message: these tests check each mail's payload, and
+	// several samples are one device's on_battery (folded by coalescing,
+	// which has its own tests in forward/spool and the system tests).
+	cfg.Coalesce.Disabled = true
 	return cfg
 }
 
@@ -222,6 +226,8 @@ type e2eExpectation struct {
 		SHA256      string `json:"sha256"`
 	} `json:"attachments"`
 	ParseErrors []string `json:"parse_errors"` // one excerpt per entry, in order
+	// Event is what sink/classify must decide (written by hand too).
+	Event sink.Event `json:"event"`
 }
 
 func loadE2EExpectations(t *testing.T) map[string]e2eExpectation {
@@ -252,7 +258,7 @@ func checkE2EAlert(t *testing.T, payload []byte, want e2eExpectation, tc e2eCase
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	wantKeys := []string{"attachments", "device", "from", "helo", "html", "id", "mail_from", "parse_errors",
+	wantKeys := []string{"attachments", "device", "event", "from", "helo", "html", "id", "mail_from", "parse_errors",
 		"rcpt_to", "received_at", "remote_addr", "size", "subject", "text", "to"}
 	if !slices.Equal(keys, wantKeys) {
 		t.Errorf("payload fields %v, want %v", keys, wantKeys)
@@ -277,6 +283,11 @@ func checkE2EAlert(t *testing.T, payload []byte, want e2eExpectation, tc e2eCase
 	equal("rcpt_to", got.RcptTo, []string{"alerts@edgesink.lan"})
 	equal("device", got.Device, tc.device)
 	equal("size", got.Size, wantSize)
+	if got.Event == nil {
+		t.Errorf("event missing")
+	} else {
+		equal("event", *got.Event, want.Event)
+	}
 	for _, s := range want.TextContains {
 		if !strings.Contains(got.Text, s) {
 			t.Errorf("text does not contain %q:\n%s", s, got.Text)

@@ -36,14 +36,15 @@ func TestHomeAssistantWiring(t *testing.T) {
 		t.Fatal(err)
 	}
 	first := live.Next(t, 10*time.Second, func(m mqtttest.Message) bool { return m.Topic == cfgTopic })
-	if !strings.Contains(first.Payload, `"event_types":["other"]`) {
+	// The generic template knows "Motion alarm": the device gets a motion sensor.
+	if !strings.Contains(first.Payload, `"event_types":["motion"]`) || !strings.Contains(first.Payload, `"device_class":"motion"`) {
 		t.Errorf("config %s", first.Payload)
 	}
 	if m := live.Next(t, 10*time.Second, func(m mqtttest.Message) bool { return m.Topic == "edgesink/porch/snapshot" }); m.Payload != string(img) {
 		t.Errorf("snapshot: %d bytes, want the attachment's %d", len(m.Payload), len(img))
 	}
 	code, out, errOut := runCLI("devices", "list", "--spool-dir", dir)
-	if code != exitOK || !strings.Contains(out, "porch") || !strings.Contains(out, "other") {
+	if code != exitOK || !strings.Contains(out, "porch") || !strings.Contains(out, "motion") {
 		t.Fatalf("devices list: %d\n%s%s", code, out, errOut)
 	}
 	if err := es.stop(); err != nil {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/edgesink/edgesink/board"
 	"github.com/edgesink/edgesink/forward/spool"
+	"github.com/edgesink/edgesink/sink/classify"
 )
 
 // Set at build time with -ldflags "-X main.version=... -X main.commit=...".
@@ -51,6 +52,8 @@ Usage:
   edgesink check-config [--config] FILE
                                     validate a config file, say what it would do
   edgesink send-test [flags] [FILE] send a sample alert (or FILE.eml) to a running sink
+  edgesink classify [flags] FILE.eml
+                                    print the alert JSON a mail would become (device, event)
   edgesink spool list|show|retry|drop [ID] [flags]
                                     look at and act on alerts waiting in the spool
   edgesink devices list|forget [NAME] [flags]
@@ -77,6 +80,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runCheckConfig(args, stdout, stderr, systemHost())
 	case "send-test":
 		return runSendTest(ctx, args, stdout, stderr)
+	case "classify":
+		return runClassify(args, stdout, stderr, systemHost())
 	case "board":
 		return runBoard(args, stdout, stderr)
 	case "hash-password":
@@ -241,7 +246,7 @@ func configFrom(path string) (Config, error) {
 		return DefaultConfig(), nil
 	}
 	cfg, err := LoadConfig(path)
-	cfg.path = path // SIGHUP reads the routing rules from it again
+	cfg.path = path // SIGHUP reads the routing rules, devices map and templates from it again
 	return cfg, err
 }
 
@@ -375,6 +380,8 @@ func describeConfig(w io.Writer, cfg Config, h host) {
 		lock, _ = h.cliStateDir()
 	}
 	fmt.Fprintf(w, "  lock:   %s (one edgesink per spool)\n", filepath.Join(lock, spool.LockName))
+	fmt.Fprintf(w, "  events: %d templates of yours before the %d built-in ones, %d devices named by the devices map\n",
+		len(cfg.Classify.Templates), len(classify.BuiltinTemplates()), len(cfg.Classify.Devices))
 }
 
 func onOff(b bool) string {

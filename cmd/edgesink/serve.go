@@ -226,7 +226,12 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 		snaps = ha.snaps
 		ha.setStats(sp)
 	}
-	var handler sink.Handler = classify.New(snaps.Stage(sp))
+	classifier, err := classify.Load(cfg.Classify)
+	if err != nil {
+		return &configError{err}
+	}
+	stage := classify.New(snaps.Stage(sp), classifier)
+	var handler sink.Handler = stage
 	if spcfg.Mode == spool.ModeDisk {
 		log.Info("spool ready", "dir", spcfg.Dir, "holds", sp.Stats().String())
 	}
@@ -314,6 +319,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 					log.Info("SIGHUP: TLS certificate reloaded", "sha256_fingerprint", cert.Fingerprint())
 				}
 			}
+			reloadClassify(cfg.path, stage, log)
 			if brokerCert != nil {
 				if err := brokerCert.Reload(); err != nil {
 					log.Error("SIGHUP: embedded broker's TLS certificate not reloaded, keeping the old one", "err", err)
@@ -349,7 +355,8 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 // reloadRoutes reads the routing rules from the config file again and
 // makes them decide for new mail; queued alerts keep their routes. Rules
 // are checked against the outputs this process runs with; a file that does
-// not load keeps the rules in force. Nothing else of the file is reloaded.
+// not load keeps the rules in force (reloadClassify reads the devices map and
+// templates from it too).
 func reloadRoutes(cfg Config, sp *spool.Spool, log *slog.Logger) {
 	if cfg.path == "" {
 		return
@@ -393,6 +400,28 @@ func closeAll(ls []net.Listener) {
 	for _, l := range ls {
 		_ = l.Close()
 	}
+}
+
+// reloadClassify reads the devices map and templates from file again and
+// gives them to the classify stage; a file that does not load keeps the
+// old ones. Alerts already queued keep the device and event they were
+// given.
+func reloadClassify(file string, stage *classify.Stage, log *slog.Logger) {
+	if file == "" {
+		return
+	}
+	cfg, err := LoadConfig(file)
+	if err != nil {
+		log.Error("SIGHUP: config not reloaded, keeping the devices map and templates", "err", err)
+		return
+	}
+	c, err := classify.Load(cfg.Classify)
+	if err != nil { // LoadConfig validated it; only a race with an edit gets here
+		log.Error("SIGHUP: config not reloaded, keeping the devices map and templates", "err", err)
+		return
+	}
+	stage.Swap(c)
+	log.Info("SIGHUP: devices map and templates reloaded", "devices", len(cfg.Classify.Devices), "templates", len(cfg.Classify.Templates))
 }
 
 // portInUse adds to a bind error on addr what holds the port, when the

@@ -70,6 +70,7 @@ func Extract(raw []byte, env Envelope) (*sink.Alert, error) {
 		RemoteAddr:  toUTF8(env.RemoteAddr),
 		Helo:        toUTF8(env.Helo),
 		MailFrom:    toUTF8(env.MailFrom),
+		AuthUser:    toUTF8(env.AuthUser),
 		RcptTo:      make([]string, 0, len(env.RcptTo)),
 		From:        []string{},
 		To:          []string{},

@@ -131,8 +131,8 @@ func synthetic(got []*sink.Alert) int {
 // motion mail no motion event.
 func needsMotionEvents(t *testing.T, first *sink.Alert) {
 	t.Helper()
-	if first.Event == nil || first.Event.Type != "motion" {
-		t.Skipf("needs issue 12: sink/classify gives a Hikvision motion mail no motion event (got %+v)", first.Event)
+	if first.Event == nil || first.Event.Type != "motion" || first.Event.State != "start" {
+		t.Fatalf("sink/classify gives a Hikvision motion mail no motion start (got %+v): the storm tests need one", first.Event)
 	}
 }
 
@@ -239,7 +239,12 @@ func TestStartSurvivesRestart(t *testing.T) {
 	_ = first.Wait()
 
 	startBinary(t, binary(t), args...)
+	// The start may come again first: killed between its PUBACK and its
+	// removal from the queue, it is delivered twice (at least once).
 	stop := stream.next(t, 10*time.Second)
+	for stop.ID == start.ID {
+		stop = stream.next(t, 10*time.Second)
+	}
 	took := time.Since(sent)
 	if !stop.Synthetic || stop.Event == nil || stop.Event.State != "stop" || stop.ID != start.ID+"-stop" {
 		t.Fatalf("after the restart: %s", describe(stream.got))

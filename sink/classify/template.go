@@ -1,0 +1,413 @@
+package classify
+
+import (
+	"fmt"
+	"regexp"
+	"regexp/syntax"
+	"slices"
+	"strings"
+	"sync"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/edgesink/edgesink/sink"
+	"github.com/edgesink/edgesink/sink/config"
+)
+
+// Match is what a template asks of a mail: regular expressions (Go RE2
+// syntax; write (?i) for case-insensitive) that must all match; an empty
+// one asks nothing. Named groups (?P<channel>…), (?P<camera>…),
+// (?P<detail>…) and (?P<state>…) fill the event's fields.
+type Match struct {
+	// Sender is matched against the envelope sender and each From address.
+	Sender string `yaml:"sender" json:"sender,omitempty"`
+	// Recipient is matched against each envelope recipient and To address.
+	Recipient string `yaml:"recipient" json:"recipient,omitempty"`
+	// Device is matched against the alert's device name.
+	Device  string `yaml:"device" json:"device,omitempty"`
+	Subject string `yaml:"subject" json:"subject,omitempty"`
+	// Body is matched against the text (derived from the HTML for an
+	// HTML-only mail), its first 4 KiB.
+	Body string `yaml:"body" json:"body,omitempty"`
+	// Text is matched against the subject and the body, one line apart.
+	Text string `yaml:"text" json:"text,omitempty"`
+}
+
+// Rule is one outcome of a template: when its Match matches, the event is
+// of Type, in State, with Detail.
+type Rule struct {
+	Match
+	Type   string `json:"type"`
+	State  string `json:"state"`
+	Detail string `json:"detail,omitempty"`
+}
+
+// spec is a template as its data says it, built in or from the config.
+type spec struct {
+	Name string `json:"name"`
+	// Vendor and Recognises describe the template for README's table.
+	Vendor     string `json:"vendor,omitempty"`
+	Recognises string `json:"recognises,omitempty"`
+	// Fallback templates are tried after every other one.
+	Fallback bool `json:"fallback,omitempty"`
+	// Match recognises the vendor's mail; Extract only fills fields.
+	Match   Match   `json:"match"`
+	Extract []Match `json:"extract,omitempty"`
+	// RulesFrom shares another template's rules (a camera and an NVR of
+	// one vendor word their events alike).
+	RulesFrom string `json:"rules_from,omitempty"`
+	Rules     []Rule `json:"rules"`
+}
+
+// groupNames are the named groups a template may capture.
+var groupNames = []string{"channel", "camera", "detail", "state"}
+
+type field int
+
+const (
+	fieldSender field = iota
+	fieldRecipient
+	fieldDevice
+	fieldSubject
+	fieldBody
+	fieldText
+)
+
+type matcher struct {
+	field field
+	expr  string
+	// re is the compiled expression. The built-in templates' are compiled
+	// on first use: most of them never see a mail that passes their
+	// prefilter, and compiled all at start they held 0.7 MiB of a Pi
+	// Zero's heap.
+	re     func() *regexp.Regexp
+	groups bool     // has named groups: capture, not just match
+	lits   []string // one of them is in every match (prefilter.go)
+}
+
+type compiledMatch []matcher
+
+type compiledRule struct {
+	match              compiledMatch
+	typ, state, detail string
+}
+
+type template struct {
+	name     string
+	fallback bool
+	match    compiledMatch
+	extract  []compiledMatch
+	rules    []compiledRule
+}
+
+// compileMatch compiles m (lazy: the expressions on first use; they are
+// checked now either way); errors name the key within key (e.g.
+// "templates.2.subject").
+func compileMatch(m Match, key string, lazy bool) (compiledMatch, error) {
+	var out compiledMatch
+	for _, f := range []struct {
+		name  string
+		field field
+		expr  string
+	}{
+		{"sender", fieldSender, m.Sender}, {"recipient", fieldRecipient, m.Recipient},
+		{"device", fieldDevice, m.Device}, {"subject", fieldSubject, m.Subject},
+		{"body", fieldBody, m.Body}, {"text", fieldText, m.Text},
+	} {
+		if f.expr == "" {
+			continue
+		}
+		parsed, err := syntax.Parse(f.expr, syntax.Perl)
+		if err != nil {
+			return nil, config.Bad(joinKey(key, f.name), "%v", err)
+		}
+		groups := false
+		for _, n := range parsed.CapNames() {
+			if n == "" {
+				continue
+			}
+			if !slices.Contains(groupNames, n) {
+				return nil, config.Bad(joinKey(key, f.name), "named group (?P<%s>…): want channel, camera, detail or state", n)
+			}
+			groups = true
+		}
+		mt := matcher{field: f.field, expr: f.expr, groups: groups, lits: literalsOf(parsed)}
+		if lazy {
+			mt.re = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(mt.expr) })
+		} else {
+			re, err := regexp.Compile(f.expr)
+			if err != nil {
+				return nil, config.Bad(joinKey(key, f.name), "%v", err)
+			}
+			mt.re = func() *regexp.Regexp { return re }
+		}
+		out = append(out, mt)
+	}
+	return out, nil
+}
+
+func joinKey(prefix, k string) string {
+	if prefix == "" {
+		return k
+	}
+	return prefix + "." + k
+}
+
+// compile checks s and compiles its expressions. key prefixes the keys of
+// its errors; rules are s's own (RulesFrom is resolved by the caller).
+func (s spec) compile(key string, lazy bool) (*template, error) {
+	t := &template{name: s.Name, fallback: s.Fallback}
+	if s.Name == "" || sink.SafeName(s.Name) != s.Name || s.Name == TemplateNone {
+		return nil, config.Bad(joinKey(key, "name"), "%q: want a name of lower-case letters, digits, '.', '_' or '-' (not %q)", s.Name, TemplateNone)
+	}
+	var err error
+	if t.match, err = compileMatch(s.Match, key, lazy); err != nil {
+		return nil, err
+	}
+	for i, m := range s.Extract {
+		cm, err := compileMatch(m, fmt.Sprintf("%s.extract.%d", key, i), lazy)
+		if err != nil {
+			return nil, err
+		}
+		t.extract = append(t.extract, cm)
+	}
+	for i, r := range s.Rules {
+		rkey := key
+		if len(s.Rules) > 1 || key == "" {
+			rkey = joinKey(key, fmt.Sprintf("rules.%d", i))
+		}
+		if !IsType(r.Type) {
+			return nil, config.Bad(joinKey(rkey, "type"), "%q: want one of %s", r.Type, strings.Join(Types, ", "))
+		}
+		if !slices.Contains(States, r.State) {
+			return nil, config.Bad(joinKey(rkey, "state"), "%q: want start, stop or none", r.State)
+		}
+		cm, err := compileMatch(r.Match, rkey, lazy)
+		if err != nil {
+			return nil, err
+		}
+		t.rules = append(t.rules, compiledRule{match: cm, typ: r.Type, state: r.State, detail: cleanDetail(r.Detail)})
+	}
+	if len(t.rules) == 0 {
+		return nil, config.Bad(joinKey(key, "rules"), "a template needs at least one rule")
+	}
+	return t, nil
+}
+
+// maxBody and maxSubject bound the text templates look at: device mail
+// says what happened near the top, and regular expressions cost per byte
+// (a crafted 16 KiB body cost some templates 0.3 s).
+const (
+	maxBody    = 4 << 10
+	maxSubject = 1 << 10
+)
+
+// mail is an alert's fields as templates see them, and lower-cased for
+// the literal prefilter.
+type mail struct {
+	senders, recipients []string
+	device, subject     string
+	body, text          string
+
+	lower [fieldText + 1][]string
+}
+
+func newMail(a *sink.Alert) *mail {
+	m := &mail{device: a.Device, subject: a.Subject, body: a.Text}
+	if len(m.subject) > maxSubject {
+		m.subject = m.subject[:maxSubject]
+	}
+	if strings.TrimSpace(m.body) == "" {
+		m.body = a.HTML
+	}
+	if len(m.body) > maxBody {
+		m.body = m.body[:maxBody]
+	}
+	m.text = m.subject + "\n" + m.body
+	m.senders = append(append(make([]string, 0, 1+len(a.From)), a.MailFrom), a.From...)
+	m.recipients = append(append(make([]string, 0, len(a.RcptTo)+len(a.To)), a.RcptTo...), a.To...)
+	for f := fieldSender; f < fieldText; f++ {
+		vs := m.values(f)
+		if vs == nil {
+			vs = []string{m.value(f)}
+		}
+		low := make([]string, len(vs))
+		for i, v := range vs {
+			low[i] = lowerASCII(v)
+		}
+		m.lower[f] = low
+	}
+	m.lower[fieldText] = []string{m.lower[fieldSubject][0] + "\n" + m.lower[fieldBody][0]}
+	return m
+}
+
+func (m *mail) values(f field) []string {
+	switch f {
+	case fieldSender:
+		return m.senders
+	case fieldRecipient:
+		return m.recipients
+	}
+	return nil
+}
+
+func (m *mail) value(f field) string {
+	switch f {
+	case fieldDevice:
+		return m.device
+	case fieldSubject:
+		return m.subject
+	case fieldBody:
+		return m.body
+	}
+	return m.text
+}
+
+// captures is what named groups found; the first non-empty value wins.
+type captures struct{ channel, camera, detail, state string }
+
+func (c *captures) set(name, v string) {
+	var p *string
+	switch name {
+	case "channel":
+		p = &c.channel
+	case "camera":
+		p = &c.camera
+	case "detail":
+		p = &c.detail
+	case "state":
+		p = &c.state
+	default:
+		return
+	}
+	if *p == "" {
+		*p = cleanValue(v)
+	}
+}
+
+// matches reports whether every matcher of cm matches m, capturing named
+// groups into c.
+func (cm compiledMatch) matches(m *mail, c *captures) bool {
+	for _, mt := range cm {
+		if !mt.matchMail(m, c) {
+			return false
+		}
+	}
+	return true
+}
+
+func (mt matcher) matchMail(m *mail, c *captures) bool {
+	if vs := m.values(mt.field); mt.field == fieldSender || mt.field == fieldRecipient {
+		for i, v := range vs {
+			if mt.maybe(m.lower[mt.field][i]) && mt.matchString(v, c) {
+				return true
+			}
+		}
+		return false
+	}
+	return mt.maybe(m.lower[mt.field][0]) && mt.matchString(m.value(mt.field), c)
+}
+
+// maybe is the prefilter: false when lower holds none of the literals
+// every match contains.
+func (mt matcher) maybe(lower string) bool {
+	return mt.lits == nil || containsAny(lower, mt.lits)
+}
+
+func (mt matcher) matchString(s string, c *captures) bool {
+	re := mt.re()
+	if !mt.groups {
+		return re.MatchString(s)
+	}
+	idx := re.FindStringSubmatchIndex(s)
+	if idx == nil {
+		return false
+	}
+	for i, name := range re.SubexpNames() {
+		if name != "" && idx[2*i] >= 0 {
+			c.set(name, s[idx[2*i]:idx[2*i+1]])
+		}
+	}
+	return true
+}
+
+// event tries t on m. identify false skips t's own Match (a device whose
+// template is fixed by the devices map).
+func (t *template) event(m *mail, identify bool) *sink.Event {
+	var c captures
+	if identify && !t.match.matches(m, &c) {
+		return nil
+	}
+	for _, r := range t.rules {
+		if !r.match.matches(m, &c) {
+			continue
+		}
+		for _, x := range t.extract {
+			x.matches(m, &c)
+		}
+		ev := &sink.Event{Type: r.typ, State: r.state, Channel: c.channel, Camera: c.camera,
+			Detail: r.detail, Template: t.name}
+		if ev.Detail == "" {
+			ev.Detail = cleanDetail(c.detail)
+		}
+		if st := stateWord(c.state); st != "" {
+			ev.State = st
+		}
+		return ev
+	}
+	return nil
+}
+
+// stateWord maps what a mail says about an event's course to a State.
+func stateWord(s string) string {
+	switch strings.ToLower(s) {
+	case "start", "started", "begin", "began", "active", "triggered", "on", "alarm", "open", "opened":
+		return StateStart
+	case "stop", "stopped", "end", "ended", "inactive", "off", "cleared", "clear", "restored", "recovered", "normal", "closed":
+		return StateStop
+	}
+	return ""
+}
+
+// maxValue bounds a captured channel, camera or detail, in bytes.
+const maxValue = 64
+
+// cleanValue makes a captured value fit for JSON and a display: valid
+// UTF-8, no control characters, runs of white space collapsed (devices pad
+// their values with spaces), trimmed, at most maxValue bytes.
+func cleanValue(s string) string {
+	var b strings.Builder
+	space := false
+	for _, r := range strings.ToValidUTF8(s, "") {
+		if unicode.IsSpace(r) || unicode.IsControl(r) {
+			space = b.Len() > 0
+			continue
+		}
+		if space {
+			if b.Len()+1+utf8.RuneLen(r) > maxValue {
+				break
+			}
+			b.WriteByte(' ')
+			space = false
+		}
+		if b.Len()+utf8.RuneLen(r) > maxValue {
+			break
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// cleanDetail makes a detail one lower-case word: person, vehicle, face…
+func cleanDetail(s string) string {
+	d := strings.ReplaceAll(strings.ToLower(cleanValue(s)), " ", "_")
+	switch d {
+	case "human", "people", "pedestrian", "body":
+		return "person"
+	case "car", "motor_vehicle", "vehicles":
+		return "vehicle"
+	case "dog_cat", "pet", "animal":
+		return "animal"
+	}
+	return d
+}
