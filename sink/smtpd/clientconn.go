@@ -16,6 +16,7 @@ type clientConn struct {
 	net.Conn
 	maxErrors int    // error replies allowed before hanging up; 0: no limit
 	onClose   func() // the listener's bookkeeping, run once
+	onTLS     func() // told when the session turns to TLS; may be nil
 
 	mu        sync.Mutex
 	sealed    bool // replies are TLS records from now on: not read any more
@@ -56,6 +57,9 @@ func (c *clientConn) encrypted() {
 	c.mu.Lock()
 	c.sealed = true
 	c.mu.Unlock()
+	if c.onTLS != nil {
+		c.onTLS()
+	}
 }
 
 // startData bounds the whole message transfer that begins now: go-smtp

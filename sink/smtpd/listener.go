@@ -73,8 +73,11 @@ func (l *listener) Accept() (net.Conn, error) {
 			go l.refuse(c, "421 4.7.0 "+l.srv.cfg.Domain+" too many connections from your address, try again later\r\n")
 			continue
 		}
-		cc := &clientConn{Conn: c, maxErrors: l.srv.cfg.MaxErrors}
+		obs := l.srv.observer()
+		obs.ConnectionOpened()
+		cc := &clientConn{Conn: c, maxErrors: l.srv.cfg.MaxErrors, onTLS: obs.TLSStarted}
 		cc.onClose = func() {
+			obs.ConnectionClosed()
 			l.mu.Lock()
 			delete(l.conns, cc)
 			l.mu.Unlock()
