@@ -21,6 +21,7 @@ import (
 	"github.com/edgesink/edgesink/forward/mqtt"
 	"github.com/edgesink/edgesink/forward/serial"
 	"github.com/edgesink/edgesink/forward/spool"
+	"github.com/edgesink/edgesink/forward/status"
 	"github.com/edgesink/edgesink/sink/config"
 	"github.com/edgesink/edgesink/sink/smtpd"
 )
@@ -42,6 +43,9 @@ type Config struct {
 	Spool  spool.Config  `yaml:"spool"`  // an empty dir is the state directory's spool/
 	Board  BoardConfig   `yaml:"board"`
 	Auth   smtpd.Auth    `yaml:"auth"`
+	HTTP   status.Config `yaml:"http"` // the status page, /metrics, /healthz, /readyz
+
+	path string `yaml:"-"` // the file it was read from, "" for the defaults (the status page shows it)
 }
 
 // SMTPTLSConfig is TLS for devices: STARTTLS and implicit TLS (SMTPS).
@@ -149,6 +153,7 @@ func DefaultConfig() Config {
 		Spool:  spool.DefaultConfig(),
 		Board:  BoardConfig{LED: board.LEDOff},
 		Auth:   auth,
+		HTTP:   status.DefaultConfig(),
 	}
 }
 
@@ -162,9 +167,9 @@ func LoadConfig(path string) (Config, error) {
 	if err != nil {
 		return Config{}, fmt.Errorf("%s: %w", path, err)
 	}
-	if cfg.MQTT.Password != "" || len(cfg.Auth.Users) > 0 || len(cfg.MQTT.Embedded.Users) > 0 {
+	if cfg.MQTT.Password != "" || len(cfg.Auth.Users) > 0 || len(cfg.MQTT.Embedded.Users) > 0 || len(cfg.HTTP.Users) > 0 {
 		if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o004 != 0 {
-			return Config{}, fmt.Errorf("%s: holds passwords (mqtt.password, mqtt.embedded_users or auth.users) but is readable by every user: "+
+			return Config{}, fmt.Errorf("%s: holds passwords (mqtt.password, mqtt.embedded_users, auth.users or http.users) but is readable by every user: "+
 				"chmod o-r %s", path, path)
 		}
 	}
@@ -326,6 +331,9 @@ func (c Config) Validate() error {
 	}
 	if err := sp.Validate(); err != nil {
 		return inSection("spool", err)
+	}
+	if err := c.HTTP.Validate(); err != nil {
+		return inSection("http", err)
 	}
 	if c.MQTT.Broker == brokerNone && c.Serial.Device == "" {
 		return bad("mqtt.broker", "no output configured: set mqtt.broker or serial.device")

@@ -12,6 +12,7 @@ import (
 	"github.com/edgesink/edgesink/forward/mqtt"
 	"github.com/edgesink/edgesink/forward/serial"
 	"github.com/edgesink/edgesink/forward/spool"
+	"github.com/edgesink/edgesink/forward/status"
 	"github.com/edgesink/edgesink/sink/smtpd"
 )
 
@@ -24,6 +25,7 @@ type packageConfigs struct {
 	MQTT   *mqtt.Config   `json:"mqtt,omitempty"`
 	Serial *serial.Config `json:"serial,omitempty"`
 	Spool  spool.Config   `json:"spool"`
+	HTTP   status.Config  `json:"http"`
 	Wiring map[string]any `json:"wiring"`
 }
 
@@ -49,6 +51,7 @@ func mapConfig(t *testing.T, cfg Config) packageConfigs {
 		t.Fatal(err)
 	}
 	pc.Spool = sp
+	pc.HTTP = cfg.HTTP
 	pc.Wiring = map[string]any{
 		"log": cfg.Log, "smtp.listen": cfg.SMTP.Listen, "smtp.shutdown_grace": cfg.SMTP.ShutdownGrace.String(),
 		"smtp.tls": cfg.SMTP.TLS, "mqtt.broker": cfg.MQTT.Broker, "mqtt.embedded_listen": cfg.MQTT.EmbeddedListen,

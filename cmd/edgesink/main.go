@@ -182,6 +182,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	serialBaud := fs.Int("serial-baud", 0, "serial baud `rate` (config serial.baud)")
 	spoolDir := fs.String("spool-dir", "", "spool `directory` (config spool.dir; default: the state directory)")
 	logLevel := fs.String("log-level", "", "log `level`: debug, info, warn, error (config log.level)")
+	httpListen := fs.String("http-listen", "", "status page `address`, e.g. 0.0.0.0:8025, or none (config http.listen)")
 	if ok, code := fs.parse(args); !ok {
 		return code
 	}
@@ -195,6 +196,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "edgesink: %v\n", err)
 		return exitUsage
 	}
+	cfg.path = *configPath
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
 		case "smtp-listen":
@@ -211,6 +213,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			cfg.Spool.Dir = *spoolDir
 		case "log-level":
 			cfg.Log.Level = *logLevel
+		case "http-listen":
+			cfg.HTTP.Listen = *httpListen
 		}
 	})
 	if err := cfg.Validate(); err != nil {

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/edgesink/edgesink/forward/mqtt"
 	"github.com/edgesink/edgesink/forward/serial"
 	"github.com/edgesink/edgesink/forward/spool"
+	"github.com/edgesink/edgesink/forward/status"
 	"github.com/edgesink/edgesink/sink"
 	"github.com/edgesink/edgesink/sink/classify"
 	"github.com/edgesink/edgesink/sink/smtpd"
@@ -37,6 +39,7 @@ func (e *configError) Unwrap() error { return e.err }
 type readyInfo struct {
 	SMTPAddr      string
 	SMTPSAddr     string // implicit TLS listener, "" if none
+	HTTPAddr      string // status page, "" if none
 	BrokerAddr    string // embedded broker, "" if none
 	BrokerTLSAddr string // embedded broker's TLS listener, "" if none
 	Outputs       []string
@@ -137,6 +140,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 
 	var outputs []forward.Forwarder
 	var mqttTopic, mqttClientID string
+	var embedded *broker.Broker
 	brokerURL := cfg.MQTT.Broker
 	if brokerURL == brokerEmbedded {
 		b, err := broker.Start(bcfg, log)
@@ -147,6 +151,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 			return fmt.Errorf("start embedded broker: %w", portInUse(err, cfg.MQTT.EmbeddedListen, "mqtt.embedded_listen"))
 		}
 		closers = append(closers, b.Close)
+		embedded = b
 		brokerURL, info.BrokerAddr, info.BrokerTLSAddr = b.URL(), b.Addr(), b.TLSAddr()
 		log.Info("embedded MQTT broker listening", "addr", b.Addr(), "tls_addr", b.TLSAddr(), "users", len(bcfg.Users))
 	}
@@ -197,12 +202,30 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 	if err != nil {
 		return &configError{fmt.Errorf("spool: %w", err)}
 	}
-	sp, err := spool.Open(spcfg, log, outputs...)
+	// The status page watches from three places: each output (deliveries),
+	// a stage before the queue (alerts and their raw mail), the spool's
+	// dead letters.
+	var recorder *status.Recorder
+	delivering := outputs
+	if cfg.HTTP.Enabled() {
+		recorder = status.NewRecorder(cfg.HTTP)
+		delivering = make([]forward.Forwarder, len(outputs))
+		for i, o := range outputs {
+			delivering[i] = recorder.Output(o)
+		}
+	}
+	sp, err := spool.Open(spcfg, log, delivering...)
 	if err != nil {
 		return fmt.Errorf("open spool: %w", err)
 	}
 	closers = append(closers, sp.Close)
-	var handler sink.Handler = classify.New(sp)
+	var queue sink.Handler = sp
+	if recorder != nil {
+		recorder.SetSpoolDir(sp.Dir())
+		sp.OnDeadLetter(recorder.DeadLetter)
+		queue = recorder.Handler(sp)
+	}
+	var handler sink.Handler = classify.New(queue)
 	if spcfg.Mode == spool.ModeDisk {
 		log.Info("spool ready", "dir", spcfg.Dir, "holds", sp.Stats().String())
 	}
@@ -252,13 +275,34 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 	}
 	info.SMTPAddr, info.Outputs = l.Addr().String(), sp.Outputs()
 
+	var page *statusPage
+	var smtpUp atomic.Bool
+	if recorder != nil {
+		srv.Observe(recorder.Metrics())
+		deps := status.Deps{Recorder: recorder, Queue: sp, Outputs: outputs, Replay: replayer(handler),
+			SMTPListening: smtpUp.Load,
+			Info:          status.Info{Version: version, ConfigPath: cfg.path, Listening: listening(info)}}
+		if spcfg.Mode == spool.ModeOff {
+			deps.Queue = nil
+		}
+		if embedded != nil {
+			deps.Broker = embedded
+		}
+		if page, err = startStatusPage(cfg, deps, cert, lockDir, log); err != nil {
+			return err
+		}
+		info.HTTPAddr = page.addr
+		closers = append(closers, page.srv.Close)
+	}
+
 	serving = true
+	smtpUp.Store(true)
 	served := make(chan error, 2)
 	go func() { served <- srv.Serve(l) }()
 	if implicit != nil {
 		go func() { served <- srv.ServeTLS(implicit) }()
 	}
-	log.Info("edgesink ready", "version", version, "smtp", info.SMTPAddr, "smtps", info.SMTPSAddr, "starttls", cfg.SMTP.TLS.StartTLS, "outputs", info.Outputs,
+	log.Info("edgesink ready", "version", version, "smtp", info.SMTPAddr, "smtps", info.SMTPSAddr, "http", info.HTTPAddr, "starttls", cfg.SMTP.TLS.StartTLS, "outputs", info.Outputs,
 		"mqtt_broker", brokerURL, "mqtt_topic", mqttTopic, "mqtt_client_id", mqttClientID, "serial_device", cfg.Serial.Device)
 	if ready != nil {
 		ready(info)
@@ -280,6 +324,11 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 					log.Error("SIGHUP: TLS certificate not reloaded, keeping the old one", "err", err)
 				} else {
 					log.Info("SIGHUP: TLS certificate reloaded", "sha256_fingerprint", cert.Fingerprint())
+				}
+			}
+			if page != nil && page.cert != nil {
+				if err := page.cert.Reload(); err != nil {
+					log.Error("SIGHUP: status page's TLS certificate not reloaded, keeping the old one", "err", err)
 				}
 			}
 			if brokerCert != nil {
@@ -304,6 +353,10 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 	<-served
 	if implicit != nil {
 		<-served
+	}
+	smtpUp.Store(false)
+	if page != nil {
+		_ = page.srv.Shutdown(sctx)
 	}
 	// Deliver what can be delivered in the rest of the grace period; what
 	// is left stays in the spool for the next start.

@@ -92,6 +92,7 @@ type Publisher struct {
 
 	mu     sync.Mutex
 	client paho.Client // nil while disconnected
+	state  forward.StateKeeper
 
 	stop      chan struct{}
 	done      chan struct{}
@@ -139,6 +140,7 @@ func New(cfg Config, log *slog.Logger) (*Publisher, error) {
 		opts.SetWill(cfg.AvailabilityTopic, "offline", 1, true)
 	}
 	p.opts = *opts
+	p.state.Set(false, nil)
 	go p.connectLoop()
 	return p, nil
 }
@@ -374,6 +376,7 @@ func (p *Publisher) connectLoop() {
 			return
 		}
 		if err := tok.Error(); err != nil {
+			p.state.Set(false, err)
 			failures++
 			if failures == 1 || failures%10 == 0 {
 				p.log.Warn("mqtt connect failed, retrying", "err", err, "attempts", failures, "next_in", backoff)
@@ -394,12 +397,14 @@ func (p *Publisher) connectLoop() {
 		p.mu.Lock()
 		p.client = client
 		p.mu.Unlock()
+		p.state.Set(true, nil)
 
 		select {
 		case err := <-lost:
 			p.mu.Lock()
 			p.client = nil
 			p.mu.Unlock()
+			p.state.Set(false, err)
 			p.log.Warn("mqtt connection lost, reconnecting", "err", err)
 		case <-p.stop:
 			p.mu.Lock()
