@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/edgesink/edgesink/sink"
 )
 
 // What the status page and 'edgesink spool replay' do with dead letters
@@ -168,4 +170,21 @@ func (m *memoryStore) take(id string) (DeadLetter, bool) {
 	}
 	m.letters = keep
 	return found, ok
+}
+
+// Enqueue writes a new alert into a disk spool's queue, for every output,
+// as 'edgesink spool retry' does (fsynced, as the queue directory's owner);
+// a running edgesink takes it up on SIGHUP or at its next start.
+func Enqueue(dir string, a *sink.Alert) error {
+	if !ValidID(a.ID) {
+		return fmt.Errorf("spool: enqueue: bad id %q", a.ID)
+	}
+	data, err := encodeRecord(a, Route{})
+	if err != nil {
+		return err
+	}
+	if err := writeFileSync(filepath.Join(dir, queueDir, a.ID+jsonExt), data); err != nil {
+		return fmt.Errorf("spool: enqueue %s: %w", a.ID, err)
+	}
+	return nil
 }
