@@ -215,4 +215,3 @@ func jsString(s string) string {
 	q, _ := json.Marshal(s)
 	return string(q)
 }
-
