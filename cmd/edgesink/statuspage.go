@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -62,9 +61,12 @@ func httpUsers(cfg status.Config, dir string, log *slog.Logger) (map[string]stri
 func randomPassword(n int) string {
 	const alphabet = "abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 	var b strings.Builder
-	for range n {
-		i, _ := rand.Int(rand.Reader, big.NewInt(int64(len(alphabet))))
-		b.WriteByte(alphabet[i.Int64()])
+	for b.Len() < n {
+		var c [1]byte
+		_, _ = rand.Read(c[:])
+		if int(c[0]) < 256-256%len(alphabet) { // no bias towards the first letters
+			b.WriteByte(alphabet[int(c[0])%len(alphabet)])
+		}
 	}
 	return b.String()
 }

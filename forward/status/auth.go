@@ -189,6 +189,11 @@ func tokenOK(r *http.Request, s *session) bool {
 			return false
 		}
 	}
-	got := r.PostFormValue("token")
+	if r.PostForm == nil {
+		if err := r.ParseForm(); err != nil {
+			return false
+		}
+	}
+	got := r.PostForm.Get("token")
 	return subtle.ConstantTimeCompare([]byte(got), []byte(s.token)) == 1
 }

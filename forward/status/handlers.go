@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"html/template"
 	"io/fs"
 	"net/http"
 	"os"
@@ -18,19 +17,10 @@ import (
 	"github.com/edgesink/edgesink/forward/spool"
 )
 
-//go:embed page.html login.html static
+// files are the page's script and style sheet.
+//
+//go:embed static
 var files embed.FS
-
-var (
-	funcs = template.FuncMap{
-		"ago":  ago,
-		"when": when,
-		"iso":  func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
-		"size": size,
-	}
-	pageTmpl  = template.Must(template.New("page.html").Funcs(funcs).ParseFS(files, "page.html"))
-	loginTmpl = template.Must(template.New("login.html").ParseFS(files, "login.html"))
-)
 
 func (s *Server) routes() *http.ServeMux {
 	mux := http.NewServeMux()
@@ -123,19 +113,15 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 		sess = s.auth.start(w, "")
 	}
 	v := s.view(sess)
-	name := "page"
+	var p page
 	if r.URL.Path == "/live" {
-		name = "main"
-	}
-	var buf bytes.Buffer
-	if err := pageTmpl.ExecuteTemplate(&buf, name, v); err != nil {
-		s.log.Error("render status page", "err", err)
-		http.Error(w, "internal error", http.StatusInternalServerError)
-		return
+		renderMain(&p, v)
+	} else {
+		renderPage(&p, v)
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
-	_, _ = w.Write(buf.Bytes())
+	_, _ = w.Write(p.b.Bytes())
 }
 
 func (s *Server) view(sess *session) View {
@@ -180,14 +166,16 @@ func (s *Server) loginForm(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/", http.StatusSeeOther)
 		return
 	}
-	s.renderLogin(w, http.StatusOK, "")
+	s.loginPage(w, http.StatusOK, "")
 }
 
-func (s *Server) renderLogin(w http.ResponseWriter, code int, msg string) {
+func (s *Server) loginPage(w http.ResponseWriter, code int, msg string) {
+	var p page
+	renderLogin(&p, msg)
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(code)
-	_ = loginTmpl.Execute(w, struct{ Error string }{msg})
+	_, _ = w.Write(p.b.Bytes())
 }
 
 func (s *Server) loginPost(w http.ResponseWriter, r *http.Request) {
@@ -195,14 +183,13 @@ func (s *Server) loginPost(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/", http.StatusSeeOther)
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, 4<<10)
-	user, password := r.PostFormValue("user"), r.PostFormValue("password")
+	user, password := formValue(w, r, "user"), formValue(w, r, "password")
 	if user == "" || !s.auth.login(user, password) {
 		s.d.Recorder.metrics.httpAuthFail.Add(1)
 		wait := s.auth.failed(r)
 		s.log.Warn("status page: login failed", "remote_addr", r.RemoteAddr, "user", user, "wait", wait)
 		s.sleep(r.Context(), wait)
-		s.renderLogin(w, http.StatusUnauthorized, "Wrong user name or password.")
+		s.loginPage(w, http.StatusUnauthorized, "Wrong user name or password.")
 		return
 	}
 	s.auth.start(w, user)
@@ -427,4 +414,16 @@ func size(n int64) string {
 		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%d B", n)
+}
+
+// formValue reads a field of a urlencoded POST form (the only kind the page
+// sends), its body bounded.
+func formValue(w http.ResponseWriter, r *http.Request, key string) string {
+	if r.PostForm == nil {
+		r.Body = http.MaxBytesReader(w, r.Body, 4<<10)
+		if err := r.ParseForm(); err != nil {
+			return ""
+		}
+	}
+	return r.PostForm.Get(key)
 }
