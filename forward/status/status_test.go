@@ -198,6 +198,9 @@ func FuzzPageEscapes(f *testing.F) {
 	}
 	want := markupCount(hostileView("cam"))
 	f.Fuzz(func(t *testing.T, s string) {
+		if s == "" {
+			t.Skip("an empty field leaves its element out")
+		}
 		if got := markupCount(hostileView(s)); got != want {
 			var p page
 			renderPage(&p, hostileView(s))
