@@ -93,7 +93,6 @@ test: go-check test-deps vet
 	$(GO) test -run '^$$' -fuzz '^FuzzExtract$$' -fuzztime 40000x -timeout 5m ./sink/extract
 	$(GO) test -run '^$$' -fuzz '^FuzzLoginServer$$' -fuzztime 60000x -timeout 3m ./sink/smtpd
 	$(GO) test -run '^$$' -fuzz '^FuzzPlainServer$$' -fuzztime 60000x -timeout 3m ./sink/smtpd
-	$(GO) test -run '^$$' -fuzz '^FuzzPageEscapes$$' -fuzztime 20000x -timeout 3m ./forward/status
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzExtract$$' -fuzztime $(FUZZTIME) ./sink/extract
