@@ -351,6 +351,14 @@ func describeConfig(w io.Writer, cfg Config, h host) {
 	} else {
 		fmt.Fprintln(w, "  serial: off")
 	}
+	switch {
+	case !cfg.HTTP.Enabled():
+		fmt.Fprintln(w, "  http:   off")
+	case cfg.HTTP.NeedsLogin():
+		fmt.Fprintf(w, "  http:   status page on %s, login needed (%d users; none: admin, password logged at first start)\n", cfg.HTTP.Listen, len(cfg.HTTP.Users))
+	default:
+		fmt.Fprintf(w, "  http:   status page on %s, no login\n", cfg.HTTP.Listen)
+	}
 	lock := cfg.Spool.Dir
 	if cfg.Spool.Mode == spool.ModeDisk {
 		scfg, err := spoolConfigIn(cfg.Spool, h.cliStateDir)
