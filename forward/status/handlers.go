@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -37,6 +38,7 @@ func (s *Server) routes() *http.ServeMux {
 	mux.HandleFunc("GET /live", s.page)
 	mux.HandleFunc("GET /events", s.withSession(s.hub.serve))
 	mux.HandleFunc("GET /raw/{file}", s.withSession(s.rawMail))
+	mux.HandleFunc("GET /snapshot/{file}", s.withSession(s.snapshot))
 	mux.HandleFunc("POST /dead/{id}/{action}", s.deadAction)
 	return mux
 }
@@ -126,7 +128,7 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) view(sess *session) View {
 	v := View{Info: s.d.Info, Started: s.started, Uptime: time.Since(s.started).Round(time.Second).String(),
-		Devices: s.d.Devices.Devices(), Alerts: s.d.Recorder.recentAlerts(), Token: sess.token, User: sess.user,
+		Devices: s.devices(), Alerts: s.d.Recorder.recentAlerts(), Token: sess.token, User: sess.user,
 		Login: s.cfg.NeedsLogin(), Broker: -1, Now: time.Now(), RawRing: s.cfg.RawRing, ReadyGrace: s.cfg.ReadyGrace}
 	if s.d.Broker != nil {
 		v.Broker = s.d.Broker.Clients()
@@ -426,4 +428,36 @@ func formValue(w http.ResponseWriter, r *http.Request, key string) string {
 		}
 	}
 	return r.PostForm.Get(key)
+}
+
+// devices is the device list, each with its snapshot's URL when one is
+// kept.
+func (s *Server) devices() []DeviceInfo {
+	list := s.d.Devices.Devices()
+	if s.d.Snapshots == nil {
+		return list
+	}
+	for i, d := range list {
+		if _, ok := s.d.Snapshots.Snapshot(d.Name); ok && d.Snapshot == "" {
+			list[i].Snapshot = "/snapshot/" + url.PathEscape(d.Name) + ".jpg"
+		}
+	}
+	return list
+}
+
+// snapshot serves a device's latest snapshot.
+func (s *Server) snapshot(w http.ResponseWriter, r *http.Request) {
+	device, ok := strings.CutSuffix(r.PathValue("file"), ".jpg")
+	if !ok || s.d.Snapshots == nil {
+		http.NotFound(w, r)
+		return
+	}
+	jpeg, ok := s.d.Snapshots.Snapshot(device)
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", "image/jpeg")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write(jpeg)
 }

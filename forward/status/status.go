@@ -161,6 +161,12 @@ type Queue interface {
 // optional forward.Stater tells whether it is connected).
 type Output = forward.Forwarder
 
+// Snapshots is where the latest camera snapshot of each device is kept
+// (by whoever publishes them); device is DeviceInfo.Name.
+type Snapshots interface {
+	Snapshot(device string) (jpeg []byte, ok bool)
+}
+
 // Clients is the embedded broker, when there is one.
 type Clients interface{ Clients() int }
 
@@ -184,6 +190,9 @@ type Deps struct {
 	Outputs  []Output // the outputs, as opened (not wrapped)
 	Broker   Clients  // nil without an embedded broker
 	Devices  Devices  // nil: the devices the Recorder saw
+	// Snapshots, when set, serves each device's latest snapshot on
+	// /snapshot/DEVICE.jpg, shown as the device's thumbnail.
+	Snapshots Snapshots
 	Replay   ReplayFunc
 	// CheckPassword compares a password with a bcrypt hash (nil error:
 	// they match). Required when Config.NeedsLogin.

@@ -395,3 +395,116 @@ func TestHeaders(t *testing.T) {
 		t.Errorf("inline script or event handler in the page:\n%s", body)
 	}
 }
+
+type snapshots map[string][]byte
+
+func (s snapshots) Snapshot(device string) ([]byte, bool) { b, ok := s[device]; return b, ok }
+
+// TestMemorySpoolDeadLetters: with a memory spool the page still retries,
+// replays and drops dead letters, their raw mail kept in RAM; a device's
+// snapshot shows as its thumbnail.
+func TestMemorySpoolDeadLetters(t *testing.T) {
+	var mu sync.Mutex
+	refuse := true
+	var got []*sink.Alert
+	out := forward.Func{ID: "mqtt", F: func(_ context.Context, a *sink.Alert) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if refuse {
+			return errors.New("payload too large")
+		}
+		got = append(got, a)
+		return nil
+	}}
+	cfg := DefaultConfig()
+	rec := NewRecorder(cfg)
+	sp, err := spool.Open(spool.Config{Mode: spool.ModeMemory, MaxAttempts: 1, RetryMin: time.Millisecond, RetryMax: time.Millisecond}, nil, rec.Output(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	sp.OnDeadLetter(rec.DeadLetter)
+	handler := rec.Handler(sp)
+	replay := func(ctx context.Context, raw []byte, orig *sink.Alert) (*sink.Alert, error) {
+		a := testAlert(string(raw))
+		a.ReplayOf = orig.ID
+		return a, handler.Handle(ctx, a)
+	}
+	_, base := testServer(t, cfg, Deps{Recorder: rec, Queue: sp, Outputs: []Output{out}, Replay: replay,
+		Snapshots: snapshots{"cam": []byte("\xff\xd8jpeg")}})
+
+	var dead []*sink.Alert
+	for _, raw := range []string{"mail one", "mail two", "mail three"} {
+		a := testAlert(raw)
+		if err := handler.Handle(sink.WithRawMail(context.Background(), []byte(raw)), a); err != nil {
+			t.Fatal(err)
+		}
+		dead = append(dead, a)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := sp.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	refuse = false
+	mu.Unlock()
+
+	c := noRedirect()
+	resp, err := c.Get(base + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	cookie := strings.SplitN(resp.Header.Get("Set-Cookie"), ";", 2)[0]
+	token := regexp.MustCompile(`name="token" value="([0-9a-f]+)"`).FindSubmatch(body)
+	if token == nil || !bytes.Contains(body, []byte(`src="/snapshot/cam.jpg"`)) || bytes.Count(body, []byte("/replay\"")) != 3 {
+		t.Fatalf("page without token, thumbnail or three replayable dead letters:\n%s", body)
+	}
+	do := func(method, path string) *http.Response {
+		req, _ := http.NewRequest(method, base+path, strings.NewReader("token="+string(token[1])))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Cookie", cookie)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	if resp := do("GET", "/snapshot/cam.jpg"); resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "image/jpeg" {
+		t.Errorf("snapshot: %s %s", resp.Status, resp.Header.Get("Content-Type"))
+	}
+	for _, step := range []struct{ path, want string }{
+		{"/dead/" + dead[0].ID + "/retry", dead[0].ID},
+		{"/dead/" + dead[1].ID + "/replay", "mail two"},
+	} {
+		if resp := do("POST", step.path); resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("POST %s: %s", step.path, resp.Status)
+		}
+		if err := sp.Drain(ctx); err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		last := got[len(got)-1]
+		mu.Unlock()
+		if last.ID != step.want && last.Subject != step.want {
+			t.Errorf("after POST %s the output got %s %q", step.path, last.ID, last.Subject)
+		}
+	}
+	if resp := do("POST", "/dead/"+dead[2].ID+"/drop"); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("drop: %s", resp.Status)
+	}
+	left, _ := sp.Dead()
+	if len(left) != 1 || left[0].Alert.ID != dead[1].ID { // the replayed one stays until dropped
+		t.Errorf("dead letters left: %v", left)
+	}
+	if _, ok := rec.Raw(dead[2].ID); ok {
+		t.Error("a dropped dead letter's raw mail is still held")
+	}
+	if resp := do("GET", "/raw/"+dead[1].ID+".eml"); resp.StatusCode != http.StatusOK {
+		t.Errorf("raw mail of a memory spool's dead letter: %s", resp.Status)
+	}
+}
