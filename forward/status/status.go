@@ -193,7 +193,7 @@ type Deps struct {
 	// Snapshots, when set, serves each device's latest snapshot on
 	// /snapshot/DEVICE.jpg, shown as the device's thumbnail.
 	Snapshots Snapshots
-	Replay   ReplayFunc
+	Replay    ReplayFunc
 	// CheckPassword compares a password with a bcrypt hash (nil error:
 	// they match). Required when Config.NeedsLogin.
 	CheckPassword func(hash, password string) error
