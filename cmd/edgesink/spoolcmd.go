@@ -100,11 +100,15 @@ func runSpool(args []string, stdout, stderr io.Writer, h host) int {
 		fmt.Fprintf(stdout, "%s queued again in %s\n", rest[0], dir)
 		tellService(dir, stdout, stderr)
 	case "drop":
-		if err := spool.Drop(dir, rest[0]); err != nil {
+		err := spool.Drop(dir, rest[0])
+		// A raw mail left beside a dead letter that was retried and then
+		// delivered goes too.
+		rerr := os.Remove(spool.RawPath(dir, rest[0]))
+		if err != nil && !(errors.Is(err, spool.ErrNotFound) && rerr == nil) {
 			return spoolFailed(stderr, err)
 		}
-		if err := os.Remove(spool.RawPath(dir, rest[0])); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return spoolFailed(stderr, err)
+		if rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+			return spoolFailed(stderr, rerr)
 		}
 		fmt.Fprintf(stdout, "%s dropped\n", rest[0])
 	case "replay":

@@ -251,7 +251,9 @@ func (s *Server) deadAction(w http.ResponseWriter, r *http.Request) {
 	action := r.PathValue("action")
 	switch action {
 	case "retry":
-		err = s.d.Queue.RetryDead(r.Context(), id)
+		if err = s.d.Queue.RetryDead(r.Context(), id); err == nil {
+			s.d.Recorder.raw.requeued(id)
+		}
 	case "drop":
 		if err = s.d.Queue.DropDead(id); err == nil {
 			s.d.Recorder.raw.forget(id)

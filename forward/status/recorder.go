@@ -580,3 +580,22 @@ func (s *rawStore) forget(id string) {
 	s.removeLocked(id)
 	s.mu.Unlock()
 }
+
+// requeued: dead letter id is queued again. A raw mail kept beside it on
+// disk comes back to RAM, as for any queued alert (written again if it
+// dies again), so it is not left behind once the alert is delivered.
+func (s *rawStore) requeued(id string) {
+	s.mu.Lock()
+	dir := s.dir
+	s.mu.Unlock()
+	if dir == "" || !spool.ValidID(id) {
+		return
+	}
+	path := spool.RawPath(dir, id)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return
+	}
+	s.put(id, data)
+	_ = os.Remove(path)
+}

@@ -262,6 +262,9 @@ func TestStatusPageInBrowser(t *testing.T) {
 		if !strings.Contains(msg.Payload, "dead one, to retry") {
 			t.Errorf("retried dead letter arrived as %s", msg.Payload)
 		}
+		if _, err := os.Stat(spool.RawPath(spoolDir, deadRetry.ID)); err == nil {
+			t.Errorf("the retried dead letter's raw mail is left in dead/ after its delivery")
+		}
 
 		if resp, body := page.post("/dead/"+deadReplay.ID+"/replay", url.Values{"token": {token}}); resp.StatusCode != http.StatusSeeOther {
 			t.Fatalf("POST replay: %s %s", resp.Status, body)
