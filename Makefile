@@ -100,6 +100,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzPlainServer$$' -fuzztime $(FUZZTIME) ./sink/smtpd
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeRecord$$' -fuzztime $(FUZZTIME) ./forward/spool
 	$(GO) test -run '^$$' -fuzz '^FuzzClassify$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x ./sink/classify
+	$(GO) test -run '^$$' -fuzz '^FuzzPageEscapes$$' -fuzztime $(FUZZTIME) ./forward/status
 
 bench: test-deps
 	$(GO) test -run '^$$' -bench . -benchtime 3000x -timeout 10m ./cmd/edgesink

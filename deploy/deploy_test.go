@@ -248,7 +248,7 @@ func TestARMBinariesUnderQemu(t *testing.T) {
 			dir := t.TempDir()
 			conf := filepath.Join(dir, "edgesink.yaml")
 			device := "qemu-" + tc.board
-			writeFile(t, conf, fmt.Sprintf("log:\n  format: json\nsmtp:\n  listen: 127.0.0.1:0\n"+
+			writeFile(t, conf, fmt.Sprintf("log:\n  format: json\nsmtp:\n  listen: 127.0.0.1:0\nhttp:\n  listen: 127.0.0.1:0\n"+
 				"mqtt:\n  broker: %s\n  client_id: %s\nspool:\n  dir: %s\n", broker.URL(), device, filepath.Join(dir, "spool")))
 			start := time.Now()
 			es := startBinary(t, emu, "-cpu", tc.cpu, filepath.Join(d, "edgesink-"+tc.board), "--config", conf)

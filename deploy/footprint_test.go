@@ -86,7 +86,7 @@ func measure(b *testing.B, name string, argv []string, brokerURL string, mails i
 	dir := b.TempDir()
 	conf := filepath.Join(dir, "edgesink.yaml")
 	// The load comes from one address: the per-address limits are lifted.
-	writeFile(b, conf, fmt.Sprintf("log:\n  format: json\nsmtp:\n  listen: 127.0.0.1:0\n"+
+	writeFile(b, conf, fmt.Sprintf("log:\n  format: json\nhttp:\n  listen: 127.0.0.1:0\nsmtp:\n  listen: 127.0.0.1:0\n"+
 		"  max_connections_per_ip: 100\n  max_mails_per_minute: 1000000\n"+
 		"mqtt:\n  broker: %s\n  client_id: footprint-%d\nspool:\n  dir: %s\n", brokerURL, time.Now().UnixNano(), filepath.Join(dir, "spool")))
 	start := time.Now()

@@ -105,6 +105,7 @@ func benchEdgesink(b *testing.B, n int, spoolMode string) loadResult {
 
 	cfg := DefaultConfig()
 	cfg.SMTP.Listen = Addrs{"127.0.0.1:0"}
+	cfg.HTTP.Listen = "127.0.0.1:0"
 	cfg.MQTT.Broker = broker.URL()
 	cfg.MQTT.ClientID = "edgesink-bench"
 	cfg.Spool.Mode = spoolMode

@@ -126,6 +126,7 @@ func TestBoardSettingsRejected(t *testing.T) {
 			continue
 		}
 		cfg.SMTP.Listen = Addrs{"127.0.0.1:0"}
+		cfg.HTTP.Listen = "127.0.0.1:0"
 		cfg.Spool.Dir = t.TempDir()
 		err = serve(context.Background(), cfg, slog.New(slog.DiscardHandler), nil)
 		if err == nil || !strings.Contains(err.Error(), "led") {

@@ -24,6 +24,7 @@ import (
 	"github.com/edgesink/edgesink/forward/route"
 	"github.com/edgesink/edgesink/forward/serial"
 	"github.com/edgesink/edgesink/forward/spool"
+	"github.com/edgesink/edgesink/forward/status"
 	"github.com/edgesink/edgesink/sink/classify"
 	"github.com/edgesink/edgesink/sink/config"
 	"github.com/edgesink/edgesink/sink/smtpd"
@@ -54,11 +55,14 @@ type Config struct {
 	// Snapshots are the images it publishes (hass.Snapshots).
 	HomeAssistant hass.Config         `yaml:"homeassistant"`
 	Snapshots     hass.SnapshotConfig `yaml:"snapshots"`
-
-	path string // the file it was read from, "" for none; SIGHUP reloads routes, devices and templates from it
 	// Classify is the devices map and the user's templates (top-level
 	// devices: and templates:).
 	Classify classify.Config `yaml:",inline"`
+	HTTP     status.Config   `yaml:"http"` // the status page, /metrics, /healthz, /readyz
+
+	// path is the file it was read from, "" for the defaults: SIGHUP
+	// reloads routes, devices and templates from it; the status page shows it.
+	path string `yaml:"-"`
 }
 
 // SMTPTLSConfig is TLS for devices: STARTTLS and implicit TLS (SMTPS).
@@ -172,6 +176,7 @@ func DefaultConfig() Config {
 		HomeAssistant: hass.DefaultConfig(),
 		Snapshots:     hass.DefaultSnapshotConfig(),
 		Classify:      classify.DefaultConfig(),
+		HTTP:          status.DefaultConfig(),
 	}
 }
 
@@ -185,9 +190,9 @@ func LoadConfig(path string) (Config, error) {
 	if err != nil {
 		return Config{}, fmt.Errorf("%s: %w", path, err)
 	}
-	if cfg.MQTT.Password != "" || len(cfg.Auth.Users) > 0 || len(cfg.MQTT.Embedded.Users) > 0 {
+	if cfg.MQTT.Password != "" || len(cfg.Auth.Users) > 0 || len(cfg.MQTT.Embedded.Users) > 0 || len(cfg.HTTP.Users) > 0 {
 		if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o004 != 0 {
-			return Config{}, fmt.Errorf("%s: holds passwords (mqtt.password, mqtt.embedded_users or auth.users) but is readable by every user: "+
+			return Config{}, fmt.Errorf("%s: holds passwords (mqtt.password, mqtt.embedded_users, auth.users or http.users) but is readable by every user: "+
 				"chmod o-r %s", path, path)
 		}
 	}
@@ -363,6 +368,9 @@ func (c Config) Validate() error {
 	}
 	if err := sp.Validate(); err != nil {
 		return inSection("spool", err)
+	}
+	if err := c.HTTP.Validate(); err != nil {
+		return inSection("http", err)
 	}
 	if c.MQTT.Broker == brokerNone && c.Serial.Device == "" {
 		return bad("mqtt.broker", "no output configured: set mqtt.broker or serial.device")

@@ -13,6 +13,7 @@ import (
 	"github.com/edgesink/edgesink/forward/mqtt"
 	"github.com/edgesink/edgesink/forward/serial"
 	"github.com/edgesink/edgesink/forward/spool"
+	"github.com/edgesink/edgesink/forward/status"
 	"github.com/edgesink/edgesink/sink/classify"
 	"github.com/edgesink/edgesink/sink/smtpd"
 )
@@ -26,6 +27,7 @@ type packageConfigs struct {
 	MQTT   *mqtt.Config   `json:"mqtt,omitempty"`
 	Serial *serial.Config `json:"serial,omitempty"`
 	Spool  spool.Config   `json:"spool"`
+	HTTP   status.Config  `json:"http"`
 	Wiring map[string]any `json:"wiring"`
 	// Home Assistant's settings from the file (the MQTT names are filled
 	// in by serve), when it runs.
@@ -65,6 +67,7 @@ func mapConfig(t *testing.T, cfg Config) packageConfigs {
 	if len(cfg.Classify.Devices)+len(cfg.Classify.Templates) > 0 {
 		pc.Classify = &cfg.Classify
 	}
+	pc.HTTP = cfg.HTTP
 	pc.Wiring = map[string]any{
 		"log": cfg.Log, "smtp.listen": cfg.SMTP.Listen, "smtp.shutdown_grace": cfg.SMTP.ShutdownGrace.String(),
 		"smtp.tls": cfg.SMTP.TLS, "mqtt.broker": cfg.MQTT.Broker, "mqtt.embedded_listen": cfg.MQTT.EmbeddedListen,

@@ -78,6 +78,7 @@ func startEdgesink(t *testing.T, cfg Config) *edgesink {
 func testConfig(t *testing.T, brokerURL, serialDev string) Config {
 	cfg := DefaultConfig()
 	cfg.SMTP.Listen = Addrs{"127.0.0.1:0"}
+	cfg.HTTP.Listen = "127.0.0.1:0"
 	cfg.SMTP.DeliveryTimeout = 5 * time.Second
 	cfg.MQTT.Broker = brokerURL
 	cfg.MQTT.ClientID = "edgesink-" + strings.ReplaceAll(strings.ToLower(t.Name()), "/", "-")

@@ -20,6 +20,8 @@ Reads a password and prints its bcrypt hash, for auth.users:
     users:
       cam-garage: "$2a$10$..."
 
+and for the status page's logins (http.users, and mqtt.embedded_users) alike.
+
 On a terminal the password is asked for twice, without echo; otherwise the
 first line of standard input is the password:
 

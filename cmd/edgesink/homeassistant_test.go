@@ -60,9 +60,10 @@ func TestHomeAssistantWiring(t *testing.T) {
 	if code != exitOK || !strings.Contains(out, "removed from Home Assistant") {
 		t.Fatalf("devices forget: %d\n%s%s", code, out, errOut)
 	}
-	if m := live.Next(t, 10*time.Second, func(m mqtttest.Message) bool { return m.Topic == cfgTopic }); m.Payload != "" {
-		t.Errorf("forget published %q, want an empty config", m.Payload)
-	}
+	// The restart announces the device once per connection event, so a
+	// second copy of the config may still come first; the empty one must
+	// follow (Next fails the test if it does not).
+	live.Next(t, 10*time.Second, func(m mqtttest.Message) bool { return m.Topic == cfgTopic && m.Payload == "" })
 	if err := es.stop(); err != nil {
 		t.Fatal(err)
 	}

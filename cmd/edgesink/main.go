@@ -192,6 +192,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	serialBaud := fs.Int("serial-baud", 0, "serial baud `rate` (config serial.baud)")
 	spoolDir := fs.String("spool-dir", "", "spool `directory` (config spool.dir; default: the state directory)")
 	logLevel := fs.String("log-level", "", "log `level`: debug, info, warn, error (config log.level)")
+	httpListen := fs.String("http-listen", "", "status page `address`, e.g. 0.0.0.0:8025, or none (config http.listen)")
 	if ok, code := fs.parse(args); !ok {
 		return code
 	}
@@ -205,6 +206,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "edgesink: %v\n", err)
 		return exitUsage
 	}
+	cfg.path = *configPath
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
 		case "smtp-listen":
@@ -221,6 +223,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			cfg.Spool.Dir = *spoolDir
 		case "log-level":
 			cfg.Log.Level = *logLevel
+		case "http-listen":
+			cfg.HTTP.Listen = *httpListen
 		}
 	})
 	if err := cfg.Validate(); err != nil {
@@ -363,6 +367,14 @@ func describeConfig(w io.Writer, cfg Config, h host) {
 		fmt.Fprintf(w, "  serial: %s at %d baud, line %q\n", dev, cfg.Serial.Baud, cfg.Serial.Template)
 	} else {
 		fmt.Fprintln(w, "  serial: off")
+	}
+	switch {
+	case !cfg.HTTP.Enabled():
+		fmt.Fprintln(w, "  http:   off")
+	case cfg.HTTP.NeedsLogin():
+		fmt.Fprintf(w, "  http:   status page on %s, login needed (%d users; none: admin, password logged at first start)\n", cfg.HTTP.Listen, len(cfg.HTTP.Users))
+	default:
+		fmt.Fprintf(w, "  http:   status page on %s, no login\n", cfg.HTTP.Listen)
 	}
 	lock := cfg.Spool.Dir
 	if cfg.Spool.Mode == spool.ModeDisk {

@@ -12,6 +12,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -24,6 +25,7 @@ import (
 	"github.com/edgesink/edgesink/forward/route"
 	"github.com/edgesink/edgesink/forward/serial"
 	"github.com/edgesink/edgesink/forward/spool"
+	"github.com/edgesink/edgesink/forward/status"
 	"github.com/edgesink/edgesink/sink"
 	"github.com/edgesink/edgesink/sink/classify"
 	"github.com/edgesink/edgesink/sink/smtpd"
@@ -42,6 +44,7 @@ type readyInfo struct {
 	SMTPAddrs     []string // every plain/STARTTLS listener, in smtp.listen's order
 	SMTPSAddr     string   // the first implicit TLS listener, "" if none
 	SMTPSAddrs    []string // every implicit TLS listener
+	HTTPAddr      string   // status page, "" if none
 	BrokerAddr    string   // embedded broker, "" if none
 	BrokerTLSAddr string   // embedded broker's TLS listener, "" if none
 	Outputs       []string
@@ -139,6 +142,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 	var outputs []forward.Forwarder
 	var mqttTopic, mqttClientID string
 	var ha *homeAssistantRun // nil unless Home Assistant discovery runs
+	var embedded *broker.Broker
 	brokerURL := cfg.MQTT.Broker
 	if brokerURL == brokerEmbedded {
 		b, err := broker.Start(bcfg, log)
@@ -149,6 +153,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 			return fmt.Errorf("start embedded broker: %w", portInUse(err, cfg.MQTT.EmbeddedListen, "mqtt.embedded_listen"))
 		}
 		closers = append(closers, b.Close)
+		embedded = b
 		brokerURL, info.BrokerAddr, info.BrokerTLSAddr = b.URL(), b.Addr(), b.TLSAddr()
 		log.Info("embedded MQTT broker listening", "addr", b.Addr(), "tls_addr", b.TLSAddr(), "users", len(bcfg.Users))
 	}
@@ -213,12 +218,30 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 	if err != nil {
 		return &configError{fmt.Errorf("routes: %w", err)}
 	}
-	sp, err := spool.Open(cfg.spoolWith(spcfg), log, outputs...)
+	// The status page watches from three places: each output (deliveries),
+	// a stage before the queue (alerts and their raw mail), the spool's
+	// dead letters.
+	var recorder *status.Recorder
+	delivering := outputs
+	if cfg.HTTP.Enabled() {
+		recorder = status.NewRecorder(cfg.HTTP)
+		delivering = make([]forward.Forwarder, len(outputs))
+		for i, o := range outputs {
+			delivering[i] = recorder.Output(o)
+		}
+	}
+	sp, err := spool.Open(cfg.spoolWith(spcfg), log, delivering...)
 	if err != nil {
 		return fmt.Errorf("open spool: %w", err)
 	}
 	closers = append(closers, sp.Close)
 	sp.SetRouter(routes)
+	var queue sink.Handler = sp
+	if recorder != nil {
+		recorder.SetSpoolDir(sp.Dir())
+		sp.OnDeadLetter(recorder.DeadLetter)
+		queue = recorder.Handler(sp)
+	}
 	// The snapshot stage takes images out of alerts before they are
 	// queued (without Home Assistant it only drops their bytes).
 	var snaps *hass.Snapshots
@@ -230,7 +253,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 	if err != nil {
 		return &configError{err}
 	}
-	stage := classify.New(snaps.Stage(sp), classifier)
+	stage := classify.New(snaps.Stage(queue), classifier)
 	var handler sink.Handler = stage
 	if spcfg.Mode == spool.ModeDisk {
 		log.Info("spool ready", "dir", spcfg.Dir, "holds", sp.Stats().String())
@@ -284,9 +307,30 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 	}
 	info.SMTPAddr, info.Outputs = info.SMTPAddrs[0], sp.Outputs()
 
+	var page *statusPage
+	var smtpUp atomic.Bool
+	if recorder != nil {
+		srv.Observe(recorder.Metrics())
+		deps := status.Deps{Recorder: recorder, Queue: sp, Outputs: outputs, Replay: replayer(handler),
+			SMTPListening: smtpUp.Load,
+			Info:          status.Info{Version: version, ConfigPath: cfg.path, Listening: listening(info)}}
+		if spcfg.Mode == spool.ModeOff {
+			deps.Queue = nil
+		}
+		if embedded != nil {
+			deps.Broker = embedded
+		}
+		if page, err = startStatusPage(cfg, deps, cert, lockDir, log); err != nil {
+			return err
+		}
+		info.HTTPAddr = page.addr
+		closers = append(closers, page.srv.Close)
+	}
+
 	// Every listener is bound (the kernel queues connections from now
 	// on) before systemd hears "ready".
 	serving = true
+	smtpUp.Store(true)
 	served := make(chan error, len(plain)+len(implicit))
 	for _, l := range plain {
 		go func() { served <- srv.Serve(l) }()
@@ -294,7 +338,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 	for _, l := range implicit {
 		go func() { served <- srv.ServeTLS(l) }()
 	}
-	log.Info("edgesink ready", "version", version, "smtp", strings.Join(info.SMTPAddrs, ","), "smtps", strings.Join(info.SMTPSAddrs, ","), "starttls", cfg.SMTP.TLS.StartTLS, "outputs", info.Outputs,
+	log.Info("edgesink ready", "version", version, "smtp", strings.Join(info.SMTPAddrs, ","), "smtps", strings.Join(info.SMTPSAddrs, ","), "http", info.HTTPAddr, "starttls", cfg.SMTP.TLS.StartTLS, "outputs", info.Outputs,
 		"mqtt_broker", brokerURL, "mqtt_topic", mqttTopic, "mqtt_client_id", mqttClientID, "serial_device", cfg.Serial.Device)
 	if ready != nil {
 		ready(info)
@@ -320,6 +364,11 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 				}
 			}
 			reloadClassify(cfg.path, stage, log)
+			if page != nil && page.cert != nil {
+				if err := page.cert.Reload(); err != nil {
+					log.Error("SIGHUP: status page's TLS certificate not reloaded, keeping the old one", "err", err)
+				}
+			}
 			if brokerCert != nil {
 				if err := brokerCert.Reload(); err != nil {
 					log.Error("SIGHUP: embedded broker's TLS certificate not reloaded, keeping the old one", "err", err)
@@ -341,6 +390,10 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 	}
 	for range len(plain) + len(implicit) {
 		<-served
+	}
+	smtpUp.Store(false)
+	if page != nil {
+		_ = page.srv.Shutdown(sctx)
 	}
 	// Deliver what can be delivered in the rest of the grace period; what
 	// is left stays in the spool for the next start.

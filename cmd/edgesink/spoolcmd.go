@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	"github.com/edgesink/edgesink/forward/spool"
+	"github.com/edgesink/edgesink/sink"
+	"github.com/edgesink/edgesink/sink/classify"
 )
 
 const spoolUsage = `edgesink spool - look at and act on alerts waiting in the spool
@@ -20,6 +23,9 @@ Usage:
   edgesink spool retry [flags] ID     put a dead letter (or a held file) back in the
                                       queue and tell the running edgesink (SIGHUP)
   edgesink spool drop [flags] ID      delete an alert from the spool for good
+  edgesink spool replay [flags] ID    run a dead letter's raw mail (dead/ID.eml) through
+                                      extraction and the device templates again, as a new
+                                      alert with replay_of: ID, and tell the running edgesink
 
 The spool is the one the service uses: --spool-dir, else spool.dir of
 --config (default /etc/edgesink/edgesink.yaml when installed), else the
@@ -40,17 +46,21 @@ func runSpool(args []string, stdout, stderr io.Writer, h host) int {
 	if len(rest) > 0 {
 		rest = rest[1:]
 	}
-	needID := verb == "show" || verb == "retry" || verb == "drop"
+	needID := verb == "show" || verb == "retry" || verb == "drop" || verb == "replay"
 	if verb == "" || (needID && len(rest) != 1) || (!needID && len(rest) != 0) {
 		return fs.usageError()
 	}
 	dir := *dirFlag
+	// replay classifies again: with the config's devices map and templates
+	// when a config names the spool, else with the built-in templates.
+	templates := classify.DefaultConfig()
 	if dir == "" {
 		cfg, file, err := h.cliConfig(*configPath)
 		if err != nil {
 			fmt.Fprintf(stderr, "edgesink spool: %v (or name the spool with --spool-dir)\n", err)
 			return exitUsage
 		}
+		templates = cfg.Classify
 		if cfg.Spool.Mode == spool.ModeMemory && verb == "list" {
 			return listRunning(cfg, h, stdout, stderr)
 		}
@@ -94,10 +104,24 @@ func runSpool(args []string, stdout, stderr io.Writer, h host) int {
 		fmt.Fprintf(stdout, "%s queued again in %s\n", rest[0], dir)
 		tellService(dir, stdout, stderr)
 	case "drop":
-		if err := spool.Drop(dir, rest[0]); err != nil {
+		err := spool.Drop(dir, rest[0])
+		// A raw mail left beside a dead letter that was retried and then
+		// delivered goes too.
+		rerr := os.Remove(spool.RawPath(dir, rest[0]))
+		if err != nil && !(errors.Is(err, spool.ErrNotFound) && rerr == nil) {
 			return spoolFailed(stderr, err)
 		}
+		if rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+			return spoolFailed(stderr, rerr)
+		}
 		fmt.Fprintf(stdout, "%s dropped\n", rest[0])
+	case "replay":
+		a, err := replayFromDisk(dir, rest[0], templates)
+		if err != nil {
+			return spoolFailed(stderr, err)
+		}
+		fmt.Fprintf(stdout, "%s replayed as %s in %s\n", rest[0], a.ID, dir)
+		tellService(dir, stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "edgesink spool: unknown action %q\n\n", verb)
 		return fs.usageError()
@@ -199,4 +223,29 @@ func printItems(stdout io.Writer, items []spool.Item) {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", it.ID, it.State, received, it.Device, it.Subject, it.Output, it.Reason)
 	}
 	w.Flush()
+}
+
+// replayFromDisk runs dead letter id's raw mail through extraction and
+// classification (by templates) into the queue of the disk spool in dir.
+func replayFromDisk(dir, id string, templates classify.Config) (*sink.Alert, error) {
+	if !spool.ValidID(id) {
+		return nil, fmt.Errorf("%w: %q is not an alert id", spool.ErrNotFound, id)
+	}
+	dl, err := spool.ReadDeadLetter(dir, id)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := os.ReadFile(spool.RawPath(dir, id))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%w: the raw mail of %s was not kept (%s)", spool.ErrNotFound, id, spool.RawPath(dir, id))
+	}
+	if err != nil {
+		return nil, err
+	}
+	c, err := classify.Load(templates)
+	if err != nil {
+		return nil, err
+	}
+	enqueue := sink.HandlerFunc(func(_ context.Context, a *sink.Alert) error { return spool.Enqueue(dir, a) })
+	return replay(context.Background(), raw, dl.Alert, classify.New(enqueue, c))
 }

@@ -35,6 +35,7 @@ var debianPackage = map[string]string{
 	"sfdisk": "fdisk", "mkfs.vfat": "dosfstools", "mkfs.ext4": "e2fsprogs", "debugfs": "e2fsprogs",
 	"xz": "xz-utils", "file": "file", "make": "make", "mount": "mount", "umount": "mount",
 	"useradd": "passwd", "userdel": "passwd",
+	"chromium": "chromium",
 }
 
 // LookTool finds an external program on PATH, else in /usr/sbin or /sbin.

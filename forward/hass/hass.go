@@ -348,6 +348,17 @@ func (r routed) Start(ctx context.Context, a *sink.Alert) func(context.Context) 
 	return r.o.start(ctx, a, r.alert)
 }
 
+// State is the MQTT output's connection state (forward.Stater), which the
+// status page and /readyz read.
+func (o *Output) State() forward.State {
+	if s, ok := o.mq.(forward.Stater); ok {
+		return s.State()
+	}
+	return forward.State{Up: o.mq.Connected()}
+}
+
+var _ forward.Stater = (*Output)(nil)
+
 // outMsg is one message to publish.
 type outMsg struct {
 	topic   string

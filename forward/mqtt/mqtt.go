@@ -105,6 +105,7 @@ type Publisher struct {
 	client    paho.Client // nil while disconnected
 	subs      []subscription
 	onConnect []func()
+	state     forward.StateKeeper
 
 	stop      chan struct{}
 	done      chan struct{}
@@ -154,6 +155,7 @@ func New(cfg Config, log *slog.Logger) (*Publisher, error) {
 		opts.SetWill(cfg.AvailabilityTopic, "offline", 1, true)
 	}
 	p.opts = *opts
+	p.state.Set(false, nil)
 	go p.connectLoop()
 	return p, nil
 }
@@ -406,6 +408,7 @@ func (p *Publisher) connectLoop() {
 			return
 		}
 		if err := tok.Error(); err != nil {
+			p.state.Set(false, err)
 			failures++
 			if failures == 1 || failures%10 == 0 {
 				p.log.Warn("mqtt connect failed, retrying", "err", err, "attempts", failures, "next_in", backoff)
@@ -427,6 +430,7 @@ func (p *Publisher) connectLoop() {
 		p.client = client
 		subs, hooks := p.subs, p.onConnect
 		p.mu.Unlock()
+		p.state.Set(true, nil)
 		for _, s := range subs {
 			p.subscribe(client, s)
 		}
@@ -439,6 +443,7 @@ func (p *Publisher) connectLoop() {
 			p.mu.Lock()
 			p.client = nil
 			p.mu.Unlock()
+			p.state.Set(false, err)
 			p.log.Warn("mqtt connection lost, reconnecting", "err", err)
 		case <-p.stop:
 			p.mu.Lock()

@@ -180,6 +180,8 @@ type Spool struct {
 
 	removals   chan *entry // delivered alerts whose files are to go
 	removersWG sync.WaitGroup
+
+	onDead func(DeadLetter) // OnDeadLetter; nil: nobody listens
 }
 
 // removers is how many goroutines delete delivered alerts' files.
@@ -812,6 +814,9 @@ func (l *lane) deadLetter(e *entry, cause error, attempts int) bool {
 	s.mu.Lock()
 	e.dead = true
 	s.mu.Unlock()
+	if s.onDead != nil {
+		s.onDead(d)
+	}
 	s.log.Error("spool: output keeps refusing alert, moved to dead letters", "output", l.out.Name(),
 		"id", e.alert.ID, "device", e.alert.Device, "attempts", attempts, "reason", cause)
 	return true

@@ -156,6 +156,7 @@ func (s *session) login(user, pass string) error {
 // maxAuthFailures hangs up.
 func (s *session) authFailed(user, reason string) error {
 	s.authFailures++
+	s.srv.observer().AuthFailed()
 	s.srv.log.Warn("login failed", "remote_addr", s.conn.Conn().RemoteAddr().String(), "user", user,
 		"reason", reason, "failures", s.authFailures)
 	s.srv.sleep(s.srv.ctx, authDelay(s.authFailures))

@@ -14,11 +14,23 @@ import (
 type clientConn struct {
 	net.Conn
 	onClose func() // the listener's bookkeeping, run once
+	onTLS   func() // told when the session turns to TLS; may be nil
 
 	mu        sync.Mutex
 	busy      bool // inside a mail transaction
 	draining  bool // the server drains: end the session when idle
 	closeOnce sync.Once
+}
+
+// tlsNotifier is told when a session turns to TLS (the metrics count
+// handshakes); clientConn implements it for the line shim.
+type tlsNotifier interface{ tlsStarted() }
+
+// tlsStarted reports a completed STARTTLS, or an implicit-TLS session.
+func (c *clientConn) tlsStarted() {
+	if c.onTLS != nil {
+		c.onTLS()
+	}
 }
 
 // startData bounds the whole message transfer that begins now: go-smtp

@@ -386,6 +386,9 @@ func (c *lineConn) startTLS() {
 		c.readErr = err
 		return
 	}
+	if n, ok := c.conn.(tlsNotifier); ok {
+		n.tlsStarted()
+	}
 	c.mu.Lock()
 	c.conn, c.secure = tc, true
 	c.prevCR, c.line = false, c.line[:0]

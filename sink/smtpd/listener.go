@@ -73,8 +73,11 @@ func (l *listener) Accept() (net.Conn, error) {
 			go l.refuse(c, "421 4.7.0 "+l.srv.cfg.Domain+" too many connections from your address, try again later\r\n")
 			continue
 		}
-		cc := &clientConn{Conn: c}
+		obs := l.srv.observer()
+		obs.ConnectionOpened()
+		cc := &clientConn{Conn: c, onTLS: obs.TLSStarted}
 		cc.onClose = func() {
+			obs.ConnectionClosed()
 			l.mu.Lock()
 			delete(l.conns, cc)
 			l.mu.Unlock()
@@ -86,6 +89,7 @@ func (l *listener) Accept() (net.Conn, error) {
 		l.mu.Unlock()
 		if l.tls != nil {
 			// Implicit TLS: the line shim works on what TLS decrypts.
+			cc.tlsStarted()
 			return newLineConn(tls.Server(cc, l.tls), l.srv.shimConfig()), nil
 		}
 		return newLineConn(cc, l.srv.shimConfig()), nil

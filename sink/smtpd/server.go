@@ -164,6 +164,7 @@ type Server struct {
 	sleep     func(context.Context, time.Duration) // waits after a failed login; tests record instead
 	mu        sync.Mutex
 	listeners []*listener
+	obs       Observer // Observe; nil: nobody listens
 }
 
 // New validates cfg and returns a server that hands alerts to h.
@@ -370,7 +371,8 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 
 // Data reads the whole message, extracts the alert and returns only when the
 // handler has decided its fate; go-smtp turns the result into the reply.
-func (s *session) Data(r io.Reader) error {
+func (s *session) Data(r io.Reader) (err error) {
+	defer func() { s.srv.observer().Replied(replyCode(err)) }()
 	start := time.Now()
 	if s.cc != nil {
 		s.cc.startData(s.srv.cfg.DataTimeout)
@@ -417,7 +419,7 @@ func (s *session) Data(r io.Reader) error {
 
 	ctx, cancel := context.WithTimeout(s.srv.ctx, s.srv.cfg.DeliveryTimeout)
 	defer cancel()
-	if err := s.srv.handler.Handle(ctx, alert); err != nil {
+	if err := s.srv.handler.Handle(sink.WithRawMail(ctx, raw), alert); err != nil {
 		reply := replyFor(err)
 		log.Error("alert not delivered", "id", alert.ID, "device", alert.Device,
 			"subject", alert.Subject, "reply", reply.Code, "err", err)

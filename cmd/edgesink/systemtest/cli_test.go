@@ -19,7 +19,7 @@ func TestBinarySIGTERM(t *testing.T) {
 	broker := mqtttest.StartMosquitto(t)
 	bin := binary(t)
 	cmd := exec.Command(bin, "--smtp-listen", "127.0.0.1:0", "--mqtt-broker", broker.URL(), "--log-level", "info",
-		"--spool-dir", t.TempDir())
+		"--spool-dir", t.TempDir(), "--http-listen", "127.0.0.1:0")
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

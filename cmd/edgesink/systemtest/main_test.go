@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -70,7 +71,7 @@ func startBinary(t *testing.T, bin string, args ...string) (*exec.Cmd, string) {
 // startBinaryEnv is startBinary with extra environment variables.
 func startBinaryEnv(t *testing.T, bin string, env []string, args ...string) (*exec.Cmd, string) {
 	t.Helper()
-	cmd := exec.Command(bin, args...)
+	cmd := exec.Command(bin, withHTTPListen(args)...)
 	if env != nil {
 		cmd.Env = append(os.Environ(), env...)
 	}
@@ -110,4 +111,16 @@ func runBinary(t *testing.T, args ...string) (int, string, string) {
 		t.Fatalf("edgesink %v: %v", args, err)
 	}
 	return cmd.ProcessState.ExitCode(), stdout.String(), stderr.String()
+}
+
+// withHTTPListen adds --http-listen 127.0.0.1:0 unless args set it: the
+// status page's default port (8025) is never taken by a test, and tests run
+// side by side.
+func withHTTPListen(args []string) []string {
+	for _, a := range args {
+		if strings.HasPrefix(a, "--http-listen") || strings.HasPrefix(a, "-http-listen") {
+			return args
+		}
+	}
+	return append(append([]string(nil), args...), "--http-listen", "127.0.0.1:0")
 }

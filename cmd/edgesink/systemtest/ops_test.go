@@ -139,7 +139,7 @@ func (s *service) waitLog(t *testing.T, want string, timeout time.Duration) {
 // returns once it is ready; it is stopped with SIGTERM when the test ends.
 func startService(t *testing.T, cred *syscall.Credential, bin string, args ...string) *service {
 	t.Helper()
-	s := &service{cmd: exec.Command(bin, args...), done: make(chan struct{})}
+	s := &service{cmd: exec.Command(bin, withHTTPListen(args)...), done: make(chan struct{})}
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	pipe, _ := s.cmd.StderrPipe()
 	if err := s.cmd.Start(); err != nil {
@@ -365,7 +365,7 @@ func TestSecondInstanceSamePorts(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	second := exec.CommandContext(ctx, bin, "--smtp-listen", m[1], "--mqtt-broker", broker.URL(), "--spool-dir", filepath.Join(dir, "second"))
+	second := exec.CommandContext(ctx, bin, "--smtp-listen", m[1], "--mqtt-broker", broker.URL(), "--spool-dir", filepath.Join(dir, "second"), "--http-listen", "none")
 	out, err := second.CombinedOutput()
 	if err == nil || ctx.Err() != nil {
 		t.Fatalf("second instance on a taken port: %v\n%s", err, out)
