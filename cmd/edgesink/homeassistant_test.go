@@ -5,6 +5,9 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
 	"strings"
 	"testing"
 	"time"
@@ -42,6 +45,18 @@ func TestHomeAssistantWiring(t *testing.T) {
 	}
 	if m := live.Next(t, 10*time.Second, func(m mqtttest.Message) bool { return m.Topic == "edgesink/porch/snapshot" }); m.Payload != string(img) {
 		t.Errorf("snapshot: %d bytes, want the attachment's %d", len(m.Payload), len(img))
+	}
+	// The status page lists the registry's device with its snapshot as the
+	// thumbnail, served byte for byte (to the page's session, as a browser
+	// fetches it).
+	jar, _ := cookiejar.New(nil)
+	browser := &http.Client{Jar: jar, Timeout: 10 * time.Second}
+	page := httpGet(t, browser, "http://"+es.HTTPAddr+"/")
+	if !strings.Contains(page, "/snapshot/porch.jpg") {
+		t.Errorf("the status page shows no snapshot thumbnail for porch")
+	}
+	if got := httpGet(t, browser, "http://"+es.HTTPAddr+"/snapshot/porch.jpg"); got != string(img) {
+		t.Errorf("/snapshot/porch.jpg: %d bytes, want the attachment's %d", len(got), len(img))
 	}
 	code, out, errOut := runCLI("devices", "list", "--spool-dir", dir)
 	if code != exitOK || !strings.Contains(out, "porch") || !strings.Contains(out, "motion") {
@@ -112,4 +127,19 @@ func TestHomeAssistantOnTheEmbeddedBroker(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// httpGet fetches url with c and fails the test unless it answers 200.
+func httpGet(t *testing.T, c *http.Client, url string) string {
+	t.Helper()
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s %v", url, resp.Status, err)
+	}
+	return string(body)
 }

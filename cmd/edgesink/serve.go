@@ -320,6 +320,10 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 		if embedded != nil {
 			deps.Broker = embedded
 		}
+		if ha != nil {
+			deps.Devices = registryDevices{reg: ha.output.Registry(), rec: recorder}
+			deps.Snapshots = ha.snaps
+		}
 		if page, err = startStatusPage(cfg, deps, cert, lockDir, log); err != nil {
 			return err
 		}

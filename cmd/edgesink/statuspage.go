@@ -9,11 +9,13 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/edgesink/edgesink/forward/registry"
 	"github.com/edgesink/edgesink/forward/status"
 	"github.com/edgesink/edgesink/sink"
 	"github.com/edgesink/edgesink/sink/extract"
@@ -171,5 +173,35 @@ func listening(info readyInfo) []string {
 	}
 	add("mqtt broker", info.BrokerAddr)
 	add("mqtt broker (tls)", info.BrokerTLSAddr)
+	return out
+}
+
+// registryDevices is the page's device list read from the device registry
+// (the devices Home Assistant knows), with what the recorder saw of each
+// since the start; a device the recorder saw that is not registered (a
+// routing rule keeps it off MQTT) is listed too.
+type registryDevices struct {
+	reg *registry.Registry
+	rec *status.Recorder
+}
+
+func (d registryDevices) Devices() []status.DeviceInfo {
+	seen := map[string]status.DeviceInfo{}
+	for _, di := range d.rec.Devices() {
+		seen[di.Name] = di
+	}
+	var out []status.DeviceInfo
+	for _, dev := range d.reg.List() {
+		di, ok := seen[dev.Name]
+		if !ok {
+			di = status.DeviceInfo{Name: dev.Name, Template: dev.Template, LastAt: dev.LastSeen}
+		}
+		delete(seen, dev.Name)
+		out = append(out, di)
+	}
+	for _, di := range seen {
+		out = append(out, di)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
 }

@@ -320,6 +320,35 @@ func (s *Snapshots) latestFile(device, channel string) string {
 	return filepath.Join(s.cfg.Dir, "latest", name+".jpg")
 }
 
+// Snapshot is device's latest image as kept on disk (snapshots.store
+// latest or disk, with a state directory), for the status page. A name that
+// is not a device name (a path, say) finds nothing.
+func (s *Snapshots) Snapshot(device string) ([]byte, bool) {
+	p := s.latestPath(device)
+	if p == "" {
+		return nil, false
+	}
+	data, err := os.ReadFile(p)
+	return data, err == nil
+}
+
+// HasSnapshot tells whether Snapshot would find an image for device.
+func (s *Snapshots) HasSnapshot(device string) bool {
+	p := s.latestPath(device)
+	if p == "" {
+		return false
+	}
+	fi, err := os.Stat(p)
+	return err == nil && fi.Mode().IsRegular()
+}
+
+func (s *Snapshots) latestPath(device string) string {
+	if device == "" || sink.SafeName(device) != device {
+		return ""
+	}
+	return s.latestFile(device, "")
+}
+
 // writeLatest replaces a latest file without fsync: best effort, one
 // write per published snapshot, none on the queue's path.
 func (s *Snapshots) writeLatest(path string, data []byte) {

@@ -440,7 +440,7 @@ func (s *Server) devices() []DeviceInfo {
 		return list
 	}
 	for i, d := range list {
-		if _, ok := s.d.Snapshots.Snapshot(d.Name); ok && d.Snapshot == "" {
+		if d.Snapshot == "" && s.d.Snapshots.HasSnapshot(d.Name) {
 			list[i].Snapshot = "/snapshot/" + url.PathEscape(d.Name) + ".jpg"
 		}
 	}

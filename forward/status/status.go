@@ -165,6 +165,9 @@ type Output = forward.Forwarder
 // (by whoever publishes them); device is DeviceInfo.Name.
 type Snapshots interface {
 	Snapshot(device string) (jpeg []byte, ok bool)
+	// HasSnapshot tells, cheaply, whether Snapshot would find one: the
+	// device list asks it for every device at every update.
+	HasSnapshot(device string) bool
 }
 
 // Clients is the embedded broker, when there is one.

@@ -399,6 +399,7 @@ func TestHeaders(t *testing.T) {
 type snapshots map[string][]byte
 
 func (s snapshots) Snapshot(device string) ([]byte, bool) { b, ok := s[device]; return b, ok }
+func (s snapshots) HasSnapshot(device string) bool        { _, ok := s[device]; return ok }
 
 // TestMemorySpoolDeadLetters: with a memory spool the page still retries,
 // replays and drops dead letters, their raw mail kept in RAM; a device's
