@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -390,6 +391,9 @@ func (c Config) Validate() error {
 	if c.Snapshots.Store == hass.StoreDisk && c.Spool.Mode == spool.ModeMemory {
 		return bad("snapshots.store", "disk: spool.mode memory promises no disk writes (use latest, kept in RAM then)")
 	}
+	if err := c.offDelayAfterAutoStop(); err != nil {
+		return err
+	}
 	if err := c.Classify.Validate(); err != nil {
 		return inSection("", err)
 	}
@@ -417,6 +421,30 @@ func (c Config) routes() (*route.Table, error) {
 func (c Config) spoolWith(sp spool.Config) spool.Config {
 	sp.Coalesce = c.Coalesce
 	return sp
+}
+
+// offDelayAfterAutoStop checks the two sections against each other: a
+// motion sensor's safety net (homeassistant.off_delay) must outlast the
+// synthetic stop (coalesce.auto_stop), or a storm would flicker it OFF.
+func (c Config) offDelayAfterAutoStop() error {
+	if !c.homeAssistant() || c.Coalesce.Disabled {
+		return nil
+	}
+	off := c.HomeAssistant.OffDelay
+	if off == 0 {
+		off = hass.DefaultOffDelay
+	}
+	types := make([]string, 0, len(c.Coalesce.AutoStop))
+	for typ := range c.Coalesce.AutoStop {
+		types = append(types, typ)
+	}
+	sort.Strings(types)
+	for _, typ := range types {
+		if d := c.Coalesce.AutoStop[typ]; hass.HasOffDelay(typ) && d > 0 && off <= d {
+			return bad("homeassistant.off_delay", "%s is not longer than coalesce.auto_stop.%s (%s): Home Assistant would turn the sensor OFF before edgesink's stop", off, typ, d)
+		}
+	}
+	return nil
 }
 
 // homeAssistant tells whether Home Assistant discovery runs: enabled, and

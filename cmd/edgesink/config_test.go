@@ -100,6 +100,7 @@ func TestConfigErrorsNameTheLine(t *testing.T) {
 		{"bad base topic", "mqtt:\n  base_topic: home/+\n", "line 2: mqtt.base_topic"},
 		{"negative window", "coalesce:\n  window: -1s\n", "line 2: coalesce.window"},
 		{"negative auto-stop", "coalesce:\n  auto_stop:\n    motion: -1s\n", "line 2: coalesce.auto_stop"},
+		{"off_delay within auto-stop", "coalesce:\n  auto_stop:\n    motion: 10m\n", "homeassistant.off_delay: 5m0s is not longer than coalesce.auto_stop.motion (10m0s)"},
 		{"route to a missing output", "log:\n  level: info\nroutes:\n  - match: {device: printer}\n    outputs: serial\n", "line 3: routes: rule 1: outputs: serial: no serial output is configured (serial.device)"},
 		{"route with a bad regexp", "routes:\n  - {match: {subject: \"(\"}}\n", "line 1: routes: rule 1: match.subject"},
 		{"route with a bad topic", "routes:\n  - {topic: \"cams/+/x\"}\n", "rule 1: topic"},

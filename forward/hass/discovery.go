@@ -45,6 +45,14 @@ var kinds = map[string]*kind{
 	"on_battery":  kindPower, "power_restored": kindPower,
 }
 
+// HasOffDelay tells whether the binary sensor of eventType turns OFF by
+// itself after Config.OffDelay (the safety net), which must then be longer
+// than the type's auto-stop so a coalesced storm never flickers OFF.
+func HasOffDelay(eventType string) bool {
+	k := kinds[eventType]
+	return k != nil && k.safetyNet
+}
+
 // cameraTypes are the event types only a camera (or NVR) sends: a device
 // that sent one gets image entities even before its first snapshot.
 var cameraTypes = []string{"motion", "line_crossing", "intrusion", "tamper", "video_loss", "sound"}
