@@ -240,6 +240,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(readyIn
 	if recorder != nil {
 		recorder.SetSpoolDir(sp.Dir())
 		sp.OnDeadLetter(recorder.DeadLetter)
+		sp.OnDecided(recorder.Decided)
 		queue = recorder.Handler(sp)
 	}
 	// The snapshot stage takes images out of alerts before they are

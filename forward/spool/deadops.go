@@ -26,6 +26,26 @@ const RawExt = ".eml"
 // not block for long; set it before mail arrives.
 func (s *Spool) OnDeadLetter(f func(DeadLetter)) { s.onDead = f }
 
+// Decision is what the queue decided for one alert it was handed, before
+// storing it: OnDecided's argument.
+type Decision struct {
+	ID      string
+	Outputs []string // the outputs that deliver it; empty: every one
+	Dropped bool     // a routing rule sends it nowhere (outputs: none)
+	Folded  bool     // coalesced: it goes out in its storm's follow-up
+}
+
+// OnDecided makes the spool call f, from Handle, with each alert's route
+// as soon as it is decided (the status page shows only the outputs that
+// will deliver it). f must not block; set it before mail arrives.
+func (s *Spool) OnDecided(f func(Decision)) { s.onDecided = f }
+
+func (s *Spool) decided(d Decision) {
+	if s.onDecided != nil {
+		s.onDecided(d)
+	}
+}
+
 // Dir is the spool's directory ("" unless in disk mode).
 func (s *Spool) Dir() string {
 	if s.cfg.Mode != ModeDisk {

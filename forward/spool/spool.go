@@ -181,7 +181,8 @@ type Spool struct {
 	removals   chan *entry // delivered alerts whose files are to go
 	removersWG sync.WaitGroup
 
-	onDead func(DeadLetter) // OnDeadLetter; nil: nobody listens
+	onDead    func(DeadLetter) // OnDeadLetter; nil: nobody listens
+	onDecided func(Decision)   // OnDecided; nil: nobody listens
 }
 
 // removers is how many goroutines delete delivered alerts' files.
@@ -373,9 +374,11 @@ func (s *Spool) Handle(ctx context.Context, a *sink.Alert) error {
 	route, keep := s.routeFor(a)
 	if !keep {
 		s.log.Info("route: alert dropped by rule (outputs: none)", "id", a.ID, "device", a.Device, "rule", route.rule)
+		s.decided(Decision{ID: a.ID, Dropped: true})
 		return nil
 	}
 	fold := s.co.folds(a) // decided before storing: a folded record keeps metadata only
+	s.decided(Decision{ID: a.ID, Outputs: route.Outputs, Folded: fold})
 	if fold {
 		a = foldedCopy(a)
 	}
@@ -417,8 +420,10 @@ func (s *Spool) handleDirect(ctx context.Context, a *sink.Alert) error {
 	route, keep := s.routeFor(a)
 	if !keep {
 		s.log.Info("route: alert dropped by rule (outputs: none)", "id", a.ID, "device", a.Device, "rule", route.rule)
+		s.decided(Decision{ID: a.ID, Dropped: true})
 		return nil
 	}
+	s.decided(Decision{ID: a.ID, Outputs: route.Outputs})
 	e := &entry{alert: a, route: route.Route, waiting: s.routed(route.Route), done: make(chan struct{})}
 	s.mu.Lock()
 	s.addPendingLocked(e)

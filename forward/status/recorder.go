@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -149,6 +150,34 @@ func (r *Recorder) begin(a *sink.Alert, raw []byte) {
 	for len(r.recent) > r.cfg.RecentAlerts {
 		r.removeLocked(r.recent[0])
 	}
+}
+
+// Decided is the queue's decision for an alert (spool.OnDecided): only the
+// outputs of its route wait for it; one a rule dropped, or one folded into
+// its storm's follow-up, says so instead of waiting for ever.
+func (r *Recorder) Decided(d spool.Decision) {
+	if d.Dropped {
+		r.raw.forget(d.ID)
+	}
+	r.mu.Lock()
+	v := r.byID[d.ID]
+	if v == nil {
+		r.mu.Unlock()
+		return
+	}
+	now := time.Now()
+	for name, dl := range v.deliveries {
+		switch {
+		case d.Dropped:
+			dl.State, dl.Since = "dropped by rule", now
+		case len(d.Outputs) > 0 && !slices.Contains(d.Outputs, name):
+			delete(v.deliveries, name)
+		case d.Folded:
+			dl.State, dl.Since = "folded", now
+		}
+	}
+	r.mu.Unlock()
+	r.changed()
 }
 
 // abort takes off an alert the queue refused (the device was told to

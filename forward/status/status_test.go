@@ -509,3 +509,73 @@ func TestMemorySpoolDeadLetters(t *testing.T) {
 		t.Errorf("raw mail of a memory spool's dead letter: %s", resp.Status)
 	}
 }
+
+// ruleFunc is a routing rule table in one function.
+type ruleFunc func(*sink.Alert) forward.Decision
+
+func (f ruleFunc) Decide(a *sink.Alert) forward.Decision { return f(a) }
+
+// TestDeliveriesFollowTheRoute: the page lists, for each alert, only the
+// outputs its route names; an alert a rule drops, or one the queue folds
+// into a storm's follow-up, says so instead of waiting for ever.
+func TestDeliveriesFollowTheRoute(t *testing.T) {
+	hold := make(chan struct{})
+	defer close(hold)
+	block := func(name string) forward.Forwarder {
+		return forward.Func{ID: name, F: func(ctx context.Context, _ *sink.Alert) error {
+			select {
+			case <-hold:
+			case <-ctx.Done():
+			}
+			return nil
+		}}
+	}
+	rec := NewRecorder(Config{})
+	sp, err := spool.Open(spool.Config{Mode: spool.ModeMemory, Coalesce: spool.CoalesceConfig{Window: time.Hour}},
+		nil, rec.Output(block("mqtt")), rec.Output(block("serial")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	sp.OnDecided(rec.Decided)
+	sp.SetRouter(ruleFunc(func(a *sink.Alert) forward.Decision {
+		switch a.Subject {
+		case "printer":
+			return forward.Decision{Matched: true, Outputs: []string{"serial"}}
+		case "spam":
+			return forward.Decision{Matched: true, Drop: true}
+		}
+		return forward.Decision{}
+	}))
+	h := rec.Handler(sp)
+	motion := func(subject string) *sink.Alert {
+		a := testAlert(subject)
+		a.Event = &sink.Event{Type: "motion", State: "start", Channel: "1"}
+		return a
+	}
+	alerts := []*sink.Alert{testAlert("printer"), testAlert("spam"), motion("first"), motion("second")}
+	for _, a := range alerts {
+		if err := h.Handle(context.Background(), a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := map[string]string{
+		"printer": "serial: pending",
+		"spam":    "mqtt: dropped by rule, serial: dropped by rule",
+		"first":   "mqtt: pending, serial: pending",
+		"second":  "mqtt: folded, serial: folded",
+	}
+	rows := rec.recentAlerts()
+	if len(rows) != len(alerts) {
+		t.Fatalf("the page lists %d alerts, want %d", len(rows), len(alerts))
+	}
+	for _, row := range rows {
+		var got []string
+		for _, d := range row.Deliveries {
+			got = append(got, d.Output+": "+d.State)
+		}
+		if strings.Join(got, ", ") != want[row.Subject] {
+			t.Errorf("%s: deliveries %q, want %q", row.Subject, strings.Join(got, ", "), want[row.Subject])
+		}
+	}
+}
