@@ -65,13 +65,6 @@ type Config struct {
 	ConnectTimeout    time.Duration `yaml:"connect_timeout"`        //
 	MaxReconnect      time.Duration `yaml:"max_reconnect_interval"` // longest wait between reconnect attempts
 	AvailabilityTopic string        `yaml:"availability_topic"`     // "online"/"offline" (last will), retained; default {base}/status; "-" disables
-	// SkipSnapshots keeps camera snapshots (the binary …/snapshot topics
-	// of TOPICS.md) off this broker: for a site that publishes across a
-	// slow WAN link to a central broker, where a storm of JPEGs would
-	// queue up behind the alerts. The alert JSON (which names each
-	// attachment, its size and hash, never its bytes) still goes. Every
-	// publisher of snapshots honours it.
-	SkipSnapshots bool `yaml:"skip_snapshots"`
 }
 
 // DefaultConfig is what edgesink publishes with unless told otherwise; the
