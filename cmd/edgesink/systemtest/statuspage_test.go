@@ -1,7 +1,7 @@
 package systemtest
 
 // The status page of the real binary, seen by a real browser (headless
-// Chromium) and by a scraper: issue 16.
+// Chromium) and by a scraper.
 
 import (
 	"bytes"

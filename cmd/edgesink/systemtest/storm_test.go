@@ -2,11 +2,10 @@ package systemtest
 
 // Storms and routes with the real binary, mosquitto, SMTP and a pty.
 //
-// The storm tests need sink/classify to recognise a Hikvision motion mail
-// (testdata/corpus/hikvision-motion.eml: "Motion Detection Alarm"), which
-// issue 12 brings: until then the binary gives alerts no event, nothing is
-// coalesced, and they skip, saying so, after the first alert shows it. The
-// same logic is tested on alerts carrying their event in forward/spool.
+// The storm tests rely on sink/classify recognising a Hikvision motion mail
+// (testdata/corpus/hikvision-motion.eml: "Motion Detection Alarm") as a
+// motion start; they fail, saying so, if the first alert shows it does not.
+// The same logic is tested on alerts carrying their event in forward/spool.
 
 import (
 	"context"
@@ -127,8 +126,8 @@ func synthetic(got []*sink.Alert) int {
 	return n
 }
 
-// needsMotionEvents skips (issue 12) when the binary gave a Hikvision
-// motion mail no motion event.
+// needsMotionEvents fails the test when the binary gave a Hikvision motion
+// mail no motion start: nothing would be coalesced.
 func needsMotionEvents(t *testing.T, first *sink.Alert) {
 	t.Helper()
 	if first.Event == nil || first.Event.Type != "motion" || first.Event.State != "start" {
