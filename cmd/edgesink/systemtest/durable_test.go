@@ -225,3 +225,45 @@ func writeBytes(t *testing.T, pid int) int64 {
 	t.Fatalf("no write_bytes in /proc/%d/io", pid)
 	return 0
 }
+
+// TestIdleWritesNothing: with every stage in (disk spool, coalescing and
+// auto-stop, Home Assistant with its registry, snapshots and hub figures,
+// the status page), an edgesink whose mail is all delivered writes nothing
+// more: no file under its state directory changes and the kernel charges
+// it no bytes written, so an idle board leaves its SD card alone.
+func TestIdleWritesNothing(t *testing.T) {
+	broker := mqtttest.StartMosquitto(t)
+	sub := mqtttest.Subscribe(t, broker.Addr(), "edgesink/+/alert")
+	root := t.TempDir()
+	conf := filepath.Join(t.TempDir(), "edgesink.yaml") // outside the watched tree
+	yaml := "coalesce:\n  window: 300ms\n  auto_stop:\n    motion: 600ms\n" +
+		"homeassistant:\n  stats_interval: 200ms\n  off_delay: 1s\n"
+	if err := os.WriteFile(conf, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd, addr := startBinary(t, binary(t), "--config", conf, "--smtp-listen", "127.0.0.1:0",
+		"--mqtt-broker", broker.URL(), "--spool-dir", root)
+	pid := cmd.Process.Pid
+
+	// A motion start (stopped by auto-stop), a storm's follow-up, a UPS.
+	for i, m := range []struct{ from, file string }{
+		{"cam-garage@cams.lan", "hikvision-motion.eml"},
+		{"cam-garage@cams.lan", "hikvision-motion.eml"},
+		{"ups@rack.lan", "apc-ups-onbattery.eml"},
+	} {
+		if err := smtptest.SendMail(context.Background(), nil, addr, "x", m.from, "a@b", corpusMail(t, m.file)); err != nil {
+			t.Fatalf("mail %d: %v", i, err)
+		}
+	}
+	sub.Next(t, 10*time.Second, func(m mqtttest.Message) bool { return strings.Contains(m.Payload, `"synthetic":true`) })
+	time.Sleep(1500 * time.Millisecond) // the stop's removal, the off_delay, the hub's figures settle
+
+	before, written := disktest.Tree(t, root), writeBytes(t, pid)
+	time.Sleep(3 * time.Second)
+	if w := writeBytes(t, pid); w != written {
+		t.Errorf("idle, the process wrote %d bytes to disk in 3 s", w-written)
+	}
+	if after := disktest.Tree(t, root); !slices.Equal(after, before) {
+		t.Errorf("idle, files changed in the state directory:\nbefore %v\nafter  %v", before, after)
+	}
+}
