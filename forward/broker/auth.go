@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"errors"
+	"github.com/edgesink/edgesink/forward/guard"
 	"log/slog"
 	"net"
 	"strings"
@@ -37,12 +38,11 @@ const DefaultDiscoveryPrefix = "homeassistant"
 
 // Failed logins are answered after a delay that grows with each failure
 // from the same address: failureDelay times the failures, at most
-// maxFailureDelay. An address is forgotten failureMemory after its last
+// maxFailureDelay. An address is forgotten guard.Memory after its last
 // failure, or at its next successful login.
 const (
 	failureDelay    = time.Second
 	maxFailureDelay = 10 * time.Second
-	failureMemory   = 15 * time.Minute
 	maxFailingAddrs = 4096 // beyond this the table starts afresh
 )
 
@@ -154,13 +154,7 @@ type authHook struct {
 	log     *slog.Logger
 	checkMu sync.Mutex // one password check at a time: bcrypt must not pin every core
 
-	mu      sync.Mutex
-	failing map[string]failures // by remote address (no port)
-}
-
-type failures struct {
-	n    int
-	last time.Time
+	failing *guard.Failures // by remote address (no port)
 }
 
 func (h *authHook) ID() string { return "edgesink-auth" }
@@ -208,15 +202,13 @@ func (h *authHook) OnConnectAuthenticate(cl *mochi.Client, pk packets.Packet) bo
 		}
 	}
 	if reason == "" {
-		h.mu.Lock()
-		delete(h.failing, addr)
-		h.mu.Unlock()
+		h.failing.Forget(addr)
 		if user != "" && user != PublisherUser {
 			h.log.Info("MQTT client logged in", "remote_addr", cl.Net.Remote, "user", user, "client_id", cl.ID)
 		}
 		return true
 	}
-	n := h.failed(addr)
+	n := h.failing.Fail(addr)
 	h.log.Warn("MQTT login refused", "remote_addr", cl.Net.Remote, "user", user, "client_id", cl.ID,
 		"reason", reason, "failures", n)
 	h.cfg.Sleep(h.ctx, failureWait(n))
@@ -263,29 +255,9 @@ func (h *authHook) authenticate(cl *mochi.Client, user string, pass []byte) stri
 	return ""
 }
 
-// failed counts a failure from addr and returns how many there were.
-func (h *authHook) failed(addr string) int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	now := time.Now()
-	f := h.failing[addr]
-	if now.Sub(f.last) > failureMemory {
-		f.n = 0
-	}
-	if len(h.failing) >= maxFailingAddrs {
-		clear(h.failing)
-	}
-	f.n++
-	f.last = now
-	h.failing[addr] = f
-	return f.n
-}
-
 // failureWait is the delay before refusing the n-th failed login from one
 // address.
-func failureWait(n int) time.Duration {
-	return min(time.Duration(n)*failureDelay, maxFailureDelay)
-}
+func failureWait(n int) time.Duration { return guard.Delay(n, failureDelay, maxFailureDelay) }
 
 // OnACLCheck says whether the client may subscribe to (write false) or
 // publish on (write true) topic. Payload rules come in OnPublish.

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	mochi "github.com/mochi-mqtt/server/v2"
+
+	"github.com/edgesink/edgesink/forward/guard"
 )
 
 func TestCovers(t *testing.T) {
@@ -49,25 +51,18 @@ func TestTopicFilters(t *testing.T) {
 }
 
 // TestFailureWait: each failure from one address waits longer, up to a
-// bound; the table forgets an address at a success and after a while.
+// bound (the table itself is guard's, tested there).
 func TestFailureWait(t *testing.T) {
-	h := &authHook{failing: map[string]failures{}}
+	h := &authHook{failing: guard.NewFailures(maxFailingAddrs)}
 	var got []time.Duration
 	for range 12 {
-		got = append(got, failureWait(h.failed("10.0.0.9")))
+		got = append(got, failureWait(h.failing.Fail("10.0.0.9")))
 	}
 	for i, d := range got {
 		want := min(time.Duration(i+1)*time.Second, maxFailureDelay)
 		if d != want {
 			t.Errorf("failure %d waits %v, want %v", i+1, d, want)
 		}
-	}
-	if n := h.failed("10.0.0.10"); n != 1 {
-		t.Errorf("another address starts at %d failures", n)
-	}
-	h.failing["10.0.0.9"] = failures{n: 5, last: time.Now().Add(-failureMemory - time.Minute)}
-	if n := h.failed("10.0.0.9"); n != 1 {
-		t.Errorf("an address last failing long ago starts again at %d", n)
 	}
 }
 

@@ -26,6 +26,7 @@ import (
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
 
+	"github.com/edgesink/edgesink/forward/guard"
 	"github.com/edgesink/edgesink/sink/config"
 )
 
@@ -117,21 +118,7 @@ func (c Config) OpenOnLAN() bool {
 	if len(c.Users) > 0 {
 		return false
 	}
-	return !loopback(c.Listen) || (c.TLS.Listen != "" && !loopback(c.TLS.Listen))
-}
-
-// loopback tells whether addr (host:port) can only be reached from this
-// machine.
-func loopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	return !guard.Loopback(c.Listen) || (c.TLS.Listen != "" && !guard.Loopback(c.TLS.Listen))
 }
 
 // Broker is a running embedded MQTT broker.
@@ -177,7 +164,7 @@ func Start(cfg Config, log *slog.Logger) (*Broker, error) {
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	hook := &authHook{cfg: cfg, read: cfg.Topics.filters(), srv: srv, ctx: ctx,
-		log: log.With("component", "broker"), failing: map[string]failures{}}
+		log: log.With("component", "broker"), failing: guard.NewFailures(maxFailingAddrs)}
 	if err := srv.AddHook(hook, nil); err != nil {
 		cancel()
 		return nil, fmt.Errorf("broker: add auth hook: %w", err)

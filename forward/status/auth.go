@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
+	"github.com/edgesink/edgesink/forward/guard"
 	"net"
 	"net/http"
 	"net/url"
@@ -24,11 +25,10 @@ const (
 	maxSessions     = 64 // the oldest is forgotten beyond
 
 	// A failed login is answered after failureDelay times the failures
-	// from that address (remembered failureMemory), at most maxFailureDelay,
+	// from that address (remembered guard.Memory), at most maxFailureDelay,
 	// as the embedded broker does.
 	failureDelay    = 500 * time.Millisecond
 	maxFailureDelay = 10 * time.Second
-	failureMemory   = 15 * time.Minute
 	maxFailingAddrs = 1024
 )
 
@@ -46,18 +46,13 @@ type auth struct {
 
 	mu       sync.Mutex
 	sessions map[string]*session
-	failing  map[string]failures
+	failing  *guard.Failures
 	basicOK  map[string][32]byte // user -> sha256 of the last password that checked (scrapers log in on every request)
-}
-
-type failures struct {
-	n    int
-	last time.Time
 }
 
 func newAuth(cfg Config, check func(hash, password string) error, secure bool) *auth {
 	return &auth{cfg: cfg, check: check, secure: secure, sessions: map[string]*session{},
-		failing: map[string]failures{}, basicOK: map[string][32]byte{}}
+		failing: guard.NewFailures(maxFailingAddrs), basicOK: map[string][32]byte{}}
 }
 
 func randomHex(n int) string {
@@ -161,20 +156,7 @@ func (a *auth) failed(r *http.Request) time.Duration {
 	if err != nil {
 		host = r.RemoteAddr
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	now := time.Now()
-	f := a.failing[host]
-	if now.Sub(f.last) > failureMemory {
-		f.n = 0
-	}
-	if len(a.failing) >= maxFailingAddrs {
-		clear(a.failing)
-	}
-	f.n++
-	f.last = now
-	a.failing[host] = f
-	return min(time.Duration(f.n)*failureDelay, maxFailureDelay)
+	return guard.Delay(a.failing.Fail(host), failureDelay, maxFailureDelay)
 }
 
 // tokenOK tells whether a POST carries its session's token and, when the

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/edgesink/edgesink/forward"
+	"github.com/edgesink/edgesink/forward/guard"
 	"github.com/edgesink/edgesink/forward/spool"
 	"github.com/edgesink/edgesink/sink"
 	"github.com/edgesink/edgesink/sink/config"
@@ -74,7 +75,7 @@ func (c Config) Enabled() bool { return c.Listen != Disabled && c.Listen != "" }
 // NeedsLogin tells whether the page asks for a login: it listens beyond
 // loopback and anonymous access was not asked for.
 func (c Config) NeedsLogin() bool {
-	return c.Enabled() && !c.AllowAnonymous && !loopback(c.Listen)
+	return c.Enabled() && !c.AllowAnonymous && !guard.Loopback(c.Listen)
 }
 
 // Validate reports the first setting that cannot work; errors name the
@@ -132,19 +133,6 @@ func (c Config) withDefaults() Config {
 		c.RawMemory = d.RawMemory
 	}
 	return c
-}
-
-// loopback tells whether addr (host:port) listens on loopback only.
-func loopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // Queue is what the page shows of, and does to, the delivery engine
