@@ -22,6 +22,8 @@ func StartMosquittoConfig(t testing.TB, conf func(port int) string) *Mosquitto {
 		m.Port = testtools.FreePort(t)
 		m.conf = filepath.Join(dir, "mosquitto.conf")
 		text := conf(m.Port)
+		// Run as root, mosquitto stays root instead of dropping to a
+		// "mosquitto" user that cannot read the test's private temp files.
 		if os.Geteuid() == 0 && !strings.Contains(text, "\nuser ") {
 			text = "user root\n" + text
 		}

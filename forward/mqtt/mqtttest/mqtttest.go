@@ -14,7 +14,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -64,28 +63,9 @@ func StartMosquittoWith(t testing.TB, listenerConf string) *Mosquitto {
 
 func startMosquitto(t testing.TB, globalConf, listenerConf string) *Mosquitto {
 	t.Helper()
-	m := &Mosquitto{t: t, bin: testtools.RequireTool(t, "mosquitto")}
-	dir := t.TempDir()
-	var err error
-	for attempt := 0; attempt < 5; attempt++ {
-		m.Port = testtools.FreePort(t)
-		m.conf = filepath.Join(dir, "mosquitto.conf")
-		conf := fmt.Sprintf("per_listener_settings true\n%smax_queued_messages 100000\nlistener %d 127.0.0.1\n%s", globalConf, m.Port, listenerConf)
-		if os.Geteuid() == 0 {
-			// Run as root stays root, instead of dropping to a "mosquitto"
-			// user that cannot read the test's private temp files.
-			conf = "user root\n" + conf
-		}
-		if err = os.WriteFile(m.conf, []byte(conf), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if err = m.start(); err == nil {
-			t.Cleanup(m.Stop)
-			return m
-		}
-	}
-	t.Fatalf("mosquitto did not start: %v", err)
-	return nil
+	return StartMosquittoConfig(t, func(port int) string {
+		return fmt.Sprintf("per_listener_settings true\n%smax_queued_messages 100000\nlistener %d 127.0.0.1\n%s", globalConf, port, listenerConf)
+	})
 }
 
 // URL is the broker's address for a client, tcp://127.0.0.1:PORT.
