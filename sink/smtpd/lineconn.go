@@ -74,6 +74,15 @@ type lineConn struct {
 	readErr   error
 
 	byteAtATime bool // tests: take the byte-by-byte path only, the reference
+
+	// DATA captured here (capture.go); guarded by mu.
+	fedAfterData bool   // client bytes came after the last DATA command line
+	capActive    bool   // this message is captured (from 354 until the session takes it)
+	capturing    bool   // ... and its end has not come yet
+	capBuf       []byte // the message so far, as go-smtp's reader would return it
+	capHeld      int64  // what capBuf holds of the server's memory budget
+	capErr       error  // what ended the capture early
+	capLine      int    // go-smtp's line-length count
 }
 
 // shimConfig is what the shim needs from the server's Config.
@@ -84,6 +93,11 @@ type shimConfig struct {
 	handshake   time.Duration
 	auth        bool // AUTH offered (when secure or insecure AUTH allowed)
 	authPlain   bool // ... also without TLS
+	// capture, when set, lets the shim capture DATA (capture.go) against
+	// this budget, with go-smtp's line and message limits.
+	capture    bufferBudget
+	maxLine    int
+	maxMessage int64
 }
 
 type connMode int
@@ -112,7 +126,7 @@ const maxInspectLine = 1024
 // newLineConn wraps c, which is a *tls.Conn on an implicit-TLS listener.
 func newLineConn(c net.Conn, cfg shimConfig) *lineConn {
 	_, isTLS := c.(*tls.Conn)
-	return &lineConn{conn: c, cfg: cfg, secure: isTLS, handshake: isTLS, in: make([]byte, 4096)}
+	return &lineConn{conn: c, cfg: cfg, secure: isTLS, handshake: isTLS, in: make([]byte, 4096), fedAfterData: true}
 }
 
 func (c *lineConn) current() net.Conn {
@@ -122,8 +136,13 @@ func (c *lineConn) current() net.Conn {
 }
 
 // NetConn returns the connection below the shim.
-func (c *lineConn) NetConn() net.Conn                  { return c.current() }
-func (c *lineConn) Close() error                       { return c.current().Close() }
+func (c *lineConn) NetConn() net.Conn { return c.current() }
+func (c *lineConn) Close() error {
+	c.mu.Lock()
+	c.releaseCapture()
+	c.mu.Unlock()
+	return c.current().Close()
+}
 func (c *lineConn) LocalAddr() net.Addr                { return c.current().LocalAddr() }
 func (c *lineConn) RemoteAddr() net.Addr               { return c.current().RemoteAddr() }
 func (c *lineConn) SetDeadline(t time.Time) error      { return c.current().SetDeadline(t) }
@@ -208,6 +227,9 @@ func (c *lineConn) Read(p []byte) (int, error) {
 // shim answers itself; what follows that is held. Called with c.mu held.
 func (c *lineConn) feed(b []byte) {
 	for i := 0; i < len(b); i++ {
+		if c.mode != modeData {
+			c.fedAfterData = true
+		}
 		if c.mode == modeBDAT {
 			k := uint64(len(b) - i)
 			if k > c.bdatLeft {
@@ -227,7 +249,11 @@ func (c *lineConn) feed(b []byte) {
 			// LF mean anything, so the run up to the next one is passed
 			// on whole (bytes.IndexByte, not a loop over bytes).
 			if k := midLineRun(b[i:]); k > 0 {
-				c.out = append(c.out, b[i:i+k]...)
+				if c.capturing {
+					c.captureRun(b[i : i+k])
+				} else {
+					c.out = append(c.out, b[i:i+k]...)
+				}
 				c.prevCR = false
 				i += k - 1
 				continue
@@ -261,6 +287,10 @@ func midLineRun(b []byte) int {
 // put emits one byte in command or data mode.
 func (c *lineConn) put(ch byte) {
 	if c.mode == modeData {
+		if c.capturing {
+			c.captureByte(ch)
+			return
+		}
 		c.out = append(c.out, ch)
 		c.trackData(ch)
 		return
@@ -316,9 +346,10 @@ func (c *lineConn) trackData(ch byte) {
 			c.dataState = dataMid
 		}
 	case dataCR:
+		// As go-smtp: only CRLF begins a line; "\r\r" is mid-line.
 		if ch == '\n' {
 			c.dataState = dataBeginLine
-		} else if ch != '\r' {
+		} else {
 			c.dataState = dataMid
 		}
 	case dataMid:
@@ -349,6 +380,8 @@ func (c *lineConn) commandLine(line []byte) []byte {
 		if size, err := strconv.ParseUint(args[0], 10, 32); err == nil && size > 0 {
 			c.mode, c.bdatLeft = modeBDAT, size
 		}
+	case "DATA":
+		c.fedAfterData = false
 	case "HELP":
 		c.local = "HELP"
 		return nil
@@ -455,6 +488,7 @@ func (c *lineConn) Write(p []byte) (int, error) {
 	out := p
 	if c.mode == modeCommand && bytes.HasPrefix(p, []byte("354")) {
 		c.mode, c.dataState = modeData, dataBeginLine
+		c.startCapture()
 	}
 	if !c.secure && c.cfg.startTLS != nil {
 		if i := bytes.Index(p, firstCap); i == 0 || (i > 0 && p[i-1] == '\n') {
