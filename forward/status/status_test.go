@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -506,5 +507,21 @@ func TestMemorySpoolDeadLetters(t *testing.T) {
 	}
 	if resp := do("GET", "/raw/"+dead[1].ID+".eml"); resp.StatusCode != http.StatusOK {
 		t.Errorf("raw mail of a memory spool's dead letter: %s", resp.Status)
+	}
+}
+
+// TestRecentAlertJSON: the page shows each recent alert's JSON indented
+// as json.MarshalIndent writes it, although it is kept compact.
+func TestRecentAlertJSON(t *testing.T) {
+	rec := NewRecorder(Config{})
+	a := testAlert("indented <json> & \u2028")
+	a.Attachments = []sink.Attachment{{Filename: "snap.jpg", ContentType: "image/jpeg", Size: 3}}
+	if err := rec.Handler(sink.HandlerFunc(func(context.Context, *sink.Alert) error { return nil })).Handle(context.Background(), a); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := json.MarshalIndent(a, "", "  ")
+	rows := rec.recentAlerts()
+	if len(rows) != 1 || rows[0].JSON != string(want) {
+		t.Fatalf("rows %+v, want JSON\n%s", rows, want)
 	}
 }
