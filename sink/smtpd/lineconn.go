@@ -76,13 +76,14 @@ type lineConn struct {
 	byteAtATime bool // tests: take the byte-by-byte path only, the reference
 
 	// DATA captured here (capture.go); guarded by mu.
-	fedAfterData bool   // client bytes came after the last DATA command line
-	capActive    bool   // this message is captured (from 354 until the session takes it)
-	capturing    bool   // ... and its end has not come yet
-	capBuf       []byte // the message so far, as go-smtp's reader would return it
-	capHeld      int64  // what capBuf holds of the server's memory budget
-	capErr       error  // what ended the capture early
-	capLine      int    // go-smtp's line-length count
+	fedAfterData bool                   // client bytes came after the last DATA command line
+	capActive    bool                   // this message is captured (from 354 until the session takes it)
+	capturing    bool                   // ... and its end has not come yet
+	capBuf       []byte                 // the message so far, as go-smtp's reader would return it
+	capHeld      int64                  // what capBuf holds of the server's memory budget
+	capErr       error                  // what ended the capture early
+	capLine      int                    // go-smtp's line-length count
+	capIn        *[captureReadSize]byte // the read buffer while capturing, from a pool
 }
 
 // shimConfig is what the shim needs from the server's Config.
@@ -205,9 +206,16 @@ func (c *lineConn) Read(p []byte) (int, error) {
 			c.mu.Unlock()
 			continue
 		}
-		n, err := c.conn.Read(c.in)
 		c.mu.Lock()
-		c.feed(c.in[:n])
+		in := c.in
+		if c.capturing {
+			// A message comes in bulk: fewer, larger reads (capture.go).
+			in = c.captureIn()
+		}
+		c.mu.Unlock()
+		n, err := c.conn.Read(in)
+		c.mu.Lock()
+		c.feed(in[:n])
 		if err != nil {
 			c.readErr = err
 			if errors.Is(err, io.EOF) && c.local == "" {
