@@ -1,6 +1,7 @@
 package status
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -37,7 +38,7 @@ type Recorder struct {
 // alertView is one recent alert and where each output stands with it.
 type alertView struct {
 	alert      *sink.Alert
-	json       string
+	json       []byte // compact; indentJSON for the page
 	deliveries map[string]*Delivery
 }
 
@@ -134,11 +135,13 @@ func (r *Recorder) begin(a *sink.Alert, raw []byte) {
 	if raw != nil {
 		r.raw.put(a.ID, raw)
 	}
-	data, _ := json.MarshalIndent(a, "", "  ")
+	// Compact here, per mail; indented only when the page is drawn
+	// (json.Indent of it is what MarshalIndent would have given).
+	data, _ := json.Marshal(a)
 	now := time.Now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	v := &alertView{alert: a, json: string(data), deliveries: map[string]*Delivery{}}
+	v := &alertView{alert: a, json: data, deliveries: map[string]*Delivery{}}
 	for _, o := range r.outputs {
 		v.deliveries[o] = &Delivery{Output: o, State: "pending", Since: now}
 	}
@@ -426,7 +429,7 @@ func (r *Recorder) recentAlerts() []AlertRow {
 	for i := len(r.recent) - 1; i >= 0; i-- {
 		v := r.recent[i]
 		a := v.alert
-		row := AlertRow{ID: a.ID, At: a.ReceivedAt, Device: a.Device, Subject: a.Subject, ReplayOf: a.ReplayOf, JSON: v.json}
+		row := AlertRow{ID: a.ID, At: a.ReceivedAt, Device: a.Device, Subject: a.Subject, ReplayOf: a.ReplayOf, JSON: indentJSON(v.json)}
 		if a.Event != nil {
 			row.Event = a.Event.Type
 			if a.Event.State != "" && a.Event.State != "none" {
@@ -644,4 +647,13 @@ func (s *rawStore) requeued(id string) {
 	}
 	s.put(id, data)
 	_ = os.Remove(path)
+}
+
+// indentJSON is compact JSON as json.MarshalIndent(v, "", "  ") writes it.
+func indentJSON(compact []byte) string {
+	var b bytes.Buffer
+	if err := json.Indent(&b, compact, "", "  "); err != nil {
+		return string(compact)
+	}
+	return b.String()
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -577,5 +578,21 @@ func TestDeliveriesFollowTheRoute(t *testing.T) {
 		if strings.Join(got, ", ") != want[row.Subject] {
 			t.Errorf("%s: deliveries %q, want %q", row.Subject, strings.Join(got, ", "), want[row.Subject])
 		}
+	}
+}
+
+// TestRecentAlertJSON: the page shows each recent alert's JSON indented
+// as json.MarshalIndent writes it, although it is kept compact.
+func TestRecentAlertJSON(t *testing.T) {
+	rec := NewRecorder(Config{})
+	a := testAlert("indented <json> & \u2028")
+	a.Attachments = []sink.Attachment{{Filename: "snap.jpg", ContentType: "image/jpeg", Size: 3}}
+	if err := rec.Handler(sink.HandlerFunc(func(context.Context, *sink.Alert) error { return nil })).Handle(context.Background(), a); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := json.MarshalIndent(a, "", "  ")
+	rows := rec.recentAlerts()
+	if len(rows) != 1 || rows[0].JSON != string(want) {
+		t.Fatalf("rows %+v, want JSON\n%s", rows, want)
 	}
 }

@@ -144,6 +144,7 @@ func (c *Classifier) Event(a *sink.Alert) *sink.Event { return c.event(a, c.devi
 
 func (c *Classifier) event(a *sink.Alert, d *Device) *sink.Event {
 	m := newMail(a)
+	defer m.release()
 	if d != nil {
 		m.device = d.Name
 	}

@@ -210,6 +210,29 @@ type mail struct {
 	body, text          string
 
 	lower [fieldText + 1][]string
+	grams [fieldText + 1]*gramSet // of long single-valued fields, made when first asked
+}
+
+// gramsOf is the gramSet of field f's lower-cased value, nil for a field
+// of several or short values.
+func (m *mail) gramsOf(f field) *gramSet {
+	if f == fieldSender || f == fieldRecipient || len(m.lower[f][0]) < gramMin {
+		return nil
+	}
+	if m.grams[f] == nil {
+		m.grams[f] = newGramSet(m.lower[f][0])
+	}
+	return m.grams[f]
+}
+
+// release gives back what m borrowed; m is not used after.
+func (m *mail) release() {
+	for i, g := range m.grams {
+		if g != nil {
+			putGramSet(g)
+			m.grams[i] = nil
+		}
+	}
 }
 
 func newMail(a *sink.Alert) *mail {
@@ -305,13 +328,14 @@ func (mt matcher) matchMail(m *mail, c *captures) bool {
 		}
 		return false
 	}
-	return mt.maybe(m.lower[mt.field][0]) && mt.matchString(m.value(mt.field), c)
+	maybe := mt.lits == nil || containsAny(m.lower[mt.field][0], mt.lits, m.gramsOf(mt.field))
+	return maybe && mt.matchString(m.value(mt.field), c)
 }
 
 // maybe is the prefilter: false when lower holds none of the literals
 // every match contains.
 func (mt matcher) maybe(lower string) bool {
-	return mt.lits == nil || containsAny(lower, mt.lits)
+	return mt.lits == nil || containsAny(lower, mt.lits, nil)
 }
 
 func (mt matcher) matchString(s string, c *captures) bool {

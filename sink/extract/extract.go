@@ -278,6 +278,40 @@ func cleanHeader(s string) string {
 // cleanText normalises line endings to LF and drops control characters other
 // than tab and newline, so consumers see plain text.
 func cleanText(s string) string {
+	// Most alert text is ASCII: done here a byte at a time, without
+	// decoding runes, and without a copy when there is nothing to clean.
+	dirty := false
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c >= utf8.RuneSelf:
+			return cleanUnicodeText(s)
+		case c < ' ' && c != '\n' && c != '\t', c == 0x7f:
+			dirty = true
+		}
+	}
+	if !dirty {
+		return s
+	}
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '\r':
+			if i+1 < len(s) && s[i+1] == '\n' {
+				continue // CRLF: the LF follows
+			}
+			b = append(b, '\n')
+		case c == '\n' || c == '\t':
+			b = append(b, c)
+		case c < ' ' || c == 0x7f:
+		default:
+			b = append(b, c)
+		}
+	}
+	return string(b)
+}
+
+// cleanUnicodeText is cleanText for text beyond ASCII.
+func cleanUnicodeText(s string) string {
 	s = strings.ReplaceAll(s, "\r\n", "\n")
 	return strings.Map(func(r rune) rune {
 		switch {

@@ -72,6 +72,18 @@ type lineConn struct {
 	dataState dataState
 	bdatLeft  uint64
 	readErr   error
+
+	byteAtATime bool // tests: take the byte-by-byte path only, the reference
+
+	// DATA captured here (capture.go); guarded by mu.
+	fedAfterData bool                   // client bytes came after the last DATA command line
+	capActive    bool                   // this message is captured (from 354 until the session takes it)
+	capturing    bool                   // ... and its end has not come yet
+	capBuf       []byte                 // the message so far, as go-smtp's reader would return it
+	capHeld      int64                  // what capBuf holds of the server's memory budget
+	capErr       error                  // what ended the capture early
+	capLine      int                    // go-smtp's line-length count
+	capIn        *[captureReadSize]byte // the read buffer while capturing, from a pool
 }
 
 // shimConfig is what the shim needs from the server's Config.
@@ -82,6 +94,11 @@ type shimConfig struct {
 	handshake   time.Duration
 	auth        bool // AUTH offered (when secure or insecure AUTH allowed)
 	authPlain   bool // ... also without TLS
+	// capture, when set, lets the shim capture DATA (capture.go) against
+	// this budget, with go-smtp's line and message limits.
+	capture    bufferBudget
+	maxLine    int
+	maxMessage int64
 }
 
 type connMode int
@@ -110,7 +127,7 @@ const maxInspectLine = 1024
 // newLineConn wraps c, which is a *tls.Conn on an implicit-TLS listener.
 func newLineConn(c net.Conn, cfg shimConfig) *lineConn {
 	_, isTLS := c.(*tls.Conn)
-	return &lineConn{conn: c, cfg: cfg, secure: isTLS, handshake: isTLS, in: make([]byte, 4096)}
+	return &lineConn{conn: c, cfg: cfg, secure: isTLS, handshake: isTLS, in: make([]byte, 4096), fedAfterData: true}
 }
 
 func (c *lineConn) current() net.Conn {
@@ -120,8 +137,13 @@ func (c *lineConn) current() net.Conn {
 }
 
 // NetConn returns the connection below the shim.
-func (c *lineConn) NetConn() net.Conn                  { return c.current() }
-func (c *lineConn) Close() error                       { return c.current().Close() }
+func (c *lineConn) NetConn() net.Conn { return c.current() }
+func (c *lineConn) Close() error {
+	c.mu.Lock()
+	c.releaseCapture()
+	c.mu.Unlock()
+	return c.current().Close()
+}
 func (c *lineConn) LocalAddr() net.Addr                { return c.current().LocalAddr() }
 func (c *lineConn) RemoteAddr() net.Addr               { return c.current().RemoteAddr() }
 func (c *lineConn) SetDeadline(t time.Time) error      { return c.current().SetDeadline(t) }
@@ -184,9 +206,16 @@ func (c *lineConn) Read(p []byte) (int, error) {
 			c.mu.Unlock()
 			continue
 		}
-		n, err := c.conn.Read(c.in)
 		c.mu.Lock()
-		c.feed(c.in[:n])
+		in := c.in
+		if c.capturing {
+			// A message comes in bulk: fewer, larger reads (capture.go).
+			in = c.captureIn()
+		}
+		c.mu.Unlock()
+		n, err := c.conn.Read(in)
+		c.mu.Lock()
+		c.feed(in[:n])
 		if err != nil {
 			c.readErr = err
 			if errors.Is(err, io.EOF) && c.local == "" {
@@ -206,6 +235,9 @@ func (c *lineConn) Read(p []byte) (int, error) {
 // shim answers itself; what follows that is held. Called with c.mu held.
 func (c *lineConn) feed(b []byte) {
 	for i := 0; i < len(b); i++ {
+		if c.mode != modeData {
+			c.fedAfterData = true
+		}
 		if c.mode == modeBDAT {
 			k := uint64(len(b) - i)
 			if k > c.bdatLeft {
@@ -220,6 +252,21 @@ func (c *lineConn) feed(b []byte) {
 			c.prevCR = false
 			continue
 		}
+		if c.mode == modeData && c.dataState == dataMid && !c.byteAtATime {
+			// The bulk of a message: in the middle of a line only CR and
+			// LF mean anything, so the run up to the next one is passed
+			// on whole (bytes.IndexByte, not a loop over bytes).
+			if k := midLineRun(b[i:]); k > 0 {
+				if c.capturing {
+					c.captureRun(b[i : i+k])
+				} else {
+					c.out = append(c.out, b[i:i+k]...)
+				}
+				c.prevCR = false
+				i += k - 1
+				continue
+			}
+		}
 		ch := b[i]
 		if ch == '\n' && !c.prevCR && c.cfg.translateLF {
 			c.put('\r')
@@ -233,9 +280,25 @@ func (c *lineConn) feed(b []byte) {
 	}
 }
 
+// midLineRun is the length of b's leading run without CR or LF.
+func midLineRun(b []byte) int {
+	k := bytes.IndexByte(b, '\n')
+	if k < 0 {
+		k = len(b)
+	}
+	if r := bytes.IndexByte(b[:k], '\r'); r >= 0 {
+		k = r
+	}
+	return k
+}
+
 // put emits one byte in command or data mode.
 func (c *lineConn) put(ch byte) {
 	if c.mode == modeData {
+		if c.capturing {
+			c.captureByte(ch)
+			return
+		}
 		c.out = append(c.out, ch)
 		c.trackData(ch)
 		return
@@ -291,9 +354,10 @@ func (c *lineConn) trackData(ch byte) {
 			c.dataState = dataMid
 		}
 	case dataCR:
+		// As go-smtp: only CRLF begins a line; "\r\r" is mid-line.
 		if ch == '\n' {
 			c.dataState = dataBeginLine
-		} else if ch != '\r' {
+		} else {
 			c.dataState = dataMid
 		}
 	case dataMid:
@@ -324,6 +388,8 @@ func (c *lineConn) commandLine(line []byte) []byte {
 		if size, err := strconv.ParseUint(args[0], 10, 32); err == nil && size > 0 {
 			c.mode, c.bdatLeft = modeBDAT, size
 		}
+	case "DATA":
+		c.fedAfterData = false
 	case "HELP":
 		c.local = "HELP"
 		return nil
@@ -430,6 +496,7 @@ func (c *lineConn) Write(p []byte) (int, error) {
 	out := p
 	if c.mode == modeCommand && bytes.HasPrefix(p, []byte("354")) {
 		c.mode, c.dataState = modeData, dataBeginLine
+		c.startCapture()
 	}
 	if !c.secure && c.cfg.startTLS != nil {
 		if i := bytes.Index(p, firstCap); i == 0 || (i > 0 && p[i-1] == '\n') {

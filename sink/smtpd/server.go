@@ -148,12 +148,13 @@ type Outputs interface {
 
 // Server is an SMTP server that turns every mail into an Alert for a Handler.
 type Server struct {
-	cfg     Config
-	handler sink.Handler
-	log     *slog.Logger
-	smtp    *smtp.Server
-	clients *clients      // per-address connection counts and mail rates
-	slots   chan struct{} // one per open connection, on any listener: MaxConnections
+	cfg       Config
+	noCapture bool // tests: go-smtp reads DATA itself (capture.go)
+	handler   sink.Handler
+	log       *slog.Logger
+	smtp      *smtp.Server
+	clients   *clients      // per-address connection counts and mail rates
+	slots     chan struct{} // one per open connection, on any listener: MaxConnections
 
 	ctx    context.Context // parent of handler contexts; cancelled by Close
 	cancel context.CancelFunc
@@ -226,6 +227,9 @@ func (s *Server) shimConfig() shimConfig {
 		handshake:   s.cfg.ReadTimeout,
 		auth:        s.cfg.Auth.offered(),
 		authPlain:   s.cfg.Auth.AllowInsecure,
+		capture:     s.captureBudget(),
+		maxLine:     s.cfg.MaxLineLength,
+		maxMessage:  s.cfg.MaxMessageBytes,
 	}
 }
 
@@ -380,7 +384,15 @@ func (s *session) Data(r io.Reader) (err error) {
 	remote := s.conn.Conn().RemoteAddr().String()
 	log := s.srv.log.With("remote_addr", remote, "mail_from", s.from)
 
-	raw, held, err := s.srv.readMessage(r)
+	var raw []byte
+	var held int64
+	if s.lc != nil && s.lc.capturingData() {
+		// The line shim took the message in whole runs (see capture.go);
+		// go-smtp's reader, which goes a byte at a time, only sees the end.
+		raw, held, err = s.lc.capturedMessage(r)
+	} else {
+		raw, held, err = s.srv.readMessage(r)
+	}
 	defer s.srv.buffered.Add(-held)
 	if err != nil {
 		switch {
@@ -453,20 +465,9 @@ func (s *Server) readMessage(r io.Reader) (raw []byte, held int64, err error) {
 	var buf []byte
 	for {
 		if len(buf) == cap(buf) {
-			// Double, as append would, but never past what the largest
-			// allowed message needs, so the budget counts real need.
-			grow := min(max(cap(buf), 16<<10), int(s.cfg.MaxMessageBytes)+readSlack-cap(buf))
-			if grow <= 0 {
-				grow = readSlack
+			if buf, err = s.growBuffer(buf, &held); err != nil {
+				return nil, held, err
 			}
-			if s.buffered.Add(int64(grow)) > s.cfg.MaxMemory {
-				s.buffered.Add(-int64(grow))
-				return nil, held, errMemoryFull
-			}
-			held += int64(grow)
-			nb := make([]byte, len(buf), cap(buf)+grow)
-			copy(nb, buf)
-			buf = nb
 		}
 		n, err := r.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
@@ -478,6 +479,37 @@ func (s *Server) readMessage(r io.Reader) (raw []byte, held int64, err error) {
 		}
 	}
 }
+
+// growBuffer makes room in a message buffer, held against the memory
+// budget (*held is what it holds so far): it doubles, as append would, but
+// never past what the largest allowed message needs, so the budget counts
+// real need.
+func (s *Server) growBuffer(buf []byte, held *int64) ([]byte, error) {
+	grow := min(max(cap(buf), 16<<10), int(s.cfg.MaxMessageBytes)+readSlack-cap(buf))
+	if grow <= 0 {
+		grow = readSlack
+	}
+	if s.buffered.Add(int64(grow)) > s.cfg.MaxMemory {
+		s.buffered.Add(-int64(grow))
+		return buf, errMemoryFull
+	}
+	*held += int64(grow)
+	nb := make([]byte, len(buf), cap(buf)+grow)
+	copy(nb, buf)
+	return nb, nil
+}
+
+// captureBudget is what lets the line shim capture DATA (capture.go): the
+// server's budget, or nil when tests compare with go-smtp's own reader.
+func (s *Server) captureBudget() bufferBudget {
+	if s.noCapture {
+		return nil
+	}
+	return s
+}
+
+// releaseBuffer gives back what a message buffer held.
+func (s *Server) releaseBuffer(held int64) { s.buffered.Add(-held) }
 
 var (
 	errBusy = &smtp.SMTPError{

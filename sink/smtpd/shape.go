@@ -56,20 +56,30 @@ func checkShape(raw []byte, maxHeader, maxParts int) error {
 	if len(boundaries) == 0 {
 		return nil
 	}
+	// Delimiter lines are found by "\n--" (bytes.Index), not by looking
+	// at every line of what is mostly base64.
 	parts := 0
-	for line := range bytes.Lines(raw) {
-		if !bytes.HasPrefix(line, []byte("--")) {
-			continue
-		}
-		for _, b := range boundaries {
-			if bytes.HasPrefix(line[2:], b) {
-				parts++
-				break
+	for i := 0; i < len(raw); {
+		if bytes.HasPrefix(raw[i:], []byte("--")) {
+			line := raw[i:]
+			if end := bytes.IndexByte(line, '\n'); end >= 0 {
+				line = line[:end+1]
+			}
+			for _, b := range boundaries {
+				if bytes.HasPrefix(line[2:], b) {
+					parts++
+					break
+				}
+			}
+			if parts > maxParts+len(boundaries) { // each multipart's closing delimiter is no part
+				return errShape("Message has too many MIME parts (over %d)", maxParts)
 			}
 		}
-		if parts > maxParts+len(boundaries) { // each multipart's closing delimiter is no part
-			return errShape("Message has too many MIME parts (over %d)", maxParts)
+		j := bytes.Index(raw[i:], []byte("\n--"))
+		if j < 0 {
+			break
 		}
+		i += j + 1
 	}
 	return nil
 }
@@ -89,20 +99,20 @@ func boundaryValue(b []byte) []byte {
 	return b[:j]
 }
 
-// indexFold is bytes.Index ignoring ASCII case in sep (which is lower case).
+// indexFold is bytes.Index ignoring ASCII case in sep (which is lower case
+// and ends in a byte that has no case, such as '='). It looks for that last
+// byte (bytes.IndexByte), which is rare in base64, and then at what
+// precedes it.
 func indexFold(s, sep []byte) int {
-	for i := 0; i+len(sep) <= len(s); i++ {
-		j := bytes.IndexByte(s[i:], sep[0])
-		k := bytes.IndexByte(s[i:], sep[0]-32)
-		switch {
-		case j < 0 && k < 0:
+	last := sep[len(sep)-1]
+	for at := len(sep) - 1; at < len(s); at++ {
+		j := bytes.IndexByte(s[at:], last)
+		if j < 0 {
 			return -1
-		case j < 0 || (k >= 0 && k < j):
-			j = k
 		}
-		i += j
-		if i+len(sep) <= len(s) && bytes.EqualFold(s[i:i+len(sep)], sep) {
-			return i
+		at += j
+		if start := at + 1 - len(sep); bytes.EqualFold(s[start:at+1], sep) {
+			return start
 		}
 	}
 	return -1

@@ -5,7 +5,9 @@
 package smtptest
 
 import (
+	"encoding/base64"
 	"fmt"
+	"math/rand/v2"
 	"net/smtp"
 	"strings"
 	"sync"
@@ -110,4 +112,45 @@ func Send(c *smtp.Client, from, to string, msg []byte, beforeDot func()) error {
 		beforeDot()
 	}
 	return w.Close()
+}
+
+// CameraMail is a camera's alert mail of about 617 KB: a short text part
+// and three 150 KB JPEG snapshots in base64, whose subject is the token
+// "load-i". The snapshots are the same in every mail (made once).
+func CameraMail(i int) (token string, msg []byte) {
+	token = fmt.Sprintf("load-%d", i)
+	cameraOnce.Do(makeCameraBody)
+	head := fmt.Sprintf("From: cam@cams.lan\r\nTo: alerts@edgesink.lan\r\nSubject: %s\r\n", token)
+	return token, append([]byte(head), cameraBody...)
+}
+
+var (
+	cameraOnce sync.Once
+	cameraBody []byte
+)
+
+func makeCameraBody() {
+	const boundary = "----=_camera_snapshot_boundary"
+	var b strings.Builder
+	b.WriteString("MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"" + boundary + "\"\r\n\r\n")
+	b.WriteString("--" + boundary + "\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n")
+	b.WriteString("Motion detected on channel 1 (Front door) at 2026-11-23 23:59:59.\r\n\r\n")
+	rng := rand.New(rand.NewPCG(1, 2))
+	for n := 1; n <= 3; n++ {
+		jpeg := make([]byte, 150<<10)
+		for i := range jpeg {
+			jpeg[i] = byte(rng.Uint32())
+		}
+		copy(jpeg, []byte{0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10, 'J', 'F', 'I', 'F', 0})
+		jpeg[len(jpeg)-2], jpeg[len(jpeg)-1] = 0xFF, 0xD9
+		fmt.Fprintf(&b, "--%s\r\nContent-Type: image/jpeg; name=\"snap%d.jpg\"\r\nContent-Transfer-Encoding: base64\r\nContent-Disposition: attachment; filename=\"snap%d.jpg\"\r\n\r\n", boundary, n, n)
+		enc := base64.StdEncoding.EncodeToString(jpeg)
+		for len(enc) > 76 {
+			b.WriteString(enc[:76] + "\r\n")
+			enc = enc[76:]
+		}
+		b.WriteString(enc + "\r\n")
+	}
+	b.WriteString("--" + boundary + "--\r\n")
+	cameraBody = []byte(b.String())
 }
