@@ -121,6 +121,10 @@ func (c Config) OpenOnLAN() bool {
 	return !guard.Loopback(c.Listen) || (c.TLS.Listen != "" && !guard.Loopback(c.TLS.Listen))
 }
 
+// sysTopicInterval is how often, in seconds, the broker refreshes its
+// $SYS topics.
+const sysTopicInterval = 60
+
 // Broker is a running embedded MQTT broker.
 type Broker struct {
 	srv       *mochi.Server
@@ -161,6 +165,10 @@ func Start(cfg Config, log *slog.Logger) (*Broker, error) {
 	srv := mochi.New(&mochi.Options{
 		Logger:       blog,
 		InlineClient: false,
+		// $SYS statistics once a minute, not every second: an idle broker
+		// should let the board sleep. (mochi's four other housekeeping
+		// tickers run every second and cannot be set.)
+		SysTopicResendInterval: sysTopicInterval,
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	hook := &authHook{cfg: cfg, read: cfg.Topics.filters(), srv: srv, ctx: ctx,
