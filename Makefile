@@ -64,7 +64,7 @@ help:
 	@echo "make image BASE=raspios.img.xz   a Raspberry Pi OS image with edgesink in it"
 	@echo "make size    what each dependency costs in the ARMv6 binary"
 	@echo "make bench   throughput and latency against mosquitto; start-up time, RSS, idle CPU per build"
-	@echo "make fuzz    fuzz the mail parser, the AUTH decoders and the classifier for longer (FUZZTIME=$(FUZZTIME) executions each)"
+	@echo "make fuzz    fuzz every parser and sanitizer for longer (FUZZTIME=$(FUZZTIME) executions each)"
 
 go-check:
 	@command -v $(GO) >/dev/null 2>&1 || { echo "edgesink needs Go 1.25 or newer: https://go.dev/doc/install (Debian 13: apt-get install golang-go, whose Go 1.24 fetches 1.25 by itself; Debian 12's is too old)"; exit 1; }
@@ -101,6 +101,11 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeRecord$$' -fuzztime $(FUZZTIME) ./forward/spool
 	$(GO) test -run '^$$' -fuzz '^FuzzClassify$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x ./sink/classify
 	$(GO) test -run '^$$' -fuzz '^FuzzPageEscapes$$' -fuzztime $(FUZZTIME) ./forward/status
+	$(GO) test -run '^$$' -fuzz '^FuzzCleanText$$' -fuzztime $(FUZZTIME) ./sink/extract
+	$(GO) test -run '^$$' -fuzz '^FuzzLineConn$$' -fuzztime $(FUZZTIME) ./sink/smtpd
+	$(GO) test -run '^$$' -fuzz '^FuzzCapture$$' -fuzztime $(FUZZTIME) ./sink/smtpd
+	$(GO) test -run '^$$' -fuzz '^FuzzCheckShape$$' -fuzztime $(FUZZTIME) ./sink/smtpd
+	$(GO) test -run '^$$' -fuzz '^FuzzID$$' -fuzztime $(FUZZTIME) ./forward/hass
 
 bench: test-deps
 	$(GO) test -run '^$$' -bench . -benchtime 3000x -timeout 10m ./cmd/edgesink
