@@ -324,15 +324,5 @@ func remoteHost(addr string) string {
 	return addr
 }
 
-// sleepCtx waits d, or until ctx is done.
-func sleepCtx(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
-}
-
 // errNoCheck is returned by Start without a password checker.
 var errNoCheck = errors.New("broker: users configured but no password checker (Config.CheckPassword)")

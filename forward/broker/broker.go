@@ -154,7 +154,7 @@ func Start(cfg Config, log *slog.Logger) (*Broker, error) {
 		return nil, errors.New("broker: a TLS listener without a certificate (Config.ServerTLS)")
 	}
 	if cfg.Sleep == nil {
-		cfg.Sleep = sleepCtx
+		cfg.Sleep = guard.Sleep
 	}
 	// mochi logs every client connect and disconnect at info and warn;
 	// keep that for --log-level debug only.

@@ -6,6 +6,7 @@
 package guard
 
 import (
+	"context"
 	"net"
 	"sync"
 	"time"
@@ -79,4 +80,15 @@ func (f *Failures) Forget(addr string) {
 // n times step, at most ceiling.
 func Delay(n int, step, ceiling time.Duration) time.Duration {
 	return min(time.Duration(n)*step, ceiling)
+}
+
+// Sleep waits d before a failed login is answered, or until ctx is done
+// (a server closing does not wait for the guessers it keeps waiting).
+func Sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
 }

@@ -235,7 +235,7 @@ func New(cfg Config, d Deps, log *slog.Logger) (*Server, error) {
 	if d.Devices == nil {
 		d.Devices = d.Recorder
 	}
-	s := &Server{cfg: cfg, d: d, log: log.With("component", "http"), started: time.Now(), sleep: sleepCtx}
+	s := &Server{cfg: cfg, d: d, log: log.With("component", "http"), started: time.Now(), sleep: guard.Sleep}
 	s.auth = newAuth(cfg, d.CheckPassword, cfg.TLS)
 	s.hub = newHub(cfg.MaxStreams)
 	d.Recorder.setOnChange(s.hub.notify)
@@ -299,12 +299,3 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // script or style, no other origin, no framing.
 const contentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; " +
 	"connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-
-func sleepCtx(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
-}
