@@ -49,6 +49,10 @@ const (
 	// benchProfileEnv, when set by whoever runs make bench, is a path
 	// prefix: each server process writes its CPU profile there.
 	benchProfileEnv = "EDGESINK_BENCH_CPUPROFILE"
+	// benchWrapEnv+MODE (BARE, DISK, MEMORY, OFF), when set, is a command
+	// the server of that mode is run under, e.g. "strace -f -c -o FILE"
+	// to count its system calls.
+	benchWrapEnv = "EDGESINK_BENCH_WRAP_"
 )
 
 func TestMain(m *testing.M) {
@@ -144,6 +148,9 @@ type benchServer struct {
 func startBenchServer(b *testing.B, mode, broker string) *benchServer {
 	b.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	if w := strings.Fields(os.Getenv(benchWrapEnv + strings.ToUpper(mode))); len(w) > 0 {
+		cmd = exec.Command(w[0], append(w[1:], os.Args[0], "-test.run=^$")...)
+	}
 	cmd.Env = append(os.Environ(), benchServerEnv+"="+mode, benchBrokerEnv+"="+broker, benchDirEnv+"="+b.TempDir())
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()

@@ -144,6 +144,9 @@ func New(cfg Config, log *slog.Logger) (*Publisher, error) {
 	if cfg.TLS != nil {
 		opts.SetTLSConfig(cfg.TLS)
 	}
+	if dial := bufferedDial(cfg.Broker); dial != nil {
+		opts.SetCustomOpenConnectionFn(dial)
+	}
 	if cfg.AvailabilityTopic != "" {
 		opts.SetWill(cfg.AvailabilityTopic, "offline", 1, true)
 	}

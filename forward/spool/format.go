@@ -12,8 +12,13 @@ import (
 
 // The spool's files, read and written here only:
 //
-//	queue/<id>.jsonl   alerts stored together (a batch), one record a line; a
-//	                   file without its final newline was cut short by a crash
+//	queue/<id>.log     a segment: batches of records appended one after the
+//	                   other, one record a line, in room zero-filled when the
+//	                   segment was made; a last line without its newline was
+//	                   cut short by a crash; a line that starts with a
+//	                   blank, a record removed
+//	queue/<id>.jsonl   a batch in a file of its own (releases before
+//	                   segments): read, never written
 //	queue/<id>.json    one record, put back by 'edgesink spool retry'
 //	dead/<id>.<output>.json  a DeadLetter
 //
@@ -89,17 +94,63 @@ func decodeRecord(line []byte) (record, error) {
 	return r, nil
 }
 
-// recordLines splits a queue file into its lines. complete is false when
-// the file does not end with a newline: a batch cut short by a crash (a
-// single-record file, written by rename, is always complete).
+// recordLines splits a queue file into its records' lines. complete is
+// false when the file does not end with a newline: a batch cut short by a
+// crash (a single-record file, written by rename, is always complete). A
+// segment's zero-filled room is not part of its data (queueData).
 func recordLines(data []byte) (lines [][]byte, complete bool) {
-	complete = len(data) > 0 && data[len(data)-1] == '\n'
-	for _, line := range bytes.Split(data, []byte("\n")) {
-		if len(bytes.TrimSpace(line)) > 0 {
-			lines = append(lines, line)
-		}
+	at, tail := splitRecords(data)
+	for _, l := range at {
+		lines = append(lines, l.data)
 	}
-	return lines, complete
+	if isRecord(tail.data) {
+		lines = append(lines, tail.data)
+	}
+	data = queueData(data)
+	return lines, len(data) > 0 && data[len(data)-1] == '\n'
+}
+
+// lineAt is one line of a queue file and where it starts.
+type lineAt struct {
+	data []byte
+	off  int64
+}
+
+// splitRecords returns the records' lines, each ended by a newline, and the
+// tail after the last newline (in a segment, a batch cut short by a crash).
+func splitRecords(data []byte) (lines []lineAt, tail lineAt) {
+	data = queueData(data)
+	var off int64
+	for {
+		line, rest, found := bytes.Cut(data, []byte("\n"))
+		if !found {
+			return lines, lineAt{data: line, off: off}
+		}
+		if isRecord(line) {
+			lines = append(lines, lineAt{data: line, off: off})
+		}
+		off += int64(len(line)) + 1
+		data = rest
+	}
+}
+
+// isRecord is false for an empty line and for a record removed in place:
+// its first byte overwritten with removedMark, one write that a power cut
+// cannot tear.
+func isRecord(line []byte) bool {
+	return len(line) > 0 && line[0] != removedMark && len(bytes.TrimSpace(line)) > 0
+}
+
+// removedMark is the first byte of a record removed in place.
+const removedMark = ' '
+
+// queueData is what a queue file holds: up to the first zero byte, where a
+// segment's room not yet written begins (a record, JSON, never holds one).
+func queueData(data []byte) []byte {
+	if i := bytes.IndexByte(data, 0); i >= 0 {
+		return data[:i]
+	}
+	return data
 }
 
 // readableRecords decodes the lines of a queue file an operator looks at

@@ -39,7 +39,7 @@ func List(dir string) ([]Item, error) {
 	}
 	for _, de := range q {
 		name := de.Name()
-		isBatch := strings.HasSuffix(name, batchExt)
+		isBatch := strings.HasSuffix(name, batchExt) || strings.HasSuffix(name, segmentExt)
 		if strings.HasPrefix(name, ".") || (!isBatch && !strings.HasSuffix(name, jsonExt)) {
 			continue
 		}
@@ -211,6 +211,9 @@ func Drop(dir, id string) error {
 // dropFrom removes id's line from a batch file, or the file if nothing else
 // is left in it.
 func dropFrom(path, id string) error {
+	if strings.HasSuffix(path, segmentExt) {
+		return dropFromSegment(path, id)
+	}
 	if !strings.HasSuffix(path, batchExt) && !strings.HasSuffix(path, heldExt) {
 		err := os.Remove(path)
 		if errors.Is(err, os.ErrNotExist) {
@@ -236,6 +239,23 @@ func dropFrom(path, id string) error {
 		return os.Remove(path)
 	}
 	return writeFileSync(path, keep)
+}
+
+// dropFromSegment blanks id's line in place: a running edgesink may be
+// appending to the segment, so it is never rewritten. The segment goes with
+// its last alert (or, empty, at the next start).
+func dropFromSegment(path, id string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	lines, _ := splitRecords(data)
+	for _, l := range lines {
+		if r, err := decodeRecord(l.data); err == nil && r.Alert.ID == id {
+			return blankRecord(path, recLoc{off: l.off, n: len(l.data)})
+		}
+	}
+	return nil
 }
 
 // Stats is a read-only picture of a spool: what the log and 'edgesink

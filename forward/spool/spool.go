@@ -465,14 +465,19 @@ func (s *Spool) removePendingLocked(e *entry) {
 // dispatch queues e on every output, in the lane of its device, so alerts
 // of one device are delivered in arrival order.
 func (s *Spool) dispatch(e *entry) {
-	h := fnv.New32a()
-	h.Write([]byte(e.alert.Device))
-	lane := int(h.Sum32() % uint32(s.cfg.Lanes))
+	lane := laneOf(e.alert.Device, s.cfg.Lanes)
 	for i, out := range s.outputs {
 		if e.route.includes(out.Name()) {
 			s.lanes[i][lane].push(e)
 		}
 	}
+}
+
+// laneOf is the lane of a device's alerts among n.
+func laneOf(device string, n int) int {
+	h := fnv.New32a()
+	h.Write([]byte(device))
+	return int(h.Sum32() % uint32(n))
 }
 
 // routed counts the outputs of this spool that are on route.

@@ -1,6 +1,7 @@
 package spool
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -33,13 +34,30 @@ type stored struct {
 
 // Layout of a disk spool.
 const (
-	queueDir = "queue"
-	deadDir  = "dead"
-	tmpExt   = ".tmp"
-	jsonExt  = ".json"  // one alert: dead letters, and alerts put back by 'spool retry'
-	heldExt  = ".held"  // in dead/: a queue file the service could not read
-	batchExt = ".jsonl" // alerts stored together, one JSON object a line
+	queueDir   = "queue"
+	deadDir    = "dead"
+	tmpExt     = ".tmp"
+	jsonExt    = ".json"  // one alert: dead letters, and alerts put back by 'spool retry'
+	heldExt    = ".held"  // in dead/: a queue file the service could not read
+	batchExt   = ".jsonl" // a batch in a file of its own, as releases before segments wrote
+	segmentExt = ".log"   // batches appended one after the other, one JSON object a line
 )
+
+// segmentSize is the room a new segment is given, zero-filled when it is
+// made (a batch larger than that gets a segment of its own size).
+//
+// Writing a batch over blocks the file already has means fdatasync flushes
+// that data and nothing else: no new file, no directory entry, no size or
+// block map to journal. Measured on ext4 (make bench's machine), a batch so
+// written costs 85 µs of CPU against 330 µs for a file of its own with its
+// directory fsynced, and it reaches the disk in half the time. The zeros
+// are written once per segment; for the alerts a segment holds, that is
+// about as many bytes again as the alerts themselves, where a file per
+// batch wrote a journal commit of several blocks for every batch.
+var segmentSize int64 = 1 << 20
+
+// zeros fills new segments.
+var zeros [64 << 10]byte
 
 // Group commit bounds: how much one batch file may take.
 const (
@@ -47,12 +65,12 @@ const (
 	maxBatchBytes = 4 << 20
 )
 
-// diskStore keeps queued alerts in batch files in queue/: a single
-// committer writes all alerts that arrived while the previous write was
-// under way into one file, fsyncs it and the directory once, and only then
-// lets their senders have their 250. Under load that is one fsync for many
-// mails; alone, one for one. A batch file is deleted when every alert in it
-// is delivered. Dead letters are one file each in dead/.
+// diskStore keeps queued alerts in segments in queue/: a single committer
+// appends all alerts that arrived while the previous write was under way to
+// the current segment as one batch, fdatasyncs it once, and only then lets
+// their senders have their 250. Under load that is one flush for many
+// mails; alone, one for one. A segment is deleted when it is full and every
+// alert in it is delivered. Dead letters are one file each in dead/.
 type diskStore struct {
 	dir       string
 	queue     *os.File                                    // kept open to fsync the directory
@@ -66,10 +84,24 @@ type diskStore struct {
 	closeMu sync.RWMutex // put holds it shared while sending; close exclusively
 	closed  bool
 
+	// The segment batches go to; the committer's alone.
+	seg    *os.File
+	segOff int64 // where the next batch goes
+	segCap int64
+
 	mu      sync.Mutex
-	batchOf map[string]string // alert id -> file in queue/ holding it
-	refs    map[string]int    // file in queue/ -> alerts in it not yet removed
-	durable map[string]bool   // file in queue/ -> its removal must be fsynced
+	active  string              // the segment being written: kept when empty
+	batchOf map[string]recLoc   // alert id -> where in queue/ it is
+	refs    map[string]int      // file in queue/ -> alerts in it not yet removed
+	durable map[string]bool     // file in queue/ -> its removal must be fsynced
+	open    map[string]*os.File // file in queue/ -> kept open to blank its records
+}
+
+// recLoc is where a queued alert's record is: file in queue/, offset, length.
+type recLoc struct {
+	name string
+	off  int64
+	n    int
 }
 
 type putRequest struct {
@@ -101,7 +133,8 @@ func openDiskStore(dir string) (*diskStore, error) {
 	}
 	d := &diskStore{dir: dir, queue: q, onPartial: func(string) {}, onHeld: func(string, string, error, error) {},
 		reqs: make(chan *putRequest, maxBatch), done: make(chan struct{}),
-		batchOf: make(map[string]string), refs: make(map[string]int), durable: make(map[string]bool)}
+		batchOf: make(map[string]recLoc), refs: make(map[string]int), durable: make(map[string]bool),
+		open: make(map[string]*os.File)}
 	d.committers.Add(committers)
 	for range committers {
 		go d.committer()
@@ -178,13 +211,13 @@ func (d *diskStore) committer() {
 		if len(kept) == 0 {
 			continue
 		}
-		name, err := d.writeBatch(kept)
+		at, err := d.writeBatch(kept)
 		d.mu.Lock()
 		b.settled = true
 		abandoned := b.abandoned && err == nil
 		d.mu.Unlock()
 		if abandoned {
-			d.forget(name, kept)
+			d.forget(at, kept)
 			err = storeError(errBatchAbandoned)
 		}
 		for _, r := range kept {
@@ -193,49 +226,185 @@ func (d *diskStore) committer() {
 	}
 }
 
-// forget removes a batch file written too late to count: no device had its
-// 250 for it.
-func (d *diskStore) forget(name string, reqs []*putRequest) {
+// forget blanks a batch written too late to count (no device had its 250
+// for it) and lets go of its alerts.
+func (d *diskStore) forget(at recLoc, reqs []*putRequest) {
 	d.mu.Lock()
 	for _, r := range reqs {
 		delete(d.batchOf, r.id)
 	}
-	delete(d.refs, name)
+	d.refs[at.name] -= len(reqs)
 	d.mu.Unlock()
-	if err := os.Remove(filepath.Join(d.dir, queueDir, name)); err == nil {
-		_ = d.queue.Sync()
+	if d.seg != nil {
+		_ = blank(d.seg, at, true)
 	}
 }
 
-// writeBatch writes the batch under its final name, fsyncs file and
-// directory. A crash mid-write leaves a file without its final newline,
-// which load recognises: none of its mails was acknowledged.
-func (d *diskStore) writeBatch(batch []*putRequest) (string, error) {
-	name := batch[0].id + batchExt
-	path := filepath.Join(d.dir, queueDir, name)
+// writeBatch appends the batch to the current segment, starting a new one
+// when it has no room left, and fdatasyncs it. A crash mid-write leaves the
+// batch's last line without its newline, or zeros in its place, which load
+// recognises: none of its mails was acknowledged. It returns where the
+// batch went.
+func (d *diskStore) writeBatch(batch []*putRequest) (recLoc, error) {
 	var buf []byte
 	for _, r := range batch {
 		buf = append(append(buf, r.data...), '\n')
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return name, storeError(fmt.Errorf("spool: create %s: %w", name, err))
+	if d.seg == nil || d.segOff+int64(len(buf)) > d.segCap {
+		if err := d.rotate(batch[0].id, int64(len(buf))); err != nil {
+			return recLoc{}, storeError(fmt.Errorf("spool: new segment: %w", err))
+		}
 	}
-	err = writeSyncClose(f, buf)
+	at := recLoc{name: d.active, off: d.segOff, n: len(buf)}
+	_, err := d.seg.WriteAt(buf, at.off)
+	if err == nil {
+		err = syscall.Fdatasync(int(d.seg.Fd()))
+	}
+	if err != nil {
+		// What reached the segment is blanked if it can be, and nothing
+		// more is written to it: a failing disk gets a new file next time.
+		_ = blank(d.seg, at, true)
+		d.retire()
+		return at, storeError(fmt.Errorf("spool: write %s: %w", at.name, err))
+	}
+	d.segOff += int64(len(buf))
+	d.mu.Lock()
+	off := at.off
+	for _, r := range batch {
+		d.batchOf[r.id] = recLoc{name: at.name, off: off, n: len(r.data)}
+		off += int64(len(r.data)) + 1
+	}
+	d.refs[at.name] += len(batch)
+	d.mu.Unlock()
+	return at, nil
+}
+
+// rotate retires the current segment and makes the next: named after the
+// first alert it is made for, zero-filled, fsynced, and its directory too.
+// On a disk too full for a whole segment it makes do with less, down to
+// the batch's own size.
+func (d *diskStore) rotate(id string, need int64) error {
+	d.retire()
+	name := id + segmentExt
+	path := filepath.Join(d.dir, queueDir, name)
+	need = (need + 4095) / 4096 * 4096
+	var f *os.File
+	var err error
+	size := max(segmentSize, need)
+	for ; ; size /= 2 {
+		f, err = makeSegment(path, size)
+		if err == nil || !errors.Is(err, syscall.ENOSPC) || size/2 < need {
+			break
+		}
+	}
 	if err == nil {
 		err = d.queue.Sync()
+		if err != nil {
+			f.Close()
+			_ = os.Remove(path)
+		}
 	}
 	if err != nil {
-		_ = os.Remove(path)
-		return name, storeError(fmt.Errorf("spool: write %s: %w", name, err))
+		return err
 	}
+	d.seg, d.segOff, d.segCap = f, 0, size
 	d.mu.Lock()
-	for _, r := range batch {
-		d.batchOf[r.id] = name
-	}
-	d.refs[name] = len(batch)
+	d.active = name
+	d.open[name] = f
 	d.mu.Unlock()
-	return name, nil
+	return nil
+}
+
+// makeSegment creates a segment of size bytes, zero-filled and fsynced.
+func makeSegment(path string, size int64) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	for off := int64(0); off < size && err == nil; off += int64(len(zeros)) {
+		_, err = f.Write(zeros[:min(int64(len(zeros)), size-off)])
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if err != nil {
+		f.Close()
+		_ = os.Remove(path)
+		return nil, err
+	}
+	return f, nil
+}
+
+// retire stops appending to the current segment; it goes now if every
+// alert in it is delivered, else with the last of them.
+func (d *diskStore) retire() {
+	if d.seg == nil {
+		return
+	}
+	d.seg = nil
+	d.mu.Lock()
+	name := d.active
+	d.active = ""
+	empty := d.refs[name] <= 0
+	durable := d.durable[name]
+	f := d.open[name]
+	if empty {
+		delete(d.refs, name)
+		delete(d.durable, name)
+		delete(d.open, name)
+	}
+	d.mu.Unlock()
+	if !empty {
+		return
+	}
+	f.Close()
+	if os.Remove(filepath.Join(d.dir, queueDir, name)) == nil && durable {
+		_ = d.queue.Sync()
+	}
+}
+
+// blank removes the records in at in place: the first byte of each line
+// becomes removedMark (one byte, which a power cut writes whole or not at
+// all). flush: fdatasync it too; otherwise it reaches the disk with the
+// segment's next flush, or the kernel's.
+func blank(f *os.File, at recLoc, flush bool) error {
+	buf := make([]byte, at.n)
+	if _, err := f.ReadAt(buf, at.off); err != nil {
+		return err
+	}
+	return markRemoved(f, at.off, buf, flush)
+}
+
+// markRemoved marks each line of buf, read at off in f, removed.
+func markRemoved(f *os.File, off int64, buf []byte, flush bool) error {
+	var err error
+	for i := 0; i < len(buf) && err == nil; {
+		if buf[i] == '{' { // a record; not zeros a failed write left
+			_, err = f.WriteAt([]byte{removedMark}, off+int64(i))
+		}
+		n := bytes.IndexByte(buf[i:], '\n')
+		if n < 0 {
+			break
+		}
+		i += n + 1
+	}
+	if err == nil && flush {
+		err = syscall.Fdatasync(int(f.Fd()))
+	}
+	return err
+}
+
+// blankRecord is blank for a file not open here (edgesink spool drop).
+func blankRecord(path string, at recLoc) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	err = blank(f, at, true)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // writeSyncClose writes data to f, fsyncs and closes it.
@@ -294,37 +463,62 @@ func (d *diskStore) close() error {
 	}
 	d.closeMu.Unlock()
 	<-d.done
+	d.retire() // the committers are gone: the segment is no one's
+	d.mu.Lock()
+	for name, f := range d.open {
+		f.Close()
+		delete(d.open, name)
+	}
+	d.mu.Unlock()
 	return d.queue.Close()
 }
 
-// remove forgets a delivered alert; the file holding it goes when it holds
-// nothing else. A delivered alert's removal is not fsynced (a power cut
-// before the next fsync of the directory means it is delivered once more,
-// which at least once allows); a dead letter's is (durably), or the alert
-// would come back from the dead at the next start.
+// remove forgets a delivered alert: its record is blanked where it is,
+// and its file goes when it holds nothing else and is not the segment being
+// written. A delivered alert's removal is not flushed (a power cut first
+// means it is delivered once more, which at least once allows); a dead
+// letter's is (durably), or the alert would come back from the dead at the
+// next start.
 func (d *diskStore) remove(id string, durably bool) error {
 	d.mu.Lock()
-	name, ok := d.batchOf[id]
+	at, ok := d.batchOf[id]
 	if !ok {
 		d.mu.Unlock()
 		return nil
 	}
 	delete(d.batchOf, id)
-	d.refs[name]--
+	d.refs[at.name]--
 	if durably {
-		d.durable[name] = true
+		d.durable[at.name] = true
 	}
-	last := d.refs[name] <= 0
-	durably = d.durable[name]
+	last := d.refs[at.name] <= 0 && at.name != d.active
+	durably = d.durable[at.name]
+	f := d.open[at.name]
 	if last {
-		delete(d.refs, name)
-		delete(d.durable, name)
+		delete(d.refs, at.name)
+		delete(d.durable, at.name)
+		delete(d.open, at.name)
+	} else if f == nil {
+		var err error
+		if f, err = os.OpenFile(filepath.Join(d.dir, queueDir, at.name), os.O_RDWR, 0); err != nil {
+			d.mu.Unlock()
+			return err
+		}
+		d.open[at.name] = f
 	}
 	d.mu.Unlock()
 	if !last {
+		// One record, whose first byte is at.off. The file may go meanwhile
+		// with its last alert: then so has this.
+		if err := markRemoved(f, at.off, []byte{'{'}, durably); err != nil && !errors.Is(err, os.ErrClosed) {
+			return err
+		}
 		return nil
 	}
-	err := os.Remove(filepath.Join(d.dir, queueDir, name))
+	if f != nil {
+		f.Close()
+	}
+	err := os.Remove(filepath.Join(d.dir, queueDir, at.name))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
@@ -424,7 +618,8 @@ func (d *diskStore) read(atStart bool, onCorrupt func(id, reason string)) ([]sto
 			}
 			continue
 		}
-		isBatch := strings.HasSuffix(name, batchExt)
+		isSegment := strings.HasSuffix(name, segmentExt)
+		isBatch := isSegment || strings.HasSuffix(name, batchExt)
 		if !isBatch && !strings.HasSuffix(name, jsonExt) {
 			continue
 		}
@@ -444,37 +639,47 @@ func (d *diskStore) read(atStart bool, onCorrupt func(id, reason string)) ([]sto
 			d.holdAside(name, err)
 			continue
 		}
-		lines, complete := recordLines(data)
-		if isBatch && !complete {
+		lines, tail := splitRecords(data)
+		switch {
+		case isSegment && len(tail.data) > 0:
+			// The last batch was cut short by a crash before its flush
+			// finished: no device got a 250 for it, and they still have the
+			// mails. Those before it stand.
+			d.onPartial(name)
+		case isBatch && !isSegment && len(tail.data) > 0, isBatch && !isSegment && len(lines) == 0:
+			// A batch file of its own cut short: none of it was acknowledged.
 			if atStart {
-				// Cut short by a crash before its fsync finished: no device
-				// got a 250 for it, and they still have the mails.
 				_ = os.Remove(path)
 				d.onPartial(name)
 			}
 			continue
+		case !isBatch && isRecord(tail.data):
+			lines = append(lines, tail) // a single record needs no newline
 		}
 		var alerts []stored
-		for i, line := range lines {
+		var locs []recLoc
+		for i, l := range lines {
+			line := l.data
 			rec, err := decodeRecord(line)
 			if err != nil {
 				if !atStart {
 					return nil, nil // being written; look again later
 				}
-				id := fmt.Sprintf("%s-%d", strings.TrimSuffix(strings.TrimSuffix(name, batchExt), jsonExt), i)
+				id := fmt.Sprintf("%s-%d", strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(name, batchExt), jsonExt), segmentExt), i)
 				_ = writeFileSync(filepath.Join(d.dir, deadDir, id+".corrupt"), line)
 				onCorrupt(id, fmt.Sprintf("unreadable alert in %s: %v", name, err))
 				continue
 			}
 			alerts = append(alerts, stored{alert: rec.Alert, route: rec.Route, size: int64(len(line)), folded: rec.Folded})
+			locs = append(locs, recLoc{name: name, off: l.off, n: len(line)})
 		}
 		if len(alerts) == 0 {
 			_ = os.Remove(path)
 			continue
 		}
 		d.mu.Lock()
-		for _, s := range alerts {
-			d.batchOf[s.alert.ID] = name
+		for i, s := range alerts {
+			d.batchOf[s.alert.ID] = locs[i]
 		}
 		d.refs[name] += len(alerts)
 		d.mu.Unlock()

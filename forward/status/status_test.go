@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -86,9 +85,11 @@ func TestRawMailOffThe250Path(t *testing.T) {
 			if got, ok := rec.Raw(a.ID); (tt.refuse || tt.ring > 0) && (!ok || !bytes.Equal(got, raw)) {
 				t.Errorf("Raw(%s) = %q, %v", a.ID, got, ok)
 			}
-			files, _ := filepath.Glob(filepath.Join(dir, "queue", "*"))
-			if len(files) != 0 {
-				t.Errorf("queue not empty: %v", files)
+			items, _ := spool.List(dir)
+			for _, it := range items {
+				if it.State == "queued" {
+					t.Errorf("queue not empty: %+v", it)
+				}
 			}
 		})
 	}

@@ -312,16 +312,19 @@ func TestRoutes(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
+	// Each try is another printer: a mail that raced the reload opens a
+	// coalescing window under the old rules, and the same printer's next
+	// mails would fold into it.
 	deadline := time.Now().Add(10 * time.Second)
-	for {
-		send(t, addr, "printer@office.lan", corpusMail(t, "hp-printer-toner.eml"))
+	for try := 1; ; try++ {
+		send(t, addr, fmt.Sprintf("printer%d@office.lan", try), corpusMail(t, "hp-printer-toner.eml"))
 		select {
 		case m := <-sub.C():
 			if !alerts(m) {
 				continue
 			}
-			if m.Topic != "edgesink/printer/alert" {
-				t.Fatalf("after SIGHUP the printer's mail went to %s", m.Topic)
+			if !strings.HasPrefix(m.Topic, "edgesink/printer") || !strings.HasSuffix(m.Topic, "/alert") {
+				t.Fatalf("after SIGHUP a printer's mail went to %s", m.Topic)
 			}
 			return
 		case <-time.After(200 * time.Millisecond):
