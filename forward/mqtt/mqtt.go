@@ -10,7 +10,6 @@ package mqtt
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -328,7 +327,7 @@ func (p *Publisher) start(ctx context.Context, a *sink.Alert, tmpl *forward.Temp
 	if client == nil {
 		return failed(sink.MarkTemporary(ErrNotConnected))
 	}
-	payload, err := json.Marshal(a)
+	payload, err := sink.JSON(ctx, a)
 	if err != nil {
 		return failed(fmt.Errorf("mqtt: encode alert %s: %w", a.ID, err))
 	}

@@ -66,11 +66,23 @@ type record struct {
 var errNewerFormat = errors.New("written by a newer edgesink")
 
 func encodeRecord(a *sink.Alert, route Route, folded bool) ([]byte, error) {
-	data, err := json.Marshal(record{Version: FormatVersion, Route: route, Folded: folded, Alert: a})
+	alert, err := json.Marshal(a)
 	if err != nil {
 		return nil, fmt.Errorf("spool: encode %s: %w", a.ID, err)
 	}
-	return data, nil
+	return encodeRecordOf(alert, route, folded)
+}
+
+// encodeRecordOf is encodeRecord of an alert already encoded: the same
+// bytes, the alert being the record's last field.
+func encodeRecordOf(alert []byte, route Route, folded bool) ([]byte, error) {
+	head, err := json.Marshal(record{Version: FormatVersion, Route: route, Folded: folded})
+	if err != nil {
+		return nil, fmt.Errorf("spool: encode route: %w", err)
+	}
+	head = bytes.TrimSuffix(head, []byte("null}")) // "alert":null}
+	data := make([]byte, 0, len(head)+len(alert)+1)
+	return append(append(append(data, head...), alert...), '}'), nil
 }
 
 // decodeRecord reads one record, of this version or the first release's.

@@ -1,6 +1,8 @@
 package spool
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -148,5 +150,30 @@ func TestRecordFormatLater(t *testing.T) {
 	r, err := decodeRecord(line)
 	if err != nil || !r.Folded || r.Route.template("mqtt") != "cams/{device}" || r.Route.template("serial") != "" {
 		t.Fatalf("%+v %v", r, err)
+	}
+}
+
+// TestRecordOfEncodedAlert: a record built around the alert's encoding,
+// made once upstream, is byte for byte the record encoded whole.
+func TestRecordOfEncodedAlert(t *testing.T) {
+	a := testAlert(7, "cam")
+	a.Text = "motion <on> \"door\" & more\u2028"
+	for _, tt := range []struct {
+		route  Route
+		folded bool
+	}{
+		{Route{}, false},
+		{Route{Outputs: []string{"mqtt"}}, false},
+		{Route{Outputs: []string{"mqtt", "serial"}, Templates: map[string]string{"mqtt": "{base}/cams/{device}"}}, true},
+	} {
+		whole, err := json.Marshal(record{Version: FormatVersion, Route: tt.route, Folded: tt.folded, Alert: a})
+		if err != nil {
+			t.Fatal(err)
+		}
+		enc, _ := json.Marshal(a)
+		got, err := encodeRecordOf(enc, tt.route, tt.folded)
+		if err != nil || !bytes.Equal(got, whole) {
+			t.Errorf("route %+v folded %v:\n got %s, %v\nwant %s", tt.route, tt.folded, got, err, whole)
+		}
 	}
 }

@@ -162,10 +162,11 @@ type Spool struct {
 	outputs []forward.Forwarder
 	log     *slog.Logger
 
-	mu      sync.Mutex
-	count   int
-	bytes   int64
-	pending map[string]*entry
+	mu       sync.Mutex
+	count    int
+	bytes    int64
+	jsonHeld int // bytes of the entries' json
+	pending  map[string]*entry
 	idle    chan struct{} // closed and replaced when the queue becomes empty
 	lanes   [][]*lane     // [output][lane]
 
@@ -204,6 +205,11 @@ type entry struct {
 	done      chan struct{}
 	errs      []error
 	abandoned bool
+
+	// json is the alert's encoding, handed to the outputs (sink.WithJSON)
+	// while the spool holds no more than maxJSONHeld of them; guarded by
+	// Spool.mu once queued.
+	json []byte
 
 	folded  bool     // held for a follow-up, not delivered on its own (coalesce.go)
 	members []*entry // a follow-up: the folded alerts it stands for, removed with it
@@ -382,12 +388,19 @@ func (s *Spool) Handle(ctx context.Context, a *sink.Alert) error {
 	if fold {
 		a = foldedCopy(a)
 	}
-	data, err := encodeRecord(a, route.Route, fold)
+	alert, err := sink.JSON(ctx, a)
+	if err != nil {
+		return fmt.Errorf("spool: encode %s: %w", a.ID, err)
+	}
+	data, err := encodeRecordOf(alert, route.Route, fold)
 	if err != nil {
 		return err
 	}
 	size := int64(len(data))
 	e := &entry{alert: a, route: route.Route, size: size, waiting: s.routed(route.Route), folded: fold}
+	if !fold {
+		s.keepJSON(e, alert)
+	}
 	s.mu.Lock()
 	if s.count+1 > s.cfg.MaxAlerts || s.bytes+size > s.cfg.MaxBytes {
 		count, bytes := s.count, s.bytes
@@ -425,6 +438,9 @@ func (s *Spool) handleDirect(ctx context.Context, a *sink.Alert) error {
 	}
 	s.decided(Decision{ID: a.ID, Outputs: route.Outputs})
 	e := &entry{alert: a, route: route.Route, waiting: s.routed(route.Route), done: make(chan struct{})}
+	if data, err := sink.JSON(ctx, a); err == nil {
+		s.keepJSON(e, data)
+	}
 	s.mu.Lock()
 	s.addPendingLocked(e)
 	s.mu.Unlock()
@@ -444,6 +460,21 @@ func (s *Spool) handleDirect(ctx context.Context, a *sink.Alert) error {
 	}
 }
 
+// maxJSONHeld bounds the alerts' encodings the queue keeps for the outputs:
+// plenty while alerts go out as they come, and no growth while a broker is
+// away (alerts queued beyond it are encoded again when they go).
+const maxJSONHeld = 1 << 20
+
+// keepJSON keeps data as e's encoding if there is room.
+func (s *Spool) keepJSON(e *entry, data []byte) {
+	s.mu.Lock()
+	if s.jsonHeld+len(data) <= maxJSONHeld {
+		e.json = data
+		s.jsonHeld += len(data)
+	}
+	s.mu.Unlock()
+}
+
 func (s *Spool) addPendingLocked(e *entry) {
 	if len(s.pending) == 0 {
 		s.idle = make(chan struct{})
@@ -454,6 +485,8 @@ func (s *Spool) addPendingLocked(e *entry) {
 }
 
 func (s *Spool) removePendingLocked(e *entry) {
+	s.jsonHeld -= len(e.json)
+	e.json = nil
 	delete(s.pending, e.alert.ID)
 	s.count--
 	s.bytes -= e.size
@@ -730,10 +763,22 @@ func (l *lane) start(e *entry) (wait func(context.Context) error) {
 		}
 	}()
 	out := l.outFor(e)
-	if st, ok := out.(forward.Starter); ok {
-		return st.Start(l.s.ctx, a)
+	l.s.mu.Lock()
+	data := e.json
+	l.s.mu.Unlock()
+	ctx := l.s.ctx
+	if data != nil {
+		ctx = sink.WithJSON(ctx, a, data)
 	}
-	return func(ctx context.Context) error { return l.forward(ctx, out, a) }
+	if st, ok := out.(forward.Starter); ok {
+		return st.Start(ctx, a)
+	}
+	return func(wctx context.Context) error {
+		if data != nil {
+			wctx = sink.WithJSON(wctx, a, data)
+		}
+		return l.forward(wctx, out, a)
+	}
 }
 
 // deliver retries e, whose first attempt failed with err, until the output

@@ -120,7 +120,9 @@ func (r *Recorder) changed() {
 func (r *Recorder) Handler(next sink.Handler) sink.Handler {
 	return sink.HandlerFunc(func(ctx context.Context, a *sink.Alert) error {
 		raw := sink.RawMail(ctx)
-		r.begin(a, raw)
+		data, _ := sink.JSON(ctx, a)
+		ctx = sink.WithJSON(ctx, a, data) // for the queue and the outputs
+		r.begin(a, raw, data)
 		if err := next.Handle(ctx, a); err != nil {
 			r.abort(a.ID)
 			return err
@@ -131,13 +133,12 @@ func (r *Recorder) Handler(next sink.Handler) sink.Handler {
 }
 
 // begin lists an alert about to be queued.
-func (r *Recorder) begin(a *sink.Alert, raw []byte) {
+// data is its JSON, compact; indented only when the page is drawn
+// (json.Indent of it is what MarshalIndent would have given).
+func (r *Recorder) begin(a *sink.Alert, raw, data []byte) {
 	if raw != nil {
 		r.raw.put(a.ID, raw)
 	}
-	// Compact here, per mail; indented only when the page is drawn
-	// (json.Indent of it is what MarshalIndent would have given).
-	data, _ := json.Marshal(a)
 	now := time.Now()
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -279,35 +279,45 @@ func cleanHeader(s string) string {
 // than tab and newline, so consumers see plain text.
 func cleanText(s string) string {
 	// Most alert text is ASCII: done here a byte at a time, without
-	// decoding runes, and without a copy when there is nothing to clean.
-	dirty := false
+	// decoding runes, copying the runs between the bytes to drop or change
+	// (a CR, mostly) whole, and without a copy when there is nothing to clean.
+	var b []byte
+	start := 0
 	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c >= utf8.RuneSelf:
-			return cleanUnicodeText(s)
-		case c < ' ' && c != '\n' && c != '\t', c == 0x7f:
-			dirty = true
+		// Eight plain bytes (space to tilde) at a time: a word holds a
+		// byte below 0x20 when subtracting 0x20 from each borrows, and one
+		// of 0x7f or above when adding 1 to each sets a top bit.
+		for i+8 <= len(s) {
+			w := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+				uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+			if ((w-0x2020202020202020)&^w|(w+0x0101010101010101)|w)&0x8080808080808080 != 0 {
+				break
+			}
+			i += 8
 		}
+		if i == len(s) {
+			break
+		}
+		c := s[i]
+		if c >= ' ' && c < 0x7f || c == '\n' || c == '\t' {
+			continue
+		}
+		if c >= utf8.RuneSelf {
+			return cleanUnicodeText(s)
+		}
+		if b == nil {
+			b = make([]byte, 0, len(s))
+		}
+		b = append(b, s[start:i]...)
+		if c == '\r' && (i+1 == len(s) || s[i+1] != '\n') {
+			b = append(b, '\n') // a lone CR ends a line; before an LF it goes
+		}
+		start = i + 1
 	}
-	if !dirty {
+	if b == nil {
 		return s
 	}
-	b := make([]byte, 0, len(s))
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c == '\r':
-			if i+1 < len(s) && s[i+1] == '\n' {
-				continue // CRLF: the LF follows
-			}
-			b = append(b, '\n')
-		case c == '\n' || c == '\t':
-			b = append(b, c)
-		case c < ' ' || c == 0x7f:
-		default:
-			b = append(b, c)
-		}
-	}
-	return string(b)
+	return string(append(b, s[start:]...))
 }
 
 // cleanUnicodeText is cleanText for text beyond ASCII.
