@@ -167,8 +167,8 @@ type Spool struct {
 	bytes    int64
 	jsonHeld int // bytes of the entries' json
 	pending  map[string]*entry
-	idle    chan struct{} // closed and replaced when the queue becomes empty
-	lanes   [][]*lane     // [output][lane]
+	idle     chan struct{} // closed and replaced when the queue becomes empty
+	lanes    [][]*lane     // [output][lane]
 
 	everyOutput Route        // where an alert no rule routes goes: every output, by name (read-only)
 	router      routerHolder // routing rules for new mail (router.go); SIGHUP swaps them
