@@ -135,12 +135,19 @@ func benchServerProcess(mode string) int {
 		}
 	}
 	if path := os.Getenv(benchProfileEnv); path != "" {
-		// One profile per server process: mode and pid in the name.
+		// One profile per server process: mode and pid in the name; and
+		// what it allocated, in PATH.allocs.MODE.PID.
 		f, err := os.Create(fmt.Sprintf("%s.%s.%d", path, mode, os.Getpid()))
 		if err == nil && pprof.StartCPUProfile(f) == nil {
 			defer f.Close()
 			defer pprof.StopCPUProfile()
 		}
+		defer func() {
+			if f, err := os.Create(fmt.Sprintf("%s.allocs.%s.%d", path, mode, os.Getpid())); err == nil {
+				_ = pprof.Lookup("allocs").WriteTo(f, 0)
+				f.Close()
+			}
+		}()
 	}
 	fmt.Printf("addr %s\n", addr)
 	in := bufio.NewScanner(os.Stdin)

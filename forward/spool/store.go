@@ -84,10 +84,12 @@ type diskStore struct {
 	closeMu sync.RWMutex // put holds it shared while sending; close exclusively
 	closed  bool
 
-	// The segment batches go to; the committer's alone.
+	// The segment batches go to, and the batch being written: the
+	// committer's alone.
 	seg    *os.File
 	segOff int64 // where the next batch goes
 	segCap int64
+	buf    []byte
 
 	mu      sync.Mutex
 	active  string              // the segment being written: kept when empty
@@ -246,9 +248,12 @@ func (d *diskStore) forget(at recLoc, reqs []*putRequest) {
 // recognises: none of its mails was acknowledged. It returns where the
 // batch went.
 func (d *diskStore) writeBatch(batch []*putRequest) (recLoc, error) {
-	var buf []byte
+	buf := d.buf[:0]
 	for _, r := range batch {
 		buf = append(append(buf, r.data...), '\n')
+	}
+	if cap(buf) <= 1<<20 {
+		d.buf = buf // kept for the next batch, unless a storm made it large
 	}
 	if d.seg == nil || d.segOff+int64(len(buf)) > d.segCap {
 		if err := d.rotate(batch[0].id, int64(len(buf))); err != nil {
