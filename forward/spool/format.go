@@ -70,20 +70,26 @@ func encodeRecord(a *sink.Alert, route Route, folded bool) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("spool: encode %s: %w", a.ID, err)
 	}
-	return encodeRecordOf(alert, route, folded)
+	head, err := recordHead(route, folded)
+	if err != nil {
+		return nil, err
+	}
+	data := make([]byte, 0, len(head)+len(alert)+len(recordTail))
+	return append(append(append(data, head...), alert...), recordTail...), nil
 }
 
-// encodeRecordOf is encodeRecord of an alert already encoded: the same
-// bytes, the alert being the record's last field.
-func encodeRecordOf(alert []byte, route Route, folded bool) ([]byte, error) {
+// recordHead is a record's encoding up to its alert, the last field: with
+// the alert's own encoding and recordTail after it, the bytes encodeRecord
+// gives, for an alert encoded once upstream.
+func recordHead(route Route, folded bool) ([]byte, error) {
 	head, err := json.Marshal(record{Version: FormatVersion, Route: route, Folded: folded})
 	if err != nil {
 		return nil, fmt.Errorf("spool: encode route: %w", err)
 	}
-	head = bytes.TrimSuffix(head, []byte("null}")) // "alert":null}
-	data := make([]byte, 0, len(head)+len(alert)+1)
-	return append(append(append(data, head...), alert...), '}'), nil
+	return bytes.TrimSuffix(head, []byte("null}")), nil // "alert":null}
 }
+
+var recordTail = []byte("}")
 
 // decodeRecord reads one record, of this version or the first release's.
 func decodeRecord(line []byte) (record, error) {

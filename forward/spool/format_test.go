@@ -171,7 +171,8 @@ func TestRecordOfEncodedAlert(t *testing.T) {
 			t.Fatal(err)
 		}
 		enc, _ := json.Marshal(a)
-		got, err := encodeRecordOf(enc, tt.route, tt.folded)
+		head, err := recordHead(tt.route, tt.folded)
+		got := slices.Concat(head, enc, recordTail)
 		if err != nil || !bytes.Equal(got, whole) {
 			t.Errorf("route %+v folded %v:\n got %s, %v\nwant %s", tt.route, tt.folded, got, err, whole)
 		}

@@ -392,11 +392,11 @@ func (s *Spool) Handle(ctx context.Context, a *sink.Alert) error {
 	if err != nil {
 		return fmt.Errorf("spool: encode %s: %w", a.ID, err)
 	}
-	data, err := encodeRecordOf(alert, route.Route, fold)
+	head, err := recordHead(route.Route, fold)
 	if err != nil {
 		return err
 	}
-	size := int64(len(data))
+	size := int64(len(head) + len(alert) + len(recordTail))
 	e := &entry{alert: a, route: route.Route, size: size, waiting: s.routed(route.Route), folded: fold}
 	if !fold {
 		s.keepJSON(e, alert)
@@ -414,7 +414,7 @@ func (s *Spool) Handle(ctx context.Context, a *sink.Alert) error {
 	s.addPendingLocked(e)
 	s.mu.Unlock()
 
-	if err := s.store.put(ctx, a.ID, data); err != nil {
+	if err := s.store.put(ctx, a.ID, head, alert, recordTail); err != nil {
 		s.mu.Lock()
 		s.removePendingLocked(e)
 		s.mu.Unlock()

@@ -18,8 +18,8 @@ import (
 
 // store is where queued alerts live between Handle and delivery.
 type store interface {
-	put(ctx context.Context, id string, data []byte) error // durable when it returns nil
-	remove(id string, durably bool) error                  // durably: the removal is fsynced too
+	put(ctx context.Context, id string, record ...[]byte) error // durable when it returns nil; record in parts
+	remove(id string, durably bool) error                       // durably: the removal is fsynced too
 	dead(d DeadLetter) error
 	load(onCorrupt func(id, reason string)) ([]stored, error) // oldest first
 	close() error
@@ -108,7 +108,8 @@ type recLoc struct {
 
 type putRequest struct {
 	id    string
-	data  []byte
+	data  [][]byte // the record, in parts
+	size  int      // their length
 	res   chan error
 	batch *batch // set when a committer takes it; guarded by diskStore.mu
 	late  bool   // its put gave up waiting before a committer took it
@@ -148,8 +149,11 @@ func openDiskStore(dir string) (*diskStore, error) {
 // put returns nil once data is durable: in a batch file that is fsynced, as
 // is the directory holding it. When ctx ends first (a disk that hangs), it
 // fails with sink.ErrStorageFailed and the alert is not kept.
-func (d *diskStore) put(ctx context.Context, id string, data []byte) error {
-	r := &putRequest{id: id, data: data, res: make(chan error, 1)}
+func (d *diskStore) put(ctx context.Context, id string, record ...[]byte) error {
+	r := &putRequest{id: id, data: record, res: make(chan error, 1)}
+	for _, p := range record {
+		r.size += len(p)
+	}
 	d.closeMu.RLock()
 	if d.closed {
 		d.closeMu.RUnlock()
@@ -187,7 +191,7 @@ const committers = 1
 func (d *diskStore) committer() {
 	defer d.committers.Done()
 	for first := range d.reqs {
-		reqs, size := []*putRequest{first}, len(first.data)
+		reqs, size := []*putRequest{first}, first.size
 	collect:
 		for len(reqs) < maxBatch && size < maxBatchBytes {
 			select {
@@ -195,7 +199,7 @@ func (d *diskStore) committer() {
 				if !ok {
 					break collect
 				}
-				reqs, size = append(reqs, r), size+len(r.data)
+				reqs, size = append(reqs, r), size+r.size
 			default:
 				break collect
 			}
@@ -250,7 +254,10 @@ func (d *diskStore) forget(at recLoc, reqs []*putRequest) {
 func (d *diskStore) writeBatch(batch []*putRequest) (recLoc, error) {
 	buf := d.buf[:0]
 	for _, r := range batch {
-		buf = append(append(buf, r.data...), '\n')
+		for _, p := range r.data {
+			buf = append(buf, p...)
+		}
+		buf = append(buf, '\n')
 	}
 	if cap(buf) <= 1<<20 {
 		d.buf = buf // kept for the next batch, unless a storm made it large
@@ -276,8 +283,8 @@ func (d *diskStore) writeBatch(batch []*putRequest) (recLoc, error) {
 	d.mu.Lock()
 	off := at.off
 	for _, r := range batch {
-		d.batchOf[r.id] = recLoc{name: at.name, off: off, n: len(r.data)}
-		off += int64(len(r.data)) + 1
+		d.batchOf[r.id] = recLoc{name: at.name, off: off, n: r.size}
+		off += int64(r.size) + 1
 	}
 	d.refs[at.name] += len(batch)
 	d.mu.Unlock()
@@ -704,11 +711,11 @@ type memoryStore struct {
 // maxMemoryDead bounds the dead letters a memory spool keeps; older ones go.
 const maxMemoryDead = 100
 
-func newMemoryStore() *memoryStore                                 { return &memoryStore{} }
-func (m *memoryStore) put(context.Context, string, []byte) error   { return nil }
-func (m *memoryStore) remove(string, bool) error                   { return nil }
-func (m *memoryStore) close() error                                { return nil }
-func (m *memoryStore) load(func(string, string)) ([]stored, error) { return nil, nil }
+func newMemoryStore() *memoryStore                                  { return &memoryStore{} }
+func (m *memoryStore) put(context.Context, string, ...[]byte) error { return nil }
+func (m *memoryStore) remove(string, bool) error                    { return nil }
+func (m *memoryStore) close() error                                 { return nil }
+func (m *memoryStore) load(func(string, string)) ([]stored, error)  { return nil, nil }
 
 func (m *memoryStore) dead(d DeadLetter) error {
 	m.mu.Lock()
