@@ -540,6 +540,14 @@ func (s *Spool) finished(e *entry) {
 	if !last {
 		return
 	}
+	if !e.dead && len(e.members) == 0 && e.onDone == nil && s.store.markDelivered(e.alert.ID) {
+		// Marked removed where it lies, its file staying: one write,
+		// done here rather than handed to the remover.
+		s.mu.Lock()
+		s.removePendingLocked(e)
+		s.mu.Unlock()
+		return
+	}
 	// The file goes in the background: on ext4 an unlink waits for the
 	// journal commits that other mails' fsyncs keep starting, and delivery
 	// must not queue behind that. Until it is gone, a crash means the alert

@@ -20,6 +20,7 @@ import (
 type store interface {
 	put(ctx context.Context, id string, record ...[]byte) error // durable when it returns nil; record in parts
 	remove(id string, durably bool) error                       // durably: the removal is fsynced too
+	markDelivered(id string) bool                               // remove, when that is one write and not a file to delete
 	dead(d DeadLetter) error
 	load(onCorrupt func(id, reason string)) ([]stored, error) // oldest first
 	close() error
@@ -540,6 +541,33 @@ func (d *diskStore) remove(id string, durably bool) error {
 	return err
 }
 
+// markDelivered is remove for a delivered alert whose file stays (others
+// in it are queued, or it is the segment being written): its record is
+// marked removed, a write to the page cache. It does nothing and returns
+// false when removing it means deleting its file, which the remover does:
+// on ext4 an unlink can wait for a journal commit.
+func (d *diskStore) markDelivered(id string) bool {
+	d.mu.Lock()
+	at, ok := d.batchOf[id]
+	if !ok {
+		d.mu.Unlock()
+		return true
+	}
+	f := d.open[at.name]
+	if f == nil || (d.refs[at.name] <= 1 && at.name != d.active) {
+		d.mu.Unlock()
+		return false
+	}
+	delete(d.batchOf, id)
+	d.refs[at.name]--
+	d.mu.Unlock()
+	// The file may go meanwhile with its last alert: then so has this. A
+	// mark that fails leaves the alert to be delivered once more after a
+	// restart, which at least once allows.
+	_ = markRemoved(f, at.off, []byte{'{'}, false)
+	return true
+}
+
 // holdAside moves a queue file this process cannot read to dead/NAME.held,
 // where 'edgesink spool list' shows it and 'spool retry' puts it back.
 func (d *diskStore) holdAside(name string, cause error) {
@@ -713,6 +741,7 @@ const maxMemoryDead = 100
 
 func newMemoryStore() *memoryStore                                  { return &memoryStore{} }
 func (m *memoryStore) put(context.Context, string, ...[]byte) error { return nil }
+func (m *memoryStore) markDelivered(string) bool                    { return true }
 func (m *memoryStore) remove(string, bool) error                    { return nil }
 func (m *memoryStore) close() error                                 { return nil }
 func (m *memoryStore) load(func(string, string)) ([]stored, error)  { return nil, nil }
