@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/edgesink/edgesink/sink"
 )
@@ -91,6 +92,10 @@ type diskStore struct {
 	segOff int64 // where the next batch goes
 	segCap int64
 	buf    []byte
+	// The next segment, made ahead in the background once the first is
+	// full, so that a batch does not wait for a megabyte of zeros.
+	spare    chan spareSegment // one, when made
+	makingIt bool
 
 	mu      sync.Mutex
 	active  string              // the segment being written: kept when empty
@@ -98,6 +103,13 @@ type diskStore struct {
 	refs    map[string]int      // file in queue/ -> alerts in it not yet removed
 	durable map[string]bool     // file in queue/ -> its removal must be fsynced
 	open    map[string]*os.File // file in queue/ -> kept open to blank its records
+}
+
+// spareSegment is a segment made ahead, or why it could not be.
+type spareSegment struct {
+	f    *os.File
+	name string
+	err  error
 }
 
 // recLoc is where a queued alert's record is: file in queue/, offset, length.
@@ -138,7 +150,7 @@ func openDiskStore(dir string) (*diskStore, error) {
 	d := &diskStore{dir: dir, queue: q, onPartial: func(string) {}, onHeld: func(string, string, error, error) {},
 		reqs: make(chan *putRequest, maxBatch), done: make(chan struct{}),
 		batchOf: make(map[string]recLoc), refs: make(map[string]int), durable: make(map[string]bool),
-		open: make(map[string]*os.File)}
+		open: make(map[string]*os.File), spare: make(chan spareSegment, 1)}
 	d.committers.Add(committers)
 	for range committers {
 		go d.committer()
@@ -298,9 +310,13 @@ func (d *diskStore) writeBatch(batch []*putRequest) (recLoc, error) {
 // the batch's own size.
 func (d *diskStore) rotate(id string, need int64) error {
 	d.retire()
+	need = (need + 4095) / 4096 * 4096
+	if f, name, ok := d.takeSpare(need); ok {
+		d.use(f, name, segmentSize)
+		return nil
+	}
 	name := id + segmentExt
 	path := filepath.Join(d.dir, queueDir, name)
-	need = (need + 4095) / 4096 * 4096
 	var f *os.File
 	var err error
 	size := max(segmentSize, need)
@@ -320,12 +336,75 @@ func (d *diskStore) rotate(id string, need int64) error {
 	if err != nil {
 		return err
 	}
+	d.use(f, name, size)
+	if size == segmentSize && !d.makingIt {
+		d.makeSpare() // the first rotation under load: from now on one is ready
+	}
+	return nil
+}
+
+// use makes f the segment batches go to.
+func (d *diskStore) use(f *os.File, name string, size int64) {
 	d.seg, d.segOff, d.segCap = f, 0, size
 	d.mu.Lock()
 	d.active = name
 	d.open[name] = f
 	d.mu.Unlock()
-	return nil
+}
+
+// takeSpare returns the segment made ahead, if it is ready and the batch
+// fits, and starts making the next.
+func (d *diskStore) takeSpare(need int64) (*os.File, string, bool) {
+	if !d.makingIt {
+		return nil, "", false
+	}
+	select {
+	case s := <-d.spare:
+		d.makingIt = false
+		if s.err != nil {
+			return nil, "", false // made here, then, as without one
+		}
+		if need > segmentSize {
+			s.f.Close()
+			_ = os.Remove(filepath.Join(d.dir, queueDir, s.name))
+			return nil, "", false
+		}
+		d.makeSpare()
+		return s.f, s.name, true
+	default:
+		return nil, "", false // still being made: this one is made here
+	}
+}
+
+// makeSpare makes the next segment in the background, named for when it
+// was made (alerts are ordered by their own ids, not their files').
+func (d *diskStore) makeSpare() {
+	d.makingIt = true
+	size := segmentSize
+	go func() {
+		name := sink.NewID(time.Now()) + segmentExt
+		path := filepath.Join(d.dir, queueDir, name)
+		f, err := makeSegment(path, size)
+		if err == nil {
+			if err = d.queue.Sync(); err != nil {
+				f.Close()
+				_ = os.Remove(path)
+			}
+		}
+		d.spare <- spareSegment{f: f, name: name, err: err}
+	}()
+}
+
+// dropSpare waits for a segment being made ahead and removes it unused.
+func (d *diskStore) dropSpare() {
+	if !d.makingIt {
+		return
+	}
+	d.makingIt = false
+	if s := <-d.spare; s.err == nil {
+		s.f.Close()
+		_ = os.Remove(filepath.Join(d.dir, queueDir, s.name))
+	}
 }
 
 // makeSegment creates a segment of size bytes, zero-filled and fsynced.
@@ -477,6 +556,7 @@ func (d *diskStore) close() error {
 	d.closeMu.Unlock()
 	<-d.done
 	d.retire() // the committers are gone: the segment is no one's
+	d.dropSpare()
 	d.mu.Lock()
 	for name, f := range d.open {
 		f.Close()
