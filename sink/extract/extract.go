@@ -71,6 +71,12 @@ var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) 
 // problems listed in ParseErrors; only a message with no usable content at all
 // returns ErrNoContent.
 func Extract(raw []byte, env Envelope) (*sink.Alert, error) {
+	return extract(raw, env, true)
+}
+
+// extract is Extract; plain false takes every mail through enmime's full
+// parse (FuzzPlainPath compares the two).
+func extract(raw []byte, env Envelope, plain bool) (*sink.Alert, error) {
 	a := &sink.Alert{
 		ID:          sink.NewID(env.ReceivedAt),
 		ReceivedAt:  env.ReceivedAt.UTC(),
@@ -89,11 +95,7 @@ func Extract(raw []byte, env Envelope) (*sink.Alert, error) {
 		a.RcptTo = append(a.RcptTo, toUTF8(r))
 	}
 
-	br := readers.Get().(*bufio.Reader)
-	br.Reset(bytes.NewReader(raw))
-	e, err := parser.ReadEnvelope(br)
-	br.Reset(nil)
-	readers.Put(br)
+	e, err := readEnvelope(raw, plain)
 	if err != nil {
 		// enmime gives up only on a message it cannot split into header and
 		// body at all; the bytes are still the device's words, so pass them on.
@@ -109,6 +111,25 @@ func Extract(raw []byte, env Envelope) (*sink.Alert, error) {
 		return a, ErrNoContent
 	}
 	return a, nil
+}
+
+// readEnvelope parses raw with enmime, by readPlain when plain is set and
+// raw has no Content-* header.
+func readEnvelope(raw []byte, plain bool) (*enmime.Envelope, error) {
+	br := readers.Get().(*bufio.Reader)
+	defer func() {
+		br.Reset(nil)
+		readers.Put(br)
+	}()
+	if plain && mayBePlain(raw) {
+		rd := bytes.NewReader(raw)
+		br.Reset(rd)
+		if e, ok := readPlain(raw, br, rd); ok {
+			return e, nil
+		}
+	}
+	br.Reset(bytes.NewReader(raw))
+	return parser.ReadEnvelope(br)
 }
 
 func fillFromEnvelope(a *sink.Alert, e *enmime.Envelope) {
