@@ -197,7 +197,7 @@ func readAsASCII(p *enmime.Part) bool {
 	default:
 		return false
 	}
-	return slices.ContainsFunc(p.Content, func(b byte) bool { return b >= utf8.RuneSelf })
+	return !isASCII(p.Content)
 }
 
 // addresses decodes an address header into bare addresses. A header that
