@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/edgesink/edgesink/sink"
@@ -40,6 +41,11 @@ func FuzzPlainPath(f *testing.F) {
 	for _, s := range plainSeeds {
 		f.Add([]byte(s))
 	}
+	// Past enmime's 4 KiB buffer: a header line longer than it, a header
+	// ending across it, 8-bit bytes after it.
+	f.Add([]byte("Subject: " + strings.Repeat("x", 5000) + "\r\nFrom: a@b\r\n\r\nbody\r\n"))
+	f.Add([]byte("X-Pad: " + strings.Repeat("y", 4080) + "\r\nSubject: s\r\n\r\nbody"))
+	f.Add([]byte("Subject: s\r\n\r\n" + strings.Repeat("0123456789abcde\r\n", 300) + "caf\xe9\r\n"))
 	for _, file := range sampleFiles(f) {
 		raw, err := os.ReadFile(file)
 		if err != nil {
