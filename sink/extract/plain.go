@@ -24,14 +24,18 @@ import (
 // "content-" in any case: the mail goes straight to the full parse. It is a
 // cheap filter only; readPlain decides on the parsed header.
 func mayBePlain(raw []byte) bool {
-	end := len(raw)
-	if i := bytes.Index(raw, []byte("\n\n")); i >= 0 {
-		end = i
+	head := raw
+	for i := 0; ; {
+		j := bytes.IndexByte(raw[i:], '\n')
+		if j < 0 {
+			break
+		}
+		i += j + 1
+		if rest := raw[i:]; len(rest) > 0 && (rest[0] == '\n' || bytes.HasPrefix(rest, []byte("\r\n"))) {
+			head = raw[:i] // up to the first blank line, not through a camera's JPEGs
+			break
+		}
 	}
-	if i := bytes.Index(raw[:end], []byte("\n\r\n")); i >= 0 {
-		end = i
-	}
-	head := raw[:end]
 	for i := bytes.IndexByte(head, '-'); i >= 0; {
 		if i >= 7 && bytes.EqualFold(head[i-7:i], []byte("content")) {
 			return false
