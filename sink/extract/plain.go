@@ -10,15 +10,18 @@ import (
 	"golang.org/x/text/encoding/charmap"
 )
 
-// A mail without Content-* headers (most alert mails of old devices) is one
+// A mail without Content-Type, Content-Transfer-Encoding and
+// Content-Disposition headers (the alert mail of many old devices) is one
 // text/plain part in US-ASCII by RFC 2045, and that is all enmime makes of
-// it: it reads the header with ReadHeader, then reads the rest twice over
-// (once to detect a charset we do not let it use, once through a
-// Windows-1252 decoder, the label it gives US-ASCII) into growing slices.
-// readPlain does the same with enmime's own ReadHeader and EnvelopeFromPart
-// and without the copies: 40% of Extract's CPU on the 4 KiB alert.
-// FuzzPlainPath checks that the alert is the one the full parse gives, for
-// any input.
+// it: it reads the header with ReadHeader, then reads the rest twice into
+// growing slices (once for a charset detection we turned off, once through
+// the Windows-1252 decoder it maps US-ASCII to). readPlain builds the same
+// part from enmime's own ReadHeader and hands it to enmime's
+// EnvelopeFromPart, without those copies: Extract of the 4 KiB alert went
+// from about 80 to 25 µs of CPU and from 52.9 to 14.8 KB allocated
+// (BenchmarkExtract). Any other mail takes enmime's full parse.
+// FuzzPlainPath checks, for any input, that the alert is byte for byte the
+// one the full parse gives.
 
 // mayBePlain is false when the header block holds something like
 // "content-" in any case: the mail goes straight to the full parse. It is a
