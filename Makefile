@@ -91,6 +91,7 @@ vet:
 test: go-check test-deps vet
 	$(GO) test -race -timeout 8m ./...
 	$(GO) test -run '^$$' -fuzz '^FuzzExtract$$' -fuzztime 40000x -timeout 5m ./sink/extract
+	$(GO) test -run '^$$' -fuzz '^FuzzPlainPath$$' -fuzztime 20000x -timeout 3m ./sink/extract
 	$(GO) test -run '^$$' -fuzz '^FuzzLoginServer$$' -fuzztime 60000x -timeout 3m ./sink/smtpd
 	$(GO) test -run '^$$' -fuzz '^FuzzPlainServer$$' -fuzztime 60000x -timeout 3m ./sink/smtpd
 
@@ -102,6 +103,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzClassify$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x ./sink/classify
 	$(GO) test -run '^$$' -fuzz '^FuzzPageEscapes$$' -fuzztime $(FUZZTIME) ./forward/status
 	$(GO) test -run '^$$' -fuzz '^FuzzCleanText$$' -fuzztime $(FUZZTIME) ./sink/extract
+	$(GO) test -run '^$$' -fuzz '^FuzzPlainPath$$' -fuzztime $(FUZZTIME) ./sink/extract
 	$(GO) test -run '^$$' -fuzz '^FuzzLineConn$$' -fuzztime $(FUZZTIME) ./sink/smtpd
 	$(GO) test -run '^$$' -fuzz '^FuzzCapture$$' -fuzztime $(FUZZTIME) ./sink/smtpd
 	$(GO) test -run '^$$' -fuzz '^FuzzCheckShape$$' -fuzztime $(FUZZTIME) ./sink/smtpd

@@ -6,6 +6,7 @@
 package extract
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
@@ -17,6 +18,7 @@ import (
 	"net/mail"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -59,11 +61,22 @@ var parser = enmime.NewParser(
 	enmime.DisableCharacterDetection(true),
 )
 
+// readers hands enmime a 4 KiB buffered reader it keeps as it is (it
+// wraps any other reader in a new one): enmime copies what it keeps out of
+// the buffer, so the buffer is free again once ReadEnvelope returns.
+var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
+
 // Extract turns a raw message and its SMTP envelope into an Alert. A
 // malformed message still yields an alert with whatever could be read and its
 // problems listed in ParseErrors; only a message with no usable content at all
 // returns ErrNoContent.
 func Extract(raw []byte, env Envelope) (*sink.Alert, error) {
+	return extract(raw, env, true)
+}
+
+// extract is Extract; plain false takes every mail through enmime's full
+// parse (FuzzPlainPath compares the two).
+func extract(raw []byte, env Envelope, plain bool) (*sink.Alert, error) {
 	a := &sink.Alert{
 		ID:          sink.NewID(env.ReceivedAt),
 		ReceivedAt:  env.ReceivedAt.UTC(),
@@ -82,7 +95,7 @@ func Extract(raw []byte, env Envelope) (*sink.Alert, error) {
 		a.RcptTo = append(a.RcptTo, toUTF8(r))
 	}
 
-	e, err := parser.ReadEnvelope(bytes.NewReader(raw))
+	e, err := readEnvelope(raw, plain)
 	if err != nil {
 		// enmime gives up only on a message it cannot split into header and
 		// body at all; the bytes are still the device's words, so pass them on.
@@ -98,6 +111,25 @@ func Extract(raw []byte, env Envelope) (*sink.Alert, error) {
 		return a, ErrNoContent
 	}
 	return a, nil
+}
+
+// readEnvelope parses raw with enmime, by readPlain when plain is set and
+// raw has no Content-* header.
+func readEnvelope(raw []byte, plain bool) (*enmime.Envelope, error) {
+	br := readers.Get().(*bufio.Reader)
+	defer func() {
+		br.Reset(nil)
+		readers.Put(br)
+	}()
+	if plain && mayBePlain(raw) {
+		rd := bytes.NewReader(raw)
+		br.Reset(rd)
+		if e, ok := readPlain(raw, br, rd); ok {
+			return e, nil
+		}
+	}
+	br.Reset(bytes.NewReader(raw))
+	return parser.ReadEnvelope(br)
 }
 
 func fillFromEnvelope(a *sink.Alert, e *enmime.Envelope) {
@@ -165,7 +197,7 @@ func readAsASCII(p *enmime.Part) bool {
 	default:
 		return false
 	}
-	return slices.ContainsFunc(p.Content, func(b byte) bool { return b >= utf8.RuneSelf })
+	return !isASCII(p.Content)
 }
 
 // addresses decodes an address header into bare addresses. A header that
@@ -281,7 +313,7 @@ func cleanText(s string) string {
 	// Most alert text is ASCII: done here a byte at a time, without
 	// decoding runes, copying the runs between the bytes to drop or change
 	// (a CR, mostly) whole, and without a copy when there is nothing to clean.
-	var b []byte
+	var b strings.Builder
 	start := 0
 	for i := 0; i < len(s); i++ {
 		// Eight plain bytes (space to tilde) at a time: a word holds a
@@ -305,19 +337,20 @@ func cleanText(s string) string {
 		if c >= utf8.RuneSelf {
 			return cleanUnicodeText(s)
 		}
-		if b == nil {
-			b = make([]byte, 0, len(s))
+		if b.Cap() == 0 {
+			b.Grow(len(s)) // the result is never longer: one allocation, no copy
 		}
-		b = append(b, s[start:i]...)
+		b.WriteString(s[start:i])
 		if c == '\r' && (i+1 == len(s) || s[i+1] != '\n') {
-			b = append(b, '\n') // a lone CR ends a line; before an LF it goes
+			b.WriteByte('\n') // a lone CR ends a line; before an LF it goes
 		}
 		start = i + 1
 	}
-	if b == nil {
+	if b.Cap() == 0 {
 		return s
 	}
-	return string(append(b, s[start:]...))
+	b.WriteString(s[start:])
+	return b.String()
 }
 
 // cleanUnicodeText is cleanText for text beyond ASCII.
