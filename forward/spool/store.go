@@ -195,6 +195,17 @@ func (d *diskStore) put(ctx context.Context, id string, record ...[]byte) error 
 // errBatchAbandoned answers the puts of a batch another put gave up on.
 var errBatchAbandoned = errors.New("spool: a write in the same batch did not finish in time")
 
+// Under load (the last flush ended less than busyGap ago) the committer
+// waits up to lingerFor for more mails to join a batch, as a database's
+// group commit does: a flush costs this machine's kernel about as much CPU
+// as the rest of a small mail's path, so more mails per flush is less CPU
+// per mail, for a fraction of a millisecond more per sender. A mail that
+// comes alone is written at once.
+const (
+	busyGap   = 2 * time.Millisecond
+	lingerFor = 500 * time.Microsecond
+)
+
 // committers is how many batches may be on their way to disk at once.
 // One: measured with 20 senders (make bench), a second committer splits the
 // waiting mails into two smaller batches and halves throughput.
@@ -203,10 +214,31 @@ const committers = 1
 // committer is one of the store's goroutines; close stops them.
 func (d *diskStore) committer() {
 	defer d.committers.Done()
+	// Timers as of Go 1.23 (go.mod): Reset and Stop leave no stale tick to
+	// drain.
+	linger := time.NewTimer(time.Hour)
+	linger.Stop()
+	var last time.Time // when the last flush ended
 	for first := range d.reqs {
 		reqs, size := []*putRequest{first}, first.size
+		busy := time.Since(last) < busyGap
+		if busy {
+			linger.Reset(lingerFor)
+		}
 	collect:
 		for len(reqs) < maxBatch && size < maxBatchBytes {
+			if busy {
+				select {
+				case r, ok := <-d.reqs:
+					if !ok {
+						break collect
+					}
+					reqs, size = append(reqs, r), size+r.size
+				case <-linger.C:
+					busy = false
+				}
+				continue
+			}
 			select {
 			case r, ok := <-d.reqs:
 				if !ok {
@@ -217,6 +249,7 @@ func (d *diskStore) committer() {
 				break collect
 			}
 		}
+		linger.Stop()
 		b := &batch{}
 		d.mu.Lock()
 		kept := reqs[:0]
@@ -231,6 +264,7 @@ func (d *diskStore) committer() {
 			continue
 		}
 		at, err := d.writeBatch(kept)
+		last = time.Now()
 		d.mu.Lock()
 		b.settled = true
 		abandoned := b.abandoned && err == nil
