@@ -29,12 +29,18 @@ type BuiltinTemplate struct {
 // user's templates and devices, never these.
 var builtins = sync.OnceValue(func() loaded {
 	ts, info, err := loadBuiltins()
-	return loaded{ts, info, err}
+	x := newLitIndex()
+	for _, t := range ts {
+		x.number(t)
+	}
+	x.build()
+	return loaded{ts, info, x, err}
 })
 
 type loaded struct {
 	templates []*template
 	info      []BuiltinTemplate
+	index     *litIndex // the templates' literals
 	err       error
 }
 

@@ -66,6 +66,7 @@ type Classifier struct {
 	user    []*template
 	all     []*template // user, then built-in
 	byName  map[string]*template
+	index   *litIndex // every template's literals
 }
 
 // Builtin is the classifier with the built-in templates only.
@@ -97,6 +98,14 @@ func Load(cfg Config) (*Classifier, error) {
 		c.byName[t.name] = t
 	}
 	c.all = append(c.all, c.user...)
+	c.index = builtins().index
+	if len(c.user) > 0 {
+		c.index = c.index.clone()
+		for _, t := range c.user {
+			c.index.number(t)
+		}
+		c.index.build()
+	}
 	for _, t := range builtinTemplates() {
 		c.all = append(c.all, t)
 		if _, ok := c.byName[t.name]; !ok {
@@ -143,7 +152,7 @@ func (c *Classifier) Apply(a *sink.Alert) {
 func (c *Classifier) Event(a *sink.Alert) *sink.Event { return c.event(a, c.device(a)) }
 
 func (c *Classifier) event(a *sink.Alert, d *Device) *sink.Event {
-	m := newMail(a)
+	m := newMail(a, c.index)
 	defer m.release()
 	if d != nil {
 		m.device = d.Name
