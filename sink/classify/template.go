@@ -226,8 +226,8 @@ type mail struct {
 	haveLowAddr               bool
 	// low is the lower-cased text; seen the literals of x that the
 	// subject, body, text (one scan of low) and device hold.
-	low, lowDevice         []byte
-	seen                   [fieldText + 1]bits
+	low, lowDevice             []byte
+	seen                       [fieldText + 1]bits
 	scannedText, scannedDevice bool
 }
 
