@@ -82,6 +82,7 @@ type matcher struct {
 	// Zero's heap.
 	re     func() *regexp.Regexp
 	groups bool     // has named groups: capture, not just match
+	names  uint8    // which: bit i for groupNames[i]
 	lits   []string // one of them is in every match (prefilter.go)
 	// need are sets one string of each of which is in every match, lits
 	// among them (literalSets); ids are need numbered in the
@@ -126,7 +127,7 @@ func compileMatch(m Match, key string, lazy bool) (compiledMatch, error) {
 		if err != nil {
 			return nil, config.Bad(joinKey(key, f.name), "%v", err)
 		}
-		groups := false
+		groups, names := false, uint8(0)
 		for _, n := range parsed.CapNames() {
 			if n == "" {
 				continue
@@ -135,8 +136,9 @@ func compileMatch(m Match, key string, lazy bool) (compiledMatch, error) {
 				return nil, config.Bad(joinKey(key, f.name), "named group (?P<%s>…): want channel, camera, detail or state", n)
 			}
 			groups = true
+			names |= 1 << slices.Index(groupNames, n)
 		}
-		mt := matcher{field: f.field, expr: f.expr, groups: groups, lits: literalsOf(parsed), need: literalSets(parsed)}
+		mt := matcher{field: f.field, expr: f.expr, groups: groups, names: names, lits: literalsOf(parsed), need: literalSets(parsed)}
 		if lazy {
 			mt.re = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(mt.expr) })
 		} else {
@@ -348,6 +350,18 @@ func (m *mail) value(f field) string {
 // captures is what named groups found; the first non-empty value wins.
 type captures struct{ channel, camera, detail, state string }
 
+// filled is the groups that have a value, as matcher.names: an
+// expression whose groups all have one need not capture.
+func (c *captures) filled() uint8 {
+	var f uint8
+	for i, v := range [...]string{c.channel, c.camera, c.detail, c.state} {
+		if v != "" {
+			f |= 1 << i
+		}
+	}
+	return f
+}
+
 // wants reports whether set would keep a value of name.
 func (c *captures) wants(name string) bool {
 	switch name {
@@ -393,6 +407,17 @@ func (cm compiledMatch) matches(m *mail, c *captures) bool {
 	return true
 }
 
+// captures reports whether cm, matching, could fill a group c lacks.
+func (cm compiledMatch) captures(c *captures) bool {
+	filled := c.filled()
+	for i := range cm {
+		if cm[i].names&^filled != 0 {
+			return true
+		}
+	}
+	return false
+}
+
 func (mt *matcher) matchMail(m *mail, c *captures) bool {
 	switch mt.field {
 	case fieldSender, fieldRecipient:
@@ -417,7 +442,7 @@ func (mt matcher) maybe(lower string) bool {
 
 func (mt *matcher) matchString(s string, c *captures) bool {
 	re := mt.re()
-	if !mt.groups {
+	if !mt.groups || mt.names&^c.filled() == 0 {
 		return re.MatchString(s)
 	}
 	idx := re.FindStringSubmatchIndex(s)
@@ -434,7 +459,7 @@ func (mt *matcher) matchString(s string, c *captures) bool {
 
 func (mt *matcher) matchBytes(b []byte, c *captures) bool {
 	re := mt.re()
-	if !mt.groups {
+	if !mt.groups || mt.names&^c.filled() == 0 {
 		return re.Match(b)
 	}
 	idx := re.FindSubmatchIndex(b)
@@ -461,7 +486,9 @@ func (t *template) event(m *mail, identify bool) *sink.Event {
 			continue
 		}
 		for _, x := range t.extract {
-			x.matches(m, &c)
+			if x.captures(&c) {
+				x.matches(m, &c)
+			}
 		}
 		ev := &sink.Event{Type: r.typ, State: r.state, Channel: c.channel, Camera: c.camera,
 			Detail: r.detail, Template: t.name}
