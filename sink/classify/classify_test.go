@@ -597,3 +597,19 @@ func TestStageConcurrent(t *testing.T) {
 		<-done
 	}
 }
+
+// TestLowerInto: the copy lower-cased eight bytes at a time is
+// lowerASCII's, at every alignment and next to every byte value.
+func TestLowerInto(t *testing.T) {
+	var all []byte
+	for c := 0; c < 256; c++ {
+		all = append(all, byte(c), 'A'+byte(c)%26, 'z')
+	}
+	for _, s := range []string{"", "ABC", "Hello, WORLD@[`{", string(all), "\u212Aelvin \u017Fynology SYNOLOGY 0123456789ABCDEF", strings.Repeat("Zz@[`{AaÉé", 9)} {
+		for i := 0; i <= min(len(s), 9); i++ {
+			if got, want := string(lowerInto([]byte("x"), s[i:])), "x"+lowerASCII(s[i:]); got != want {
+				t.Fatalf("lowerInto(%q):\n got %q\nwant %q", s[i:], got, want)
+			}
+		}
+	}
+}
