@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"regexp/syntax"
 	"slices"
 	"strings"
 	"syscall"
@@ -412,6 +413,20 @@ func checkPrefilter(t *testing.T, s string) {
 				t.Fatalf("the scan of field %d changes the prefilter %q on %q", f, mt.need, s)
 			}
 		}
+		// Run from the first of its prefix literals, an expression finds
+		// what it finds in the whole field.
+		for f, v := range map[field]string{fieldSubject: m.subject, fieldBody: m.body, fieldText: string(m.textBytes())} {
+			from := m.from(f, mt.pre)
+			whole, part := mt.re().FindStringSubmatchIndex(v), mt.re().FindStringSubmatchIndex(v[from:])
+			for i := range part {
+				if part[i] >= 0 {
+					part[i] += from
+				}
+			}
+			if !slices.Equal(whole, part) {
+				t.Fatalf("%s on field %d run from %d (prefix %q): %v, want %v, in %q", mt.expr, f, from, mt.prefix, part, whole, v)
+			}
+		}
 	}
 }
 
@@ -437,6 +452,19 @@ func TestPrefilter(t *testing.T) {
 	}
 	if with*10 < total*8 {
 		t.Errorf("only %d of %d expressions have a literal prefilter", with, total)
+	}
+	for expr, want := range map[string]string{
+		`(?i)EVENT TYPE:\s*(?:Motion|VMD)`:                        "event type:",
+		`(?P<camera>(?:HP )?(?:Color )?(?:LaserJet|DeskJet) \d+)`: "hp  color  laserjet deskjet",
+		`(?i)\bUPS x`:               "",
+		`(?i)(?:abc)?\bdef`:         "",
+		`(?i)(?:DVR|NVR) NAME:|IPC`: "dvr nvr ipc",
+		`x*abc`:                     "",
+	} {
+		p, _ := syntax.Parse(expr, syntax.Perl)
+		if got := strings.Join(prefixLiterals(p), " "); got != want {
+			t.Errorf("prefixLiterals(%q) = %q, want %q", expr, got, want)
+		}
 	}
 	for expr, want := range map[string]string{
 		`(?i)synology|diskstation`:          "synology diskstation",

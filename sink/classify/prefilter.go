@@ -101,6 +101,62 @@ func literalSets(re *syntax.Regexp) [][]string {
 	return out
 }
 
+// prefixLiterals returns lower-case ASCII strings one of which every
+// match of re starts with, re looking at nothing before it (no \b or ^
+// first), or nil. A match cannot start before the first of them in a
+// field, so the expression is run from there: a regular expression with
+// (?i) is tried at every byte otherwise, and the Hikvision "EVENT TYPE:"
+// is a third of the way into its body.
+func prefixLiterals(re *syntax.Regexp) []string {
+	set, ok := prefixes(re.Simplify())
+	if !ok || shortest(set) < minLiteral {
+		return nil
+	}
+	return set
+}
+
+func prefixes(re *syntax.Regexp) ([]string, bool) {
+	switch re.Op {
+	case syntax.OpLiteral:
+		return literals(re)
+	case syntax.OpCapture, syntax.OpPlus:
+		return prefixes(re.Sub[0])
+	case syntax.OpRepeat:
+		if re.Min >= 1 {
+			return prefixes(re.Sub[0])
+		}
+	case syntax.OpAlternate:
+		var out []string
+		for _, sub := range re.Sub {
+			p, ok := prefixes(sub)
+			if !ok {
+				return nil, false
+			}
+			out = append(out, p...)
+		}
+		return out, true
+	case syntax.OpConcat:
+		// A part that may match nothing lets the match start with the
+		// next one: (?:HP )?(?:LaserJet|…) starts with "hp " or "laserjet".
+		var out []string
+		for _, sub := range re.Sub {
+			optional := sub.Op == syntax.OpQuest || sub.Op == syntax.OpStar || sub.Op == syntax.OpRepeat && sub.Min == 0
+			if optional {
+				sub = sub.Sub[0]
+			}
+			p, ok := prefixes(sub)
+			if !ok {
+				return nil, false
+			}
+			out = append(out, p...)
+			if !optional {
+				return out, true
+			}
+		}
+	}
+	return nil, false
+}
+
 // literals is requiredLiterals for one node: ok false means "no set".
 func literals(re *syntax.Regexp) ([]string, bool) {
 	switch re.Op {

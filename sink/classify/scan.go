@@ -213,6 +213,9 @@ func (x *litIndex) number(t *template) {
 		for i := range cm {
 			if mt := &cm[i]; mt.field != fieldSender && mt.field != fieldRecipient {
 				mt.ids = x.addSets(mt.need)
+				if mt.prefix != nil {
+					mt.pre = x.addSets([][]string{mt.prefix})[0]
+				}
 			}
 		}
 	}

@@ -89,6 +89,10 @@ type matcher struct {
 	// classifier's litIndex, for the fields of one value.
 	need [][]string
 	ids  [][]int32
+	// prefix are prefixLiterals, pre them in ids: the expression is run
+	// from the first of them in the field.
+	prefix []string
+	pre    []int32
 }
 
 type compiledMatch []matcher
@@ -139,6 +143,9 @@ func compileMatch(m Match, key string, lazy bool) (compiledMatch, error) {
 			names |= 1 << slices.Index(groupNames, n)
 		}
 		mt := matcher{field: f.field, expr: f.expr, groups: groups, names: names, lits: literalsOf(parsed), need: literalSets(parsed)}
+		if mt.prefix = prefixLiterals(parsed); mt.prefix != nil {
+			mt.need = append(mt.need, mt.prefix)
+		}
 		if lazy {
 			mt.re = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(mt.expr) })
 		} else {
@@ -231,6 +238,11 @@ type mail struct {
 	low, lowDevice             []byte
 	seen                       [fieldText + 1]bits
 	scannedText, scannedDevice bool
+	// textAt and bodyAt are where each literal seen first starts in the
+	// text and in the body, when sameLen: when lower-casing kept every
+	// byte where it was.
+	textAt, bodyAt []int32
+	sameLen        bool
 }
 
 var mailPool = sync.Pool{New: func() any { return new(mail) }}
@@ -312,17 +324,45 @@ func (m *mail) literals(f field) bits {
 		split := len(m.low)
 		m.low = lowerInto(append(m.low, '\n'), m.body)
 		subject, body, text := m.clearBits(fieldSubject), m.clearBits(fieldBody), m.clearBits(fieldText)
+		m.sameLen = split == len(m.subject) && len(m.low) == len(m.subject)+1+len(m.body)
+		if n := len(x.lits); cap(m.textAt) < n {
+			m.textAt, m.bodyAt = make([]int32, n), make([]int32, n)
+		}
+		textAt, bodyAt := m.textAt[:len(x.lits)], m.bodyAt[:len(x.lits)]
 		x.scan(m.low, func(id int32, at int) {
-			text.set(id)
+			if !text.has(id) {
+				text.set(id)
+				textAt[id] = int32(at)
+			}
 			if at+len(x.lits[id]) <= split {
 				subject.set(id)
-			} else if at > split {
+			} else if at > split && !body.has(id) {
 				body.set(id)
+				bodyAt[id] = int32(at - split - 1)
 			}
 		})
 		m.scannedText = true
 	}
 	return m.seen[f]
+}
+
+// from is where in field f (subject, body or text) an expression with
+// prefix literals pre can first match: the first of them.
+func (m *mail) from(f field, pre []int32) int {
+	if pre == nil || !m.sameLen {
+		return 0
+	}
+	bits, at := m.literals(f), m.textAt
+	if f == fieldBody {
+		at = m.bodyAt
+	}
+	first := -1
+	for _, id := range pre {
+		if bits.has(id) && (first < 0 || int(at[id]) < first) {
+			first = int(at[id])
+		}
+	}
+	return max(first, 0)
 }
 
 func (m *mail) clearBits(f field) bits {
@@ -429,9 +469,20 @@ func (mt *matcher) matchMail(m *mail, c *captures) bool {
 		}
 		return false
 	case fieldText:
-		return (mt.ids == nil || m.literals(fieldText).all(mt.ids)) && mt.matchBytes(m.textBytes(), c)
+		if mt.ids != nil && !m.literals(fieldText).all(mt.ids) {
+			return false
+		}
+		text := m.textBytes()
+		return mt.matchBytes(text, m.from(fieldText, mt.pre), c)
 	}
-	return (mt.ids == nil || m.literals(mt.field).all(mt.ids)) && mt.matchString(m.value(mt.field), c)
+	if mt.ids != nil && !m.literals(mt.field).all(mt.ids) {
+		return false
+	}
+	from := 0
+	if mt.field != fieldDevice {
+		from = m.from(mt.field, mt.pre)
+	}
+	return mt.matchString(m.value(mt.field)[from:], c)
 }
 
 // maybe is the prefilter: false when lower lacks every literal of one of
@@ -457,7 +508,9 @@ func (mt *matcher) matchString(s string, c *captures) bool {
 	return true
 }
 
-func (mt *matcher) matchBytes(b []byte, c *captures) bool {
+// matchBytes is matchString on b[from:].
+func (mt *matcher) matchBytes(b []byte, from int, c *captures) bool {
+	b = b[from:]
 	re := mt.re()
 	if !mt.groups || mt.names&^c.filled() == 0 {
 		return re.Match(b)
