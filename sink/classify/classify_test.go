@@ -417,6 +417,9 @@ func checkPrefilter(t *testing.T, s string) {
 		// what it finds in the whole field.
 		for f, v := range map[field]string{fieldSubject: m.subject, fieldBody: m.body, fieldText: string(m.textBytes())} {
 			from := m.from(f, mt.pre)
+			if from == 0 {
+				continue
+			}
 			whole, part := mt.re().FindStringSubmatchIndex(v), mt.re().FindStringSubmatchIndex(v[from:])
 			for i := range part {
 				if part[i] >= 0 {
