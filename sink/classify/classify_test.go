@@ -644,3 +644,43 @@ func TestLowerInto(t *testing.T) {
 		}
 	}
 }
+
+// TestScanFields: one scan of the text tells the subject's literals from
+// the body's, a literal across the line between them being the text's
+// only, and where each is first seen.
+func TestScanFields(t *testing.T) {
+	x := newLitIndex()
+	ids := map[string]int32{}
+	for _, l := range []string{"ject\nbo", "sub", "body", "bod", "xyz", "ect"} {
+		ids[l] = x.add(l)
+	}
+	x.build()
+	m := newMail(&sink.Alert{Subject: "SubJECT", Text: "Body bod body"}, x)
+	defer m.release()
+	for f, want := range map[field]string{fieldSubject: "sub ect", fieldBody: "body bod", fieldText: "ject\nbo sub body bod ect"} {
+		var got []string
+		for _, l := range x.lits {
+			if m.literals(f).has(ids[l]) {
+				got = append(got, l)
+			}
+		}
+		slices.Sort(got)
+		w := strings.Fields(strings.ReplaceAll(want, "\n", "|"))
+		for i := range w {
+			w[i] = strings.ReplaceAll(w[i], "|", "\n")
+		}
+		slices.Sort(w)
+		if !slices.Equal(got, w) {
+			t.Errorf("field %d: %q, want %q", f, got, w)
+		}
+	}
+	if at := m.from(fieldBody, []int32{ids["bod"], ids["xyz"]}); at != 0 {
+		t.Errorf("body: bod first at %d, want 0", at)
+	}
+	if at := m.from(fieldText, []int32{ids["body"], ids["ect"]}); at != 4 {
+		t.Errorf("text: ect first at %d, want 4", at)
+	}
+	if at := m.from(fieldText, []int32{ids["bod"]}); at != 8 {
+		t.Errorf("text: bod first at %d, want 8", at)
+	}
+}
