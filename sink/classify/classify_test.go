@@ -416,7 +416,7 @@ func checkPrefilter(t *testing.T, s string) {
 		// Run from the first of its prefix literals, an expression finds
 		// what it finds in the whole field.
 		for f, v := range map[field]string{fieldSubject: m.subject, fieldBody: m.body, fieldText: string(m.textBytes())} {
-			from := m.from(f, mt.pre)
+			from := m.from(f, &mt)
 			if from == 0 {
 				continue
 			}
@@ -459,13 +459,15 @@ func TestPrefilter(t *testing.T) {
 	for expr, want := range map[string]string{
 		`(?i)EVENT TYPE:\s*(?:Motion|VMD)`:                        "event type:",
 		`(?P<camera>(?:HP )?(?:Color )?(?:LaserJet|DeskJet) \d+)`: "hp  color  laserjet deskjet",
-		`(?i)\bUPS x`:               "",
-		`(?i)(?:abc)?\bdef`:         "",
+		`(?i)\bUPS x`:               "ups x (back)",
+		`(?i)(?:abc)?\bdef`:         "abc def (back)",
 		`(?i)(?:DVR|NVR) NAME:|IPC`: "dvr nvr ipc",
+		`(?i)^abc|def`:              "",
 		`x*abc`:                     "",
 	} {
 		p, _ := syntax.Parse(expr, syntax.Perl)
-		if got := strings.Join(prefixLiterals(p), " "); got != want {
+		set, back := prefixLiterals(p)
+		if got := strings.Join(set, " ") + map[bool]string{true: " (back)"}[back]; got != want {
 			t.Errorf("prefixLiterals(%q) = %q, want %q", expr, got, want)
 		}
 	}
@@ -674,13 +676,16 @@ func TestScanFields(t *testing.T) {
 			t.Errorf("field %d: %q, want %q", f, got, w)
 		}
 	}
-	if at := m.from(fieldBody, []int32{ids["bod"], ids["xyz"]}); at != 0 {
+	if at := m.from(fieldBody, &matcher{pre: []int32{ids["bod"], ids["xyz"]}}); at != 0 {
 		t.Errorf("body: bod first at %d, want 0", at)
 	}
-	if at := m.from(fieldText, []int32{ids["body"], ids["ect"]}); at != 4 {
+	if at := m.from(fieldText, &matcher{pre: []int32{ids["body"], ids["ect"]}}); at != 4 {
 		t.Errorf("text: ect first at %d, want 4", at)
 	}
-	if at := m.from(fieldText, []int32{ids["bod"]}); at != 8 {
+	if at := m.from(fieldText, &matcher{pre: []int32{ids["bod"]}}); at != 8 {
 		t.Errorf("text: bod first at %d, want 8", at)
+	}
+	if at := m.from(fieldText, &matcher{pre: []int32{ids["bod"]}, back: true}); at != 7 {
+		t.Errorf("text: a byte before bod at %d, want 7", at)
 	}
 }

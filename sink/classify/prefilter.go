@@ -102,23 +102,24 @@ func literalSets(re *syntax.Regexp) [][]string {
 }
 
 // prefixLiterals returns lower-case ASCII strings one of which every
-// match of re starts with, re looking at nothing before it (no \b or ^
-// first), or nil. A match cannot start before the first of them in a
-// field, so the expression is run from there: a regular expression with
-// (?i) is tried at every byte otherwise, and the Hikvision "EVENT TYPE:"
-// is a third of the way into its body.
-func prefixLiterals(re *syntax.Regexp) []string {
-	set, ok := prefixes(re.Simplify())
+// match of re starts with, or nil; back is true when re looks at the byte
+// before (a \b first). A match cannot start before the first of them in a
+// field, so the expression is run from there (a byte before, if back): a
+// regular expression with (?i) is tried at every byte otherwise, and the
+// Hikvision "EVENT TYPE:" is a third of the way into its body.
+func prefixLiterals(re *syntax.Regexp) (set []string, back bool) {
+	set, back, ok := prefixes(re.Simplify())
 	if !ok || shortest(set) < minLiteral {
-		return nil
+		return nil, false
 	}
-	return set
+	return set, back
 }
 
-func prefixes(re *syntax.Regexp) ([]string, bool) {
+func prefixes(re *syntax.Regexp) (set []string, back, ok bool) {
 	switch re.Op {
 	case syntax.OpLiteral:
-		return literals(re)
+		set, ok = literals(re)
+		return set, false, ok
 	case syntax.OpCapture, syntax.OpPlus:
 		return prefixes(re.Sub[0])
 	case syntax.OpRepeat:
@@ -126,35 +127,38 @@ func prefixes(re *syntax.Regexp) ([]string, bool) {
 			return prefixes(re.Sub[0])
 		}
 	case syntax.OpAlternate:
-		var out []string
 		for _, sub := range re.Sub {
-			p, ok := prefixes(sub)
+			p, b, ok := prefixes(sub)
 			if !ok {
-				return nil, false
+				return nil, false, false
 			}
-			out = append(out, p...)
+			set, back = append(set, p...), back || b
 		}
-		return out, true
+		return set, back, true
 	case syntax.OpConcat:
 		// A part that may match nothing lets the match start with the
-		// next one: (?:HP )?(?:LaserJet|…) starts with "hp " or "laserjet".
-		var out []string
+		// next one: (?:HP )?(?:LaserJet|…) starts with "hp " or
+		// "laserjet". A word boundary looks one byte back.
 		for _, sub := range re.Sub {
+			if sub.Op == syntax.OpWordBoundary || sub.Op == syntax.OpNoWordBoundary {
+				back = true
+				continue
+			}
 			optional := sub.Op == syntax.OpQuest || sub.Op == syntax.OpStar || sub.Op == syntax.OpRepeat && sub.Min == 0
 			if optional {
 				sub = sub.Sub[0]
 			}
-			p, ok := prefixes(sub)
+			p, b, ok := prefixes(sub)
 			if !ok {
-				return nil, false
+				return nil, false, false
 			}
-			out = append(out, p...)
+			set, back = append(set, p...), back || b
 			if !optional {
-				return out, true
+				return set, back, true
 			}
 		}
 	}
-	return nil, false
+	return nil, false, false
 }
 
 // literals is requiredLiterals for one node: ok false means "no set".

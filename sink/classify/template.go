@@ -90,8 +90,9 @@ type matcher struct {
 	need [][]string
 	ids  [][]int32
 	// prefix are prefixLiterals, pre them in ids: the expression is run
-	// from the first of them in the field.
+	// from the first of them in the field, a byte before if back.
 	prefix []string
+	back   bool
 	pre    []int32
 }
 
@@ -143,7 +144,7 @@ func compileMatch(m Match, key string, lazy bool) (compiledMatch, error) {
 			names |= 1 << slices.Index(groupNames, n)
 		}
 		mt := matcher{field: f.field, expr: f.expr, groups: groups, names: names, lits: literalsOf(parsed), need: literalSets(parsed)}
-		if mt.prefix = prefixLiterals(parsed); mt.prefix != nil {
+		if mt.prefix, mt.back = prefixLiterals(parsed); mt.prefix != nil {
 			mt.need = append(mt.need, mt.prefix)
 		}
 		if lazy {
@@ -346,10 +347,10 @@ func (m *mail) literals(f field) bits {
 	return m.seen[f]
 }
 
-// from is where in field f (subject, body or text) an expression with
-// prefix literals pre can first match: the first of them.
-func (m *mail) from(f field, pre []int32) int {
-	if pre == nil || !m.sameLen {
+// from is where in field f (subject, body or text) mt can first match:
+// the first of its prefix literals, a byte before if it looks back.
+func (m *mail) from(f field, mt *matcher) int {
+	if mt.pre == nil || !m.sameLen {
 		return 0
 	}
 	bits, at := m.literals(f), m.textAt
@@ -357,10 +358,13 @@ func (m *mail) from(f field, pre []int32) int {
 		at = m.bodyAt
 	}
 	first := -1
-	for _, id := range pre {
+	for _, id := range mt.pre {
 		if bits.has(id) && (first < 0 || int(at[id]) < first) {
 			first = int(at[id])
 		}
+	}
+	if mt.back {
+		first--
 	}
 	return max(first, 0)
 }
@@ -473,14 +477,14 @@ func (mt *matcher) matchMail(m *mail, c *captures) bool {
 			return false
 		}
 		text := m.textBytes()
-		return mt.matchBytes(text, m.from(fieldText, mt.pre), c)
+		return mt.matchBytes(text, m.from(fieldText, mt), c)
 	}
 	if mt.ids != nil && !m.literals(mt.field).all(mt.ids) {
 		return false
 	}
 	from := 0
 	if mt.field != fieldDevice {
-		from = m.from(mt.field, mt.pre)
+		from = m.from(mt.field, mt)
 	}
 	return mt.matchString(m.value(mt.field)[from:], c)
 }
