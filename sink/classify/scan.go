@@ -211,7 +211,7 @@ func lowerBytes(d []byte) (special bool) {
 func (x *litIndex) number(t *template) {
 	each := func(cm compiledMatch) {
 		for i := range cm {
-			if mt := &cm[i]; mt.field != fieldSender && mt.field != fieldRecipient {
+			if mt := &cm[i]; mt.field != fieldSender && mt.field != fieldRecipient && mt.need != nil {
 				mt.ids = x.addSets(mt.need)
 				if mt.prefix != nil {
 					mt.pre = x.addSets([][]string{mt.prefix})[0]
