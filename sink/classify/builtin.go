@@ -29,20 +29,26 @@ type BuiltinTemplate struct {
 // user's templates and devices, never these.
 var builtins = sync.OnceValue(func() loaded {
 	ts, info, err := loadBuiltins()
-	x := newLitIndex()
-	for _, t := range ts {
-		x.number(t)
-	}
-	x.build()
-	return loaded{ts, info, x, err}
+	return loaded{ts, info, err}
 })
 
 type loaded struct {
 	templates []*template
 	info      []BuiltinTemplate
-	index     *litIndex // the templates' literals
 	err       error
 }
+
+// builtinIndex is the built-in templates' literals, worked out when the
+// first mail is classified: like the expressions, they are not needed by
+// a sink that has no mail yet, and working them out allocates.
+var builtinIndex = sync.OnceValue(func() *litIndex {
+	x := newLitIndex()
+	for _, t := range builtinTemplates() {
+		x.number(t)
+	}
+	x.build()
+	return x
+})
 
 func loadBuiltins() ([]*template, []BuiltinTemplate, error) {
 	entries, err := templateFiles.ReadDir("templates")

@@ -31,8 +31,11 @@ func requiredLiterals(expr string) []string {
 }
 
 // literalsOf is requiredLiterals of a parsed expression.
-func literalsOf(re *syntax.Regexp) []string {
-	set, ok := literals(re.Simplify())
+func literalsOf(re *syntax.Regexp) []string { return simpleLiterals(re.Simplify()) }
+
+// simpleLiterals is literalsOf of a simplified expression.
+func simpleLiterals(re *syntax.Regexp) []string {
+	set, ok := literals(re)
 	if !ok || len(set) == 0 {
 		return nil
 	}
@@ -50,6 +53,9 @@ func literalsOf(re *syntax.Regexp) []string {
 // part. EVENT TYPE:\s*Video (?:Signal )?Loss needs "event type:",
 // "video " and "loss": a Hikvision motion mail has the first only, and
 // the expression is not run on it.
+//
+// re is simplified (syntax.Regexp.Simplify), as for prefixLiterals: the
+// expressions of the built-in templates are simplified once, at start.
 func literalSets(re *syntax.Regexp) [][]string {
 	var out [][]string
 	add := func(set []string) {
@@ -63,7 +69,7 @@ func literalSets(re *syntax.Regexp) [][]string {
 		}
 		out = append(out, set)
 	}
-	add(literalsOf(re))
+	add(simpleLiterals(re))
 	var walk func(re *syntax.Regexp)
 	walk = func(re *syntax.Regexp) {
 		switch re.Op {
@@ -97,7 +103,7 @@ func literalSets(re *syntax.Regexp) [][]string {
 			add(run)
 		}
 	}
-	walk(re.Simplify())
+	walk(re)
 	return out
 }
 
@@ -108,7 +114,7 @@ func literalSets(re *syntax.Regexp) [][]string {
 // regular expression with (?i) is tried at every byte otherwise, and the
 // Hikvision "EVENT TYPE:" is a third of the way into its body.
 func prefixLiterals(re *syntax.Regexp) (set []string, back bool) {
-	set, back, ok := prefixes(re.Simplify())
+	set, back, ok := prefixes(re)
 	if !ok || shortest(set) < minLiteral {
 		return nil, false
 	}

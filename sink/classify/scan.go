@@ -2,6 +2,7 @@ package classify
 
 import (
 	"encoding/binary"
+	"regexp/syntax"
 	"strings"
 )
 
@@ -206,12 +207,23 @@ func lowerBytes(d []byte) (special bool) {
 	return special
 }
 
-// number numbers in x the prefilter literals of t's expressions on
-// fields of one value.
+// number works out the prefilter of t's expressions (literalSets,
+// prefixLiterals) and numbers in x the literals of those on fields of one
+// value. t is not in use yet.
 func (x *litIndex) number(t *template) {
 	each := func(cm compiledMatch) {
 		for i := range cm {
-			if mt := &cm[i]; mt.field != fieldSender && mt.field != fieldRecipient && mt.need != nil {
+			mt := &cm[i]
+			parsed, err := syntax.Parse(mt.expr, syntax.Perl)
+			if err != nil {
+				continue // compile checked it
+			}
+			simple := parsed.Simplify()
+			mt.need = literalSets(simple)
+			if mt.prefix, mt.back = prefixLiterals(simple); mt.prefix != nil {
+				mt.need = append(mt.need, mt.prefix)
+			}
+			if mt.field != fieldSender && mt.field != fieldRecipient && mt.need != nil {
 				mt.ids = x.addSets(mt.need)
 				if mt.prefix != nil {
 					mt.pre = x.addSets([][]string{mt.prefix})[0]

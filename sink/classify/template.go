@@ -86,7 +86,8 @@ type matcher struct {
 	lits   []string // one of them is in every match (prefilter.go)
 	// need are sets one string of each of which is in every match, lits
 	// among them (literalSets); ids are need numbered in the
-	// classifier's litIndex, for the fields of one value.
+	// classifier's litIndex, for the fields of one value. These and
+	// prefix are worked out by litIndex.number, before the first mail.
 	need [][]string
 	ids  [][]int32
 	// prefix are prefixLiterals, pre them in ids: the expression is run
@@ -143,12 +144,10 @@ func compileMatch(m Match, key string, lazy bool) (compiledMatch, error) {
 			groups = true
 			names |= 1 << slices.Index(groupNames, n)
 		}
-		mt := matcher{field: f.field, expr: f.expr, groups: groups, names: names, lits: literalsOf(parsed), need: literalSets(parsed)}
-		if mt.prefix, mt.back = prefixLiterals(parsed); mt.prefix != nil {
-			mt.need = append(mt.need, mt.prefix)
-		}
+		mt := matcher{field: f.field, expr: f.expr, groups: groups, names: names, lits: literalsOf(parsed)}
 		if lazy {
-			mt.re = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(mt.expr) })
+			expr := f.expr // not mt: the closure would keep a copy of it
+			mt.re = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(expr) })
 		} else {
 			re, err := regexp.Compile(f.expr)
 			if err != nil {
