@@ -437,7 +437,8 @@ func checkPrefilter(t *testing.T, s string) {
 // prefilter only ever rejects what the expression rejects; and it does
 // reject most of what it sees (else it is no use).
 func TestPrefilter(t *testing.T) {
-	inputs := []string{"\u212Aelvin \u017Fynology SYNOLOGY", "EVENT TYPE: Motion Detection", "Alarm Event: Tripwire End\n"}
+	inputs := []string{"\u212Aelvin \u017Fynology SYNOLOGY", "EVENT TYPE: Motion Detection", "Alarm Event: Tripwire End\n",
+		"Subject\nXmotion, then a motion; xUPS x on battery, UPS y on battery"} // a word character before a literal \b wants
 	for _, f := range sampleFiles(t) {
 		m := newMail(sample(t, f), builtinIndex())
 		inputs = append(inputs, string(m.textBytes()))
