@@ -38,6 +38,18 @@ type loaded struct {
 	err       error
 }
 
+// builtinIndex is the built-in templates' literals, worked out when the
+// first mail is classified: like the expressions, they are not needed by
+// a sink that has no mail yet, and working them out allocates.
+var builtinIndex = sync.OnceValue(func() *litIndex {
+	x := newLitIndex()
+	for _, t := range builtinTemplates() {
+		x.number(t)
+	}
+	x.build()
+	return x
+})
+
 func loadBuiltins() ([]*template, []BuiltinTemplate, error) {
 	entries, err := templateFiles.ReadDir("templates")
 	if err != nil {

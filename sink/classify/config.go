@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 
 	"github.com/edgesink/edgesink/sink"
 	"github.com/edgesink/edgesink/sink/config"
@@ -66,6 +67,7 @@ type Classifier struct {
 	user    []*template
 	all     []*template // user, then built-in
 	byName  map[string]*template
+	index   func() *litIndex // every template's literals, on first use
 }
 
 // Builtin is the classifier with the built-in templates only.
@@ -97,6 +99,17 @@ func Load(cfg Config) (*Classifier, error) {
 		c.byName[t.name] = t
 	}
 	c.all = append(c.all, c.user...)
+	c.index = builtinIndex
+	if user := c.user; len(user) > 0 {
+		c.index = sync.OnceValue(func() *litIndex {
+			x := builtinIndex().clone()
+			for _, t := range user {
+				x.number(t)
+			}
+			x.build()
+			return x
+		})
+	}
 	for _, t := range builtinTemplates() {
 		c.all = append(c.all, t)
 		if _, ok := c.byName[t.name]; !ok {
@@ -143,7 +156,7 @@ func (c *Classifier) Apply(a *sink.Alert) {
 func (c *Classifier) Event(a *sink.Alert) *sink.Event { return c.event(a, c.device(a)) }
 
 func (c *Classifier) event(a *sink.Alert, d *Device) *sink.Event {
-	m := newMail(a)
+	m := newMail(a, c.index())
 	defer m.release()
 	if d != nil {
 		m.device = d.Name

@@ -2,8 +2,8 @@ package classify
 
 import (
 	"regexp/syntax"
+	"slices"
 	"strings"
-	"sync"
 	"unicode"
 	"unicode/utf8"
 )
@@ -31,8 +31,11 @@ func requiredLiterals(expr string) []string {
 }
 
 // literalsOf is requiredLiterals of a parsed expression.
-func literalsOf(re *syntax.Regexp) []string {
-	set, ok := literals(re.Simplify())
+func literalsOf(re *syntax.Regexp) []string { return simpleLiterals(re.Simplify()) }
+
+// simpleLiterals is literalsOf of a simplified expression.
+func simpleLiterals(re *syntax.Regexp) []string {
+	set, ok := literals(re)
 	if !ok || len(set) == 0 {
 		return nil
 	}
@@ -42,6 +45,126 @@ func literalsOf(re *syntax.Regexp) []string {
 		}
 	}
 	return set
+}
+
+// literalSets returns sets of strings as requiredLiterals does, every one
+// of which holds a string of every match: literalsOf's set, and those of
+// the other parts of a concatenation, since a match holds a match of each
+// part. EVENT TYPE:\s*Video (?:Signal )?Loss needs "event type:",
+// "video " and "loss": a Hikvision motion mail has the first only, and
+// the expression is not run on it.
+//
+// re is simplified (syntax.Regexp.Simplify), as for prefixLiterals: the
+// expressions of the built-in templates are simplified once, at start.
+func literalSets(re *syntax.Regexp) [][]string {
+	var out [][]string
+	add := func(set []string) {
+		if len(set) == 0 || shortest(set) < minLiteral {
+			return
+		}
+		for _, o := range out {
+			if slices.Equal(o, set) {
+				return
+			}
+		}
+		out = append(out, set)
+	}
+	add(simpleLiterals(re))
+	var walk func(re *syntax.Regexp)
+	walk = func(re *syntax.Regexp) {
+		switch re.Op {
+		case syntax.OpCapture, syntax.OpPlus:
+			walk(re.Sub[0])
+		case syntax.OpRepeat:
+			if re.Min >= 1 {
+				walk(re.Sub[0])
+			}
+		case syntax.OpLiteral, syntax.OpAlternate:
+			if l, ok := literals(re); ok {
+				add(l)
+			}
+		case syntax.OpConcat:
+			// Runs of exact parts are joined as literals joins them.
+			var run []string
+			for _, sub := range re.Sub {
+				if e, ok := exact(sub); ok {
+					if joined := cross(run, e); joined != nil {
+						run = joined
+					} else {
+						add(run)
+						run = e
+					}
+					continue
+				}
+				add(run)
+				run = nil
+				walk(sub)
+			}
+			add(run)
+		}
+	}
+	walk(re)
+	return out
+}
+
+// prefixLiterals returns lower-case ASCII strings one of which every
+// match of re starts with, or nil; back is true when re looks at the byte
+// before (a \b first). A match cannot start before the first of them in a
+// field, so the expression is run from there (a byte before, if back): a
+// regular expression with (?i) is tried at every byte otherwise, and the
+// Hikvision "EVENT TYPE:" is a third of the way into its body.
+func prefixLiterals(re *syntax.Regexp) (set []string, back bool) {
+	set, back, ok := prefixes(re)
+	if !ok || shortest(set) < minLiteral {
+		return nil, false
+	}
+	return set, back
+}
+
+func prefixes(re *syntax.Regexp) (set []string, back, ok bool) {
+	switch re.Op {
+	case syntax.OpLiteral:
+		set, ok = literals(re)
+		return set, false, ok
+	case syntax.OpCapture, syntax.OpPlus:
+		return prefixes(re.Sub[0])
+	case syntax.OpRepeat:
+		if re.Min >= 1 {
+			return prefixes(re.Sub[0])
+		}
+	case syntax.OpAlternate:
+		for _, sub := range re.Sub {
+			p, b, ok := prefixes(sub)
+			if !ok {
+				return nil, false, false
+			}
+			set, back = append(set, p...), back || b
+		}
+		return set, back, true
+	case syntax.OpConcat:
+		// A part that may match nothing lets the match start with the
+		// next one: (?:HP )?(?:LaserJet|…) starts with "hp " or
+		// "laserjet". A word boundary looks one byte back.
+		for _, sub := range re.Sub {
+			if sub.Op == syntax.OpWordBoundary || sub.Op == syntax.OpNoWordBoundary {
+				back = true
+				continue
+			}
+			optional := sub.Op == syntax.OpQuest || sub.Op == syntax.OpStar || sub.Op == syntax.OpRepeat && sub.Min == 0
+			if optional {
+				sub = sub.Sub[0]
+			}
+			p, b, ok := prefixes(sub)
+			if !ok {
+				return nil, false, false
+			}
+			set, back = append(set, p...), back || b
+			if !optional {
+				return set, back, true
+			}
+		}
+	}
+	return nil, false, false
 }
 
 // literals is requiredLiterals for one node: ok false means "no set".
@@ -201,14 +324,9 @@ func lowerASCII(s string) string {
 	return string(b)
 }
 
-// containsAny reports whether s contains one of set. g, when not nil, is
-// s's gramSet: a literal one of whose 3-byte sequences s lacks is passed
-// over without searching s.
-func containsAny(s string, set []string, g *gramSet) bool {
+// containsAny reports whether s contains one of set.
+func containsAny(s string, set []string) bool {
 	for _, l := range set {
-		if g != nil && !g.mayContain(l) {
-			continue
-		}
 		if strings.Contains(s, l) {
 			return true
 		}
@@ -216,48 +334,10 @@ func containsAny(s string, set []string, g *gramSet) bool {
 	return false
 }
 
-// A long field (a 4 KiB body) made every literal a search through all of
-// it: with a hundred templates, most of the CPU time the classifier took.
-// A gramSet is the set of 3-byte sequences such a field holds, hashed into
-// 2^16 bits, built in one pass; a literal is searched for only if all of
-// its 3-byte sequences are in the set (every literal has at least
-// minLiteral bytes). A collision only lets a search through, so the
-// prefilter answers as before, sooner.
-const (
-	gramBits = 1 << 16
-	// gramMin is the shortest field worth a gramSet.
-	gramMin = 256
-)
-
-type gramSet [gramBits / 64]uint64
-
-var gramPool = sync.Pool{New: func() any { return new(gramSet) }}
-
-func gramOf(a, b, c byte) uint32 {
-	return (uint32(a)<<16 | uint32(b)<<8 | uint32(c)) * 0x9E3779B1 >> 16
-}
-
-// newGramSet returns the gramSet of s, from the pool: give it back with
-// putGramSet.
-func newGramSet(s string) *gramSet {
-	g := gramPool.Get().(*gramSet)
-	for i := 0; i+3 <= len(s); i++ {
-		h := gramOf(s[i], s[i+1], s[i+2])
-		g[h>>6] |= 1 << (h & 63)
-	}
-	return g
-}
-
-func putGramSet(g *gramSet) {
-	clear(g[:])
-	gramPool.Put(g)
-}
-
-// mayContain is false when s, the string of g, cannot contain lit.
-func (g *gramSet) mayContain(lit string) bool {
-	for i := 0; i+3 <= len(lit); i++ {
-		h := gramOf(lit[i], lit[i+1], lit[i+2])
-		if g[h>>6]&(1<<(h&63)) == 0 {
+// containsAll reports whether s contains one string of each of sets.
+func containsAll(s string, sets [][]string) bool {
+	for _, set := range sets {
+		if !containsAny(s, set) {
 			return false
 		}
 	}

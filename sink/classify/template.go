@@ -82,7 +82,19 @@ type matcher struct {
 	// Zero's heap.
 	re     func() *regexp.Regexp
 	groups bool     // has named groups: capture, not just match
+	names  uint8    // which: bit i for groupNames[i]
 	lits   []string // one of them is in every match (prefilter.go)
+	// need are sets one string of each of which is in every match, lits
+	// among them (literalSets); ids are need numbered in the
+	// classifier's litIndex, for the fields of one value. These and
+	// prefix are worked out by litIndex.number, before the first mail.
+	need [][]string
+	ids  [][]int32
+	// prefix are prefixLiterals, pre them in ids: the expression is run
+	// from the first of them in the field, a byte before if back.
+	prefix []string
+	back   bool
+	pre    []int32
 }
 
 type compiledMatch []matcher
@@ -121,7 +133,7 @@ func compileMatch(m Match, key string, lazy bool) (compiledMatch, error) {
 		if err != nil {
 			return nil, config.Bad(joinKey(key, f.name), "%v", err)
 		}
-		groups := false
+		groups, names := false, uint8(0)
 		for _, n := range parsed.CapNames() {
 			if n == "" {
 				continue
@@ -130,10 +142,12 @@ func compileMatch(m Match, key string, lazy bool) (compiledMatch, error) {
 				return nil, config.Bad(joinKey(key, f.name), "named group (?P<%s>…): want channel, camera, detail or state", n)
 			}
 			groups = true
+			names |= 1 << slices.Index(groupNames, n)
 		}
-		mt := matcher{field: f.field, expr: f.expr, groups: groups, lits: literalsOf(parsed)}
+		mt := matcher{field: f.field, expr: f.expr, groups: groups, names: names, lits: literalsOf(parsed)}
 		if lazy {
-			mt.re = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(mt.expr) })
+			expr := f.expr // not mt: the closure would keep a copy of it
+			mt.re = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(expr) })
 		} else {
 			re, err := regexp.Compile(f.expr)
 			if err != nil {
@@ -202,41 +216,42 @@ const (
 	maxSubject = 1 << 10
 )
 
-// mail is an alert's fields as templates see them, and lower-cased for
-// the literal prefilter.
+// mail is an alert's fields as templates see them, with what the
+// prefilter knows of them, worked out when a template first asks: most
+// templates look at the body and text only, and many mails are decided
+// before the keyword fallback's text expressions. A mail is borrowed from
+// mailPool; its buffers are bounded by maxSubject and maxBody.
 type mail struct {
+	x                   *litIndex
 	senders, recipients []string
 	device, subject     string
-	body, text          string
+	body                string
 
-	lower [fieldText + 1][]string
-	grams [fieldText + 1]*gramSet // of long single-valued fields, made when first asked
+	// text is the subject and the body, one line apart.
+	text     []byte
+	haveText bool
+	// lowSenders and lowRecipients are lowerASCII of each value.
+	lowSenders, lowRecipients []string
+	haveLowAddr               bool
+	// low is the lower-cased text; seen the literals of x that the
+	// subject, body, text (one scan of low) and device hold.
+	low, lowDevice             []byte
+	seen                       [fieldText + 1]bits
+	scannedText, scannedDevice bool
+	// textAt and bodyAt are where each literal seen first starts in the
+	// text and in the body, when sameLen: when lower-casing kept every
+	// byte where it was.
+	textAt, bodyAt []int32
+	sameLen        bool
 }
 
-// gramsOf is the gramSet of field f's lower-cased value, nil for a field
-// of several or short values.
-func (m *mail) gramsOf(f field) *gramSet {
-	if f == fieldSender || f == fieldRecipient || len(m.lower[f][0]) < gramMin {
-		return nil
-	}
-	if m.grams[f] == nil {
-		m.grams[f] = newGramSet(m.lower[f][0])
-	}
-	return m.grams[f]
-}
+var mailPool = sync.Pool{New: func() any { return new(mail) }}
 
-// release gives back what m borrowed; m is not used after.
-func (m *mail) release() {
-	for i, g := range m.grams {
-		if g != nil {
-			putGramSet(g)
-			m.grams[i] = nil
-		}
-	}
-}
-
-func newMail(a *sink.Alert) *mail {
-	m := &mail{device: a.Device, subject: a.Subject, body: a.Text}
+// newMail borrows a mail of a's fields, prefiltered with x: give it back
+// with release.
+func newMail(a *sink.Alert, x *litIndex) *mail {
+	m := mailPool.Get().(*mail)
+	m.x, m.device, m.subject, m.body = x, a.Device, a.Subject, a.Text
 	if len(m.subject) > maxSubject {
 		m.subject = m.subject[:maxSubject]
 	}
@@ -246,32 +261,123 @@ func newMail(a *sink.Alert) *mail {
 	if len(m.body) > maxBody {
 		m.body = m.body[:maxBody]
 	}
-	m.text = m.subject + "\n" + m.body
-	m.senders = append(append(make([]string, 0, 1+len(a.From)), a.MailFrom), a.From...)
-	m.recipients = append(append(make([]string, 0, len(a.RcptTo)+len(a.To)), a.RcptTo...), a.To...)
-	for f := fieldSender; f < fieldText; f++ {
-		vs := m.values(f)
-		if vs == nil {
-			vs = []string{m.value(f)}
-		}
-		low := make([]string, len(vs))
-		for i, v := range vs {
-			low[i] = lowerASCII(v)
-		}
-		m.lower[f] = low
-	}
-	m.lower[fieldText] = []string{m.lower[fieldSubject][0] + "\n" + m.lower[fieldBody][0]}
+	m.senders = append(append(m.senders[:0], a.MailFrom), a.From...)
+	m.recipients = append(append(m.recipients[:0], a.RcptTo...), a.To...)
 	return m
 }
 
-func (m *mail) values(f field) []string {
-	switch f {
-	case fieldSender:
-		return m.senders
-	case fieldRecipient:
-		return m.recipients
+// release gives m back; m is not used after.
+func (m *mail) release() {
+	clear(m.senders)
+	clear(m.recipients)
+	clear(m.lowSenders)
+	clear(m.lowRecipients)
+	m.x, m.device, m.subject, m.body = nil, "", "", ""
+	m.haveText, m.haveLowAddr, m.scannedText, m.scannedDevice = false, false, false, false
+	mailPool.Put(m)
+}
+
+// textBytes is the text field.
+func (m *mail) textBytes() []byte {
+	if !m.haveText {
+		m.text = append(append(append(m.text[:0], m.subject...), '\n'), m.body...)
+		m.haveText = true
 	}
-	return nil
+	return m.text
+}
+
+// addresses are the values of field f (sender or recipient), and each
+// lower-cased.
+func (m *mail) addresses(f field) (vs, low []string) {
+	if !m.haveLowAddr {
+		m.lowSenders = m.lowSenders[:0]
+		for _, v := range m.senders {
+			m.lowSenders = append(m.lowSenders, lowerASCII(v))
+		}
+		m.lowRecipients = m.lowRecipients[:0]
+		for _, v := range m.recipients {
+			m.lowRecipients = append(m.lowRecipients, lowerASCII(v))
+		}
+		m.haveLowAddr = true
+	}
+	if f == fieldSender {
+		return m.senders, m.lowSenders
+	}
+	return m.recipients, m.lowRecipients
+}
+
+// literals is the set of m.x's literals that field f (device, subject,
+// body or text) holds.
+func (m *mail) literals(f field) bits {
+	x := m.x
+	if f == fieldDevice {
+		if !m.scannedDevice {
+			m.lowDevice = lowerInto(m.lowDevice[:0], m.device)
+			b := m.clearBits(fieldDevice)
+			x.scan(m.lowDevice, func(id int32, _ int) { b.set(id) })
+			m.scannedDevice = true
+		}
+		return m.seen[fieldDevice]
+	}
+	if !m.scannedText {
+		m.low = lowerInto(m.low[:0], m.subject)
+		split := len(m.low)
+		m.low = lowerInto(append(m.low, '\n'), m.body)
+		subject, body, text := m.clearBits(fieldSubject), m.clearBits(fieldBody), m.clearBits(fieldText)
+		m.sameLen = split == len(m.subject) && len(m.low) == len(m.subject)+1+len(m.body)
+		if n := len(x.lits); cap(m.textAt) < n {
+			m.textAt, m.bodyAt = make([]int32, n), make([]int32, n)
+		}
+		textAt, bodyAt := m.textAt[:len(x.lits)], m.bodyAt[:len(x.lits)]
+		x.scan(m.low, func(id int32, at int) {
+			if !text.has(id) {
+				text.set(id)
+				textAt[id] = int32(at)
+			}
+			if at+len(x.lits[id]) <= split {
+				subject.set(id)
+			} else if at > split && !body.has(id) {
+				body.set(id)
+				bodyAt[id] = int32(at - split - 1)
+			}
+		})
+		m.scannedText = true
+	}
+	return m.seen[f]
+}
+
+// from is where in field f (subject, body or text) mt can first match:
+// the first of its prefix literals, a byte before if it looks back.
+func (m *mail) from(f field, mt *matcher) int {
+	if mt.pre == nil || !m.sameLen {
+		return 0
+	}
+	bits, at := m.literals(f), m.textAt
+	if f == fieldBody {
+		at = m.bodyAt
+	}
+	first := -1
+	for _, id := range mt.pre {
+		if bits.has(id) && (first < 0 || int(at[id]) < first) {
+			first = int(at[id])
+		}
+	}
+	if mt.back {
+		first--
+	}
+	return max(first, 0)
+}
+
+func (m *mail) clearBits(f field) bits {
+	n := m.x.words()
+	b := m.seen[f]
+	if cap(b) < n {
+		b = make(bits, n)
+	}
+	b = b[:n]
+	clear(b)
+	m.seen[f] = b
+	return b
 }
 
 func (m *mail) value(f field) string {
@@ -280,14 +386,39 @@ func (m *mail) value(f field) string {
 		return m.device
 	case fieldSubject:
 		return m.subject
-	case fieldBody:
-		return m.body
 	}
-	return m.text
+	return m.body
 }
 
 // captures is what named groups found; the first non-empty value wins.
 type captures struct{ channel, camera, detail, state string }
+
+// filled is the groups that have a value, as matcher.names: an
+// expression whose groups all have one need not capture.
+func (c *captures) filled() uint8 {
+	var f uint8
+	for i, v := range [...]string{c.channel, c.camera, c.detail, c.state} {
+		if v != "" {
+			f |= 1 << i
+		}
+	}
+	return f
+}
+
+// wants reports whether set would keep a value of name.
+func (c *captures) wants(name string) bool {
+	switch name {
+	case "channel":
+		return c.channel == ""
+	case "camera":
+		return c.camera == ""
+	case "detail":
+		return c.detail == ""
+	case "state":
+		return c.state == ""
+	}
+	return false
+}
 
 func (c *captures) set(name, v string) {
 	var p *string
@@ -311,36 +442,61 @@ func (c *captures) set(name, v string) {
 // matches reports whether every matcher of cm matches m, capturing named
 // groups into c.
 func (cm compiledMatch) matches(m *mail, c *captures) bool {
-	for _, mt := range cm {
-		if !mt.matchMail(m, c) {
+	for i := range cm {
+		if !cm[i].matchMail(m, c) {
 			return false
 		}
 	}
 	return true
 }
 
-func (mt matcher) matchMail(m *mail, c *captures) bool {
-	if vs := m.values(mt.field); mt.field == fieldSender || mt.field == fieldRecipient {
+// captures reports whether cm, matching, could fill a group c lacks.
+func (cm compiledMatch) captures(c *captures) bool {
+	filled := c.filled()
+	for i := range cm {
+		if cm[i].names&^filled != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func (mt *matcher) matchMail(m *mail, c *captures) bool {
+	switch mt.field {
+	case fieldSender, fieldRecipient:
+		vs, low := m.addresses(mt.field)
 		for i, v := range vs {
-			if mt.maybe(m.lower[mt.field][i]) && mt.matchString(v, c) {
+			if mt.maybe(low[i]) && mt.matchString(v, c) {
 				return true
 			}
 		}
 		return false
+	case fieldText:
+		if mt.ids != nil && !m.literals(fieldText).all(mt.ids) {
+			return false
+		}
+		text := m.textBytes()
+		return mt.matchBytes(text, m.from(fieldText, mt), c)
 	}
-	maybe := mt.lits == nil || containsAny(m.lower[mt.field][0], mt.lits, m.gramsOf(mt.field))
-	return maybe && mt.matchString(m.value(mt.field), c)
+	if mt.ids != nil && !m.literals(mt.field).all(mt.ids) {
+		return false
+	}
+	from := 0
+	if mt.field != fieldDevice {
+		from = m.from(mt.field, mt)
+	}
+	return mt.matchString(m.value(mt.field)[from:], c)
 }
 
-// maybe is the prefilter: false when lower holds none of the literals
-// every match contains.
+// maybe is the prefilter: false when lower lacks every literal of one of
+// the sets every match contains one of.
 func (mt matcher) maybe(lower string) bool {
-	return mt.lits == nil || containsAny(lower, mt.lits, nil)
+	return containsAll(lower, mt.need)
 }
 
-func (mt matcher) matchString(s string, c *captures) bool {
+func (mt *matcher) matchString(s string, c *captures) bool {
 	re := mt.re()
-	if !mt.groups {
+	if !mt.groups || mt.names&^c.filled() == 0 {
 		return re.MatchString(s)
 	}
 	idx := re.FindStringSubmatchIndex(s)
@@ -350,6 +506,25 @@ func (mt matcher) matchString(s string, c *captures) bool {
 	for i, name := range re.SubexpNames() {
 		if name != "" && idx[2*i] >= 0 {
 			c.set(name, s[idx[2*i]:idx[2*i+1]])
+		}
+	}
+	return true
+}
+
+// matchBytes is matchString on b[from:].
+func (mt *matcher) matchBytes(b []byte, from int, c *captures) bool {
+	b = b[from:]
+	re := mt.re()
+	if !mt.groups || mt.names&^c.filled() == 0 {
+		return re.Match(b)
+	}
+	idx := re.FindSubmatchIndex(b)
+	if idx == nil {
+		return false
+	}
+	for i, name := range re.SubexpNames() {
+		if name != "" && idx[2*i] >= 0 && c.wants(name) {
+			c.set(name, string(b[idx[2*i]:idx[2*i+1]]))
 		}
 	}
 	return true
@@ -367,7 +542,9 @@ func (t *template) event(m *mail, identify bool) *sink.Event {
 			continue
 		}
 		for _, x := range t.extract {
-			x.matches(m, &c)
+			if x.captures(&c) {
+				x.matches(m, &c)
+			}
 		}
 		ev := &sink.Event{Type: r.typ, State: r.state, Channel: c.channel, Camera: c.camera,
 			Detail: r.detail, Template: t.name}
