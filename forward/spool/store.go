@@ -442,6 +442,11 @@ func (d *diskStore) dropSpare() {
 }
 
 // makeSegment creates a segment of size bytes, zero-filled and fsynced.
+// That fsync is for cost, not safety: a batch's fdatasync would carry the
+// zeros and the file's size and blocks to the disk as well, but then with a
+// journal commit; after it, a batch's flush writes its data alone. (The
+// directory's fsync, which the caller does, is for safety: it keeps the
+// segment's name.)
 func makeSegment(path string, size int64) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
