@@ -1,7 +1,8 @@
 // Package spool is the durable queue between the sink and the outputs.
 //
 // The contract: Handle returns nil only once the alert is on disk and
-// fsynced (file and directory), so the sink's 250 survives a power cut. From
+// flushed (and the file's name with it), so the sink's 250 survives a power
+// cut. From
 // then on the spool delivers it to every output, retrying with backoff, in
 // arrival order per device, until each output confirmed it or gave up on it
 // for good (dead letter). Only then is it removed from the store. After a crash or
@@ -19,10 +20,11 @@
 // is told 451 or 554 and sends again). Nothing is retried and nothing is
 // dead-lettered; delivery order per device and the lanes are the same.
 //
-// Cost on an SD card: alerts that arrive together share one batch file,
-// created, written and fsynced once, plus one directory fsync; the file is
-// unlinked once all its alerts are delivered. Alone, that is one file write
-// and fsync per mail. Nothing is rewritten and nothing polls. Mode "memory"
+// Cost on an SD card: alerts that arrive together are appended as one
+// batch to a segment, a file made once and zero-filled, and flushed with
+// one fdatasync (store.go); a delivered alert is marked in place, and a
+// segment goes once it is full and all of it is delivered. Alone, that is
+// one small write and flush per mail. Nothing polls. Mode "memory"
 // keeps the queue in RAM instead: no writes at all, and alerts not yet
 // delivered are lost on a restart or power cut.
 package spool
