@@ -12,8 +12,10 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -210,6 +212,27 @@ func publisher(t *testing.T, cfg Config, addr string) mqttLogin {
 	return mqttLogin{addr: addr, user: broker.PublisherUser, pass: strings.TrimSpace(string(pass)), args: []string{"-i", "test-as-publisher"}}
 }
 
+// waitOutputUp waits until edgesink's /metrics says its MQTT output is
+// connected.
+func waitOutputUp(t *testing.T, es *edgesink) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get("http://" + es.HTTPAddr + "/metrics")
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if strings.Contains(string(body), `edgesink_output_up{output="mqtt"} 1`) {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("edgesink's MQTT output not connected within 10s: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // sendAlert mails an alert from device cam with subject.
 func sendAlert(t *testing.T, es *edgesink, subject string) {
 	t.Helper()
@@ -225,6 +248,10 @@ func TestBrokerLogins(t *testing.T) {
 	cfg, waits := brokerConfig(t)
 	es := startEdgesink(t, cfg)
 	addr := es.BrokerAddr
+	// edgesink's own output logs in from the same address, and a good
+	// login clears the address's record: it must be in before the
+	// failures are counted.
+	waitOutputUp(t, es)
 	for _, l := range []mqttLogin{
 		{addr: addr},
 		{addr: addr, user: "nodered", pass: "wrong"},
