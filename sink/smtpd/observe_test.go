@@ -42,7 +42,7 @@ func TestObserverAndRawMail(t *testing.T) {
 	var raws [][]byte
 	h := sink.HandlerFunc(func(ctx context.Context, a *sink.Alert) error {
 		mu.Lock()
-		raws = append(raws, sink.RawMail(ctx))
+		raws = append(raws, bytes.Clone(sink.RawMail(ctx))) // the server reuses its buffer after Handle
 		mu.Unlock()
 		if a.Subject == "fail" {
 			return tempErr{}
