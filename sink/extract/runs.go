@@ -17,8 +17,9 @@ import (
 // boundary reader, then its base64 cleaner): about 80% of Extract's time on
 // the ~631 KB camera mail of make bench. readRuns cuts that out: it finds
 // each long run of plain base64 lines, decodes it with encoding/base64, and
-// hands enmime a copy of the mail in which the run is one short marker line,
-// the base64 of a token drawn from crypto/rand for this mail. enmime parses
+// hands enmime a copy of the mail in which the run is a marker of 4 KB: one
+// line of the base64 of a token drawn from crypto/rand for this mail, then
+// lines of '=', which enmime's base64 cleaner drops. enmime parses
 // the structure, headers, file names and errors as ever, and decodes the
 // marker of a run to its token; the part whose content is exactly that token
 // then gets the run's decoded bytes. Anything not exactly as expected (a
@@ -31,20 +32,27 @@ import (
 // (boundary.go, part.go, internal/coding/base64.go):
 //   - A run is whole lines (it starts after an LF and ends with one) of
 //     [A-Za-z0-9+/] and line breaks, every CR before an LF, with '=' only at
-//     its end; the marker is the same. Neither holds a '-', so a boundary
+//     its end; the marker is lines of base64 and of '='. Neither holds a
+//     '-', so a boundary
 //     delimiter ("--" + boundary) can neither start inside one nor, when the
 //     boundary has no CR or LF, run into one from before it; the boundary
 //     reader finds the same delimiters at the same places in both.
-//   - The boundary reader peeks len(boundary)+6 bytes ahead and notes the
-//     end of input (a part not closed) when the peek falls short: every
-//     boundary must be at least 8 bytes shorter than each run and marker,
-//     and the marker ends with the run's own line break, so the last peek
-//     in both sees the same bytes.
+//   - The boundary reader peeks up to len(boundary)+6 bytes ahead and notes
+//     the end of its input (a part not closed) when the peek falls short;
+//     the marker's last line is as long as the run's, with the same line
+//     break, so the last peek in both sees the end alike (also when that
+//     line break is a boundary's), and the earlier ones do not reach it.
 //   - In the first read of a part (4096 bytes, enmime's bufio size) the
-//     boundary reader looks for a delimiter at every byte, after that only
-//     after line breaks; with a short marker that first read reaches further
-//     into the mail than with the run. So every "--" + boundary in the copy
-//     must start a line, where both ways find it alike.
+//     boundary reader peeks at every byte, after that only after line
+//     breaks. Runs and markers are longer than that read and its peek
+//     (4096 + len(boundary) + 4 bytes), so a first read that reaches a run
+//     ends in it, and the one that reaches its marker ends in that: both
+//     parses peek at every byte of the same stretch before it and only
+//     after line breaks from its end on. (With a short marker a first read
+//     reached past it: a "--" + boundary mid-line, or the end of a part
+//     not closed, was seen in the copy and not in the mail.) To be sure of
+//     the line breaks, every "--" + boundary in the copy must also start a
+//     line.
 //   - enmime's base64 cleaner drops line breaks and '=' without a word and
 //     hands the rest to a RawStdEncoding decoder: the bytes are those of
 //     base64.RawStdEncoding.Decode of the run without its final '='. It
@@ -52,16 +60,19 @@ import (
 //     a text part (or one without a type, which enmime takes as text) never
 //     gets a run's bytes.
 
+// markerLen is the least length of a marker, and so of a run: enmime's
+// first read of a part (4096) and its longest peek for a boundary of up to
+// 152 characters (RFC 2046 allows 70).
+const markerLen = 4096 + 160
+
 // minRunLen is the shortest base64 body readRuns takes out of enmime's
-// hands: shorter ones cost enmime less than the marker's detour.
-const minRunLen = 4096
+// hands: shorter ones cost enmime little more than their marker.
+const minRunLen = 8192
 
 // maxRuns bounds the runs of one mail; the others go through enmime.
 const maxRuns = 64
 
-// tokenLen is the length of a run's token: 114 bytes are 152 base64
-// characters, and a marker of 153 or 154 bytes leaves room for boundaries
-// of up to 145 characters (RFC 2046 allows 70).
+// tokenLen is the length of a run's token, 152 base64 characters.
 const tokenLen = 114
 
 // maxHead is how far back from a body readRuns looks for its headers.
@@ -126,7 +137,7 @@ func findRuns(raw []byte, min int, anyPart bool) []run {
 			next = i + 1 + k + 1
 		}
 		s := bodyStart(raw[:next], i)
-		if s >= 0 && next-s >= min && (anyPart || saysBinaryBase64(raw[max(i, s-maxHead):s])) {
+		if s >= 0 && next-s >= max(min, markerLen) && (anyPart || saysBinaryBase64(raw[max(i, s-maxHead):s])) {
 			if r, ok := decodeRun(raw, s, next); ok {
 				runs = append(runs, r)
 			}
@@ -194,7 +205,7 @@ func decodeRun(raw []byte, start, end int) (run, bool) {
 	}
 	src := bytes.TrimRight(lines, "=\r\n")
 	n := len(src) - bytes.Count(src, []byte{'\n'}) - bytes.Count(src, []byte{'\r'})
-	if n < 4 {
+	if end-start < markerLen || n < 4 {
 		return run{}, false
 	}
 	// RawStdEncoding takes no '=' and skips CR and LF, as enmime's cleaner
@@ -214,30 +225,46 @@ func token(key *[16]byte, i int) [tokenLen]byte {
 	return t
 }
 
-// withMarkers returns raw with each run replaced by its marker line, and
-// the length of the shortest run or marker.
+// withMarkers returns raw with each run replaced by its marker, and the
+// length of the shortest run or marker.
 func withMarkers(raw []byte, runs []run, key *[16]byte) (cp []byte, shortest int) {
-	const markerLen = tokenLen / 3 * 4
 	size := len(raw)
 	for _, r := range runs {
-		size += markerLen + 2 - (r.end - r.start)
+		size += markerLen + len(padLine) + 2 - (r.end - r.start)
 	}
 	cp = make([]byte, 0, size)
-	shortest = markerLen + 1
+	shortest = len(raw)
 	at := 0
 	for i, r := range runs {
 		cp = append(cp, raw[at:r.start]...)
-		t := token(key, i)
-		cp = base64.StdEncoding.AppendEncode(cp, t[:])
-		if r.end-r.start >= 2 && raw[r.end-2] == '\r' {
-			cp = append(cp, '\r') // the run's own line break
+		nl := "\n"
+		if raw[r.end-2] == '\r' {
+			nl = "\r\n" // the run's own line break
 		}
-		cp = append(cp, '\n')
-		shortest = min(shortest, r.end-r.start)
+		start := len(cp)
+		t := token(key, i)
+		cp = append(base64.StdEncoding.AppendEncode(cp, t[:]), nl...)
+		for len(cp)-start < markerLen {
+			cp = append(append(cp, padLine...), nl...)
+		}
+		// The last line as long as the run's: when the run ends a part
+		// that holds a multipart not closed, its line break is the
+		// delimiter's, and the inner boundary reader's last peek is from
+		// the start of that line.
+		body := raw[r.start : r.end-len(nl)]
+		last := len(body) - 1 - bytes.LastIndexByte(body, '\n')
+		for ; last > len(padLine); last -= len(padLine) {
+			cp = append(cp, padLine...)
+		}
+		cp = append(append(cp, padLine[:last]...), nl...)
+		shortest = min(shortest, len(cp)-start, r.end-r.start)
 		at = r.end
 	}
 	return append(cp, raw[at:]...), shortest
 }
+
+// padLine fills a marker: enmime's base64 cleaner drops '=' silently.
+const padLine = "============================================================================"
 
 // matchTokens checks that enmime's parse of cp is the full parse's but for
 // the runs' contents, and fills parts[i] with the part whose content is run
@@ -279,7 +306,7 @@ func matchTokens(e *enmime.Envelope, cp []byte, key *[16]byte, parts []*enmime.P
 		return false
 	}
 	for _, b := range boundaries {
-		if strings.ContainsAny(b, "\r\n") || len(b)+8 > shortest {
+		if strings.ContainsAny(b, "\r\n") || 4096+len(b)+8 > shortest {
 			return false
 		}
 		delim := []byte("--" + b)
