@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-var generatedMails = flag.Int("runs.mails", 300, "mails TestRunsPathGenerated builds and checks")
+var generatedMails = flag.Int("runs.mails", 150, "mails TestRunsPathGenerated builds and checks")
 
 // TestRunsPathGenerated checks readRuns against the full parse on random
 // mails built of the pieces that matter to it: boundaries of the characters
