@@ -18,7 +18,7 @@ var generatedMails = flag.Int("runs.mails", 150, "mails TestRunsPathGenerated bu
 // fuzzing (FuzzRunsPath) seldom builds such mails; run with -runs.mails
 // 20000 for a longer search.
 func TestRunsPathGenerated(t *testing.T) {
-	rng := rand.New(rand.NewPCG(uint64(*generatedMails), 17))
+	rng := rand.New(rand.NewPCG(1, 17)) // the same mails first, whatever the count
 	taken := 0
 	for n := range *generatedMails {
 		raw, fp := generatedMail(rng)
@@ -34,7 +34,8 @@ func TestRunsPathGenerated(t *testing.T) {
 			checkRunsPath(t, raw, fp)
 		})
 	}
-	if taken < *generatedMails/5 {
+	t.Logf("%d of %d mails took the runs path", taken, *generatedMails)
+	if taken < *generatedMails/10 {
 		t.Errorf("only %d of %d mails took the runs path", taken, *generatedMails)
 	}
 }
