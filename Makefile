@@ -92,6 +92,7 @@ test: go-check test-deps vet
 	$(GO) test -race -timeout 8m ./...
 	$(GO) test -run '^$$' -fuzz '^FuzzExtract$$' -fuzztime 40000x -timeout 5m ./sink/extract
 	$(GO) test -run '^$$' -fuzz '^FuzzPlainPath$$' -fuzztime 20000x -timeout 3m ./sink/extract
+	$(GO) test -run '^$$' -fuzz '^FuzzRunsPath$$' -fuzztime 5000x -timeout 3m ./sink/extract
 	$(GO) test -run '^$$' -fuzz '^FuzzLoginServer$$' -fuzztime 60000x -timeout 3m ./sink/smtpd
 	$(GO) test -run '^$$' -fuzz '^FuzzPlainServer$$' -fuzztime 60000x -timeout 3m ./sink/smtpd
 
@@ -104,6 +105,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzPageEscapes$$' -fuzztime $(FUZZTIME) ./forward/status
 	$(GO) test -run '^$$' -fuzz '^FuzzCleanText$$' -fuzztime $(FUZZTIME) ./sink/extract
 	$(GO) test -run '^$$' -fuzz '^FuzzPlainPath$$' -fuzztime $(FUZZTIME) ./sink/extract
+	$(GO) test -run '^$$' -fuzz '^FuzzRunsPath$$' -fuzztime $(FUZZTIME) ./sink/extract
+	$(GO) test -run '^TestRunsPathGenerated$$' -runs.mails 20000 ./sink/extract
 	$(GO) test -run '^$$' -fuzz '^FuzzLineConn$$' -fuzztime $(FUZZTIME) ./sink/smtpd
 	$(GO) test -run '^$$' -fuzz '^FuzzCapture$$' -fuzztime $(FUZZTIME) ./sink/smtpd
 	$(GO) test -run '^$$' -fuzz '^FuzzCheckShape$$' -fuzztime $(FUZZTIME) ./sink/smtpd

@@ -52,7 +52,8 @@ const maxParseErrors = 20
 // without boundary is read as one part. Charset detection is off: measured
 // on 4 KiB alerts it took 40% of edgesink's throughput (make bench) and, on
 // the samples, found nothing the Windows-1252 fallback in toUTF8 does not
-// (undeclared Shift_JIS defeats both).
+// (undeclared Shift_JIS defeats both). readRuns (runs.go) relies on these
+// options: read its reasoning again before changing them.
 var parser = enmime.NewParser(
 	enmime.SetReadPartErrorPolicy(enmime.AllowCorruptTextPartErrorPolicy),
 	enmime.MaxStoredPartErrors(maxParseErrors),
@@ -71,12 +72,13 @@ var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) 
 // problems listed in ParseErrors; only a message with no usable content at all
 // returns ErrNoContent.
 func Extract(raw []byte, env Envelope) (*sink.Alert, error) {
-	return extract(raw, env, true)
+	return extract(raw, env, fast)
 }
 
-// extract is Extract; plain false takes every mail through enmime's full
-// parse (FuzzPlainPath compares the two).
-func extract(raw []byte, env Envelope, plain bool) (*sink.Alert, error) {
+// extract is Extract taking the shortcuts fp allows; the zero fastPaths
+// takes every mail through enmime's full parse (FuzzPlainPath and
+// FuzzRunsPath compare the two).
+func extract(raw []byte, env Envelope, fp fastPaths) (*sink.Alert, error) {
 	a := &sink.Alert{
 		ID:          sink.NewID(env.ReceivedAt),
 		ReceivedAt:  env.ReceivedAt.UTC(),
@@ -95,7 +97,7 @@ func extract(raw []byte, env Envelope, plain bool) (*sink.Alert, error) {
 		a.RcptTo = append(a.RcptTo, toUTF8(r))
 	}
 
-	e, err := readEnvelope(raw, plain)
+	e, err := readEnvelope(raw, fp)
 	if err != nil {
 		// enmime gives up only on a message it cannot split into header and
 		// body at all; the bytes are still the device's words, so pass them on.
@@ -113,18 +115,24 @@ func extract(raw []byte, env Envelope, plain bool) (*sink.Alert, error) {
 	return a, nil
 }
 
-// readEnvelope parses raw with enmime, by readPlain when plain is set and
-// raw has no Content-* header.
-func readEnvelope(raw []byte, plain bool) (*enmime.Envelope, error) {
+// readEnvelope parses raw with enmime: by readPlain when fp allows and raw
+// has no Content-* header, by readRuns when fp allows and raw has long
+// base64 bodies, else by the full parse.
+func readEnvelope(raw []byte, fp fastPaths) (*enmime.Envelope, error) {
 	br := readers.Get().(*bufio.Reader)
 	defer func() {
 		br.Reset(nil)
 		readers.Put(br)
 	}()
-	if plain && mayBePlain(raw) {
+	if fp.plain && mayBePlain(raw) {
 		rd := bytes.NewReader(raw)
 		br.Reset(rd)
 		if e, ok := readPlain(raw, br, rd); ok {
+			return e, nil
+		}
+	}
+	if fp.runMin > 0 {
+		if e, ok := readRuns(raw, br, fp); ok {
 			return e, nil
 		}
 	}

@@ -57,3 +57,13 @@ func TestAlertOwnsItsBytes(t *testing.T) {
 		})
 	}
 }
+
+// TestCameraMailRunsPath: the camera mail of make bench takes the runs
+// path (readRuns), with the full parse's alert.
+func TestCameraMailRunsPath(t *testing.T) {
+	_, camera := smtptest.CameraMail(0)
+	if !extract.RunsTaken(camera) {
+		t.Fatal("the camera mail does not take the runs path")
+	}
+	extract.CheckRunsPath(t, camera)
+}

@@ -54,8 +54,8 @@ func FuzzPlainPath(f *testing.F) {
 		f.Add(raw)
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		fast, errFast := extract(raw, testEnvelope, true)
-		full, errFull := extract(raw, testEnvelope, false)
+		fast, errFast := extract(raw, testEnvelope, fastPaths{plain: true})
+		full, errFull := extract(raw, testEnvelope, fastPaths{})
 		if !errors.Is(errFast, errFull) && (errFast == nil || errFull == nil || errFast.Error() != errFull.Error()) {
 			t.Fatalf("error %v, full parse %v", errFast, errFull)
 		}
