@@ -90,11 +90,11 @@ vet:
 
 test: go-check test-deps vet
 	$(GO) test -race -timeout 8m ./...
-	$(GO) test -run '^$$' -fuzz '^FuzzExtract$$' -fuzztime 40000x -timeout 5m ./sink/extract
-	$(GO) test -run '^$$' -fuzz '^FuzzPlainPath$$' -fuzztime 20000x -timeout 3m ./sink/extract
-	$(GO) test -run '^$$' -fuzz '^FuzzRunsPath$$' -fuzztime 5000x -timeout 3m ./sink/extract
-	$(GO) test -run '^$$' -fuzz '^FuzzLoginServer$$' -fuzztime 60000x -timeout 3m ./sink/smtpd
-	$(GO) test -run '^$$' -fuzz '^FuzzPlainServer$$' -fuzztime 60000x -timeout 3m ./sink/smtpd
+	$(GO) test -run '^$$' -fuzz '^FuzzExtract$$' -fuzztime 40000x -fuzzminimizetime 100x -timeout 5m ./sink/extract
+	$(GO) test -run '^$$' -fuzz '^FuzzPlainPath$$' -fuzztime 20000x -fuzzminimizetime 100x -timeout 3m ./sink/extract
+	$(GO) test -run '^$$' -fuzz '^FuzzRunsPath$$' -fuzztime 5000x -fuzzminimizetime 100x -timeout 3m ./sink/extract
+	$(GO) test -run '^$$' -fuzz '^FuzzLoginServer$$' -fuzztime 60000x -fuzzminimizetime 100x -timeout 3m ./sink/smtpd
+	$(GO) test -run '^$$' -fuzz '^FuzzPlainServer$$' -fuzztime 60000x -fuzzminimizetime 100x -timeout 3m ./sink/smtpd
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzExtract$$' -fuzztime $(FUZZTIME) ./sink/extract
