@@ -91,27 +91,16 @@ func benchServerProcess(mode string) int {
 		for !pub.Connected() {
 			time.Sleep(10 * time.Millisecond)
 		}
-		srv := gosmtp.NewServer(floorBackend{sp})
-		srv.ErrorLog = slog.NewLogLogger(slog.DiscardHandler, slog.LevelError)
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
+		if addr, err = serveGoSMTP(ctx, floorBackend{sp}, served, func() { sp.Close(); pub.Close() }); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		go func() { served <- srv.Serve(l) }()
-		go func() { <-ctx.Done(); srv.Close(); sp.Close(); pub.Close() }()
-		addr = l.Addr().String()
 	} else if mode == "bare" {
-		srv := gosmtp.NewServer(discardBackend{})
-		srv.ErrorLog = slog.NewLogLogger(slog.DiscardHandler, slog.LevelError)
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
+		var err error
+		if addr, err = serveGoSMTP(ctx, discardBackend{}, served, func() {}); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		go func() { served <- srv.Serve(l) }()
-		go func() { <-ctx.Done(); srv.Close() }()
-		addr = l.Addr().String()
 	} else {
 		cfg := DefaultConfig()
 		cfg.SMTP.Listen = Addrs{"127.0.0.1:0"}
@@ -169,6 +158,20 @@ func benchServerProcess(mode string) int {
 	cancel()
 	<-served
 	return 0
+}
+
+// serveGoSMTP serves backend with a plain go-smtp server on a free port
+// until ctx ends, then closes it and calls stopped.
+func serveGoSMTP(ctx context.Context, backend gosmtp.Backend, served chan<- error, stopped func()) (string, error) {
+	srv := gosmtp.NewServer(backend)
+	srv.ErrorLog = slog.NewLogLogger(slog.DiscardHandler, slog.LevelError)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	go func() { served <- srv.Serve(l) }()
+	go func() { <-ctx.Done(); srv.Close(); stopped() }()
+	return l.Addr().String(), nil
 }
 
 // peakRSS is this process's VmHWM in KiB (getrusage's maxrss would carry

@@ -66,10 +66,31 @@ func FuzzPlainPath(f *testing.F) {
 			slices.Sort(fast.ParseErrors)
 			slices.Sort(full.ParseErrors)
 		}
-		if g, w := alertJSON(t, fast), alertJSON(t, full); g != w {
+		if g, w := alertJSON(t, fast), alertJSON(t, full); g != w && !fullParseCanGive(t, raw, fast) {
 			t.Fatalf("alert differs from the full parse's\n--- plain path\n%s\n--- full parse\n%s", g, w)
 		}
 	})
+}
+
+// fullParseCanGive reports whether enmime's full parse of raw gives the
+// alert fast gave (parse errors in any order) in one of many tries. Its charset detection
+// (gogs/chardet) runs a goroutine per charset and breaks ties in the
+// order they finish, so a mail with 8-bit bytes and no declared charset
+// can come out as, say, Windows-1252 in most runs and ISO-8859-2 in some
+// (seen here: 21 runs in 300). A fast path's alert must be one of them.
+func fullParseCanGive(t *testing.T, raw []byte, fast *sink.Alert) bool {
+	t.Helper()
+	f := *fast
+	f.ParseErrors = slices.Sorted(slices.Values(fast.ParseErrors))
+	want := alertJSON(t, &f)
+	for range 500 {
+		full, _ := extract(raw, testEnvelope, fastPaths{})
+		slices.Sort(full.ParseErrors)
+		if alertJSON(t, full) == want {
+			return true
+		}
+	}
+	return false
 }
 
 // TestPlainPathTaken: the mails readPlain is for do take it, and the others

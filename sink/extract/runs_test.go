@@ -166,7 +166,7 @@ func checkRunsPath(t *testing.T, raw []byte, fp fastPaths) {
 			t.Fatalf("attachment %d: %d bytes, full parse %d", i, len(fast.Attachments[i].Data), len(full.Attachments[i].Data))
 		}
 	}
-	if g, w := alertJSON(t, fast), alertJSON(t, full); g != w {
+	if g, w := alertJSON(t, fast), alertJSON(t, full); g != w && !fullParseCanGive(t, raw, fast) {
 		g, _, _ = strings.Cut(g, "\ndata: ")
 		w, _, _ = strings.Cut(w, "\ndata: ")
 		t.Fatalf("alert differs from the full parse's\n--- runs path\n%s\n--- full parse\n%s", g, w)
