@@ -90,6 +90,20 @@ func TestSegmentsRotate(t *testing.T) {
 	}
 }
 
+// TestOneSegmentToStart: the first mails after a start make one segment,
+// not a spare beside it (a megabyte of zeros written for nothing).
+func TestOneSegmentToStart(t *testing.T) {
+	dir := t.TempDir()
+	out := &fakeOutput{name: "mqtt", fail: func(*sink.Alert, int) error { return errDown }}
+	s := open(t, Config{Dir: dir}, out)
+	for i := range 3 {
+		handle(t, s, testAlert(i, "cam"))
+	}
+	if segs, _ := filepath.Glob(filepath.Join(dir, queueDir, "*"+segmentExt)); len(segs) != 1 {
+		t.Fatalf("segments after three small alerts: %v, want one", segs)
+	}
+}
+
 // TestSegmentCutShort: a segment whose last batch a crash cut short keeps
 // the alerts written before it; the torn one (never acknowledged) and
 // those removed in place are not delivered.

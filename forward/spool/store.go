@@ -343,6 +343,7 @@ func (d *diskStore) writeBatch(batch []*putRequest) (recLoc, error) {
 // On a disk too full for a whole segment it makes do with less, down to
 // the batch's own size.
 func (d *diskStore) rotate(id string, need int64) error {
+	filled := d.seg != nil // not the first segment since start: one filled up
 	d.retire()
 	need = (need + 4095) / 4096 * 4096
 	if f, name, ok := d.takeSpare(need); ok {
@@ -371,8 +372,8 @@ func (d *diskStore) rotate(id string, need int64) error {
 		return err
 	}
 	d.use(f, name, size)
-	if size == segmentSize && !d.makingIt {
-		d.makeSpare() // the first rotation under load: from now on one is ready
+	if filled && size == segmentSize && !d.makingIt {
+		d.makeSpare() // segments fill up: from now on the next one is ready
 	}
 	return nil
 }
