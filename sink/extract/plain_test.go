@@ -60,11 +60,9 @@ func FuzzPlainPath(f *testing.F) {
 			t.Fatalf("error %v, full parse %v", errFast, errFull)
 		}
 		if !plainTaken(raw) {
-			// Both went through the full parse, whose parse_errors come in
-			// random order when Content-Type has several malformed
-			// parameters (enmime's mediatype ranges over a map).
-			slices.Sort(fast.ParseErrors)
-			slices.Sort(full.ParseErrors)
+			// Both went through the full parse: the same code twice, and
+			// not deterministic (see fullParseCanGive): nothing to compare.
+			return
 		}
 		if g, w := alertJSON(t, fast), alertJSON(t, full); g != w && !fullParseCanGive(t, raw, fast) {
 			t.Fatalf("alert differs from the full parse's\n--- plain path\n%s\n--- full parse\n%s", g, w)

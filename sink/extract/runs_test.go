@@ -152,6 +152,11 @@ func FuzzRunsPath(f *testing.F) {
 
 func checkRunsPath(t *testing.T, raw []byte, fp fastPaths) {
 	t.Helper()
+	if !runsTaken(raw, fp) && !plainTaken(raw) {
+		// Both go through the full parse: the same code twice, and not
+		// deterministic (see fullParseCanGive): nothing to compare.
+		return
+	}
 	fast, errFast := extract(raw, testEnvelope, fp)
 	full, errFull := extract(raw, testEnvelope, fastPaths{})
 	if !errors.Is(errFast, errFull) && (errFast == nil || errFull == nil || errFast.Error() != errFull.Error()) {
