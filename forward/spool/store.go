@@ -478,21 +478,42 @@ func (d *diskStore) retire() {
 	name := d.active
 	d.active = ""
 	empty := d.refs[name] <= 0
-	durable := d.durable[name]
-	f := d.open[name]
+	var f *os.File
+	var durable bool
 	if empty {
-		delete(d.refs, name)
-		delete(d.durable, name)
-		delete(d.open, name)
+		f, durable = d.dropFileLocked(name)
 	}
 	d.mu.Unlock()
-	if !empty {
-		return
+	if empty {
+		_ = d.deleteFile(name, f, durable)
 	}
-	f.Close()
-	if os.Remove(filepath.Join(d.dir, queueDir, name)) == nil && durable {
-		_ = d.queue.Sync()
+}
+
+// dropFileLocked forgets a file in queue/ that holds no alert any more and
+// returns what its deletion needs: the file if it is open here, and
+// whether the deletion must be fsynced. d.mu is held.
+func (d *diskStore) dropFileLocked(name string) (f *os.File, durable bool) {
+	f, durable = d.open[name], d.durable[name]
+	delete(d.refs, name)
+	delete(d.durable, name)
+	delete(d.open, name)
+	return f, durable
+}
+
+// deleteFile closes and deletes a file dropFileLocked let go of, and
+// fsyncs the directory when a dead letter's removal depends on it.
+func (d *diskStore) deleteFile(name string, f *os.File, durable bool) error {
+	if f != nil {
+		f.Close()
 	}
+	err := os.Remove(filepath.Join(d.dir, queueDir, name))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err == nil && durable {
+		err = d.queue.Sync()
+	}
+	return err
 }
 
 // blank removes the records in at in place: the first byte of each line
@@ -504,15 +525,10 @@ func blank(f *os.File, at recLoc, flush bool) error {
 	if _, err := f.ReadAt(buf, at.off); err != nil {
 		return err
 	}
-	return markRemoved(f, at.off, buf, flush)
-}
-
-// markRemoved marks each line of buf, read at off in f, removed.
-func markRemoved(f *os.File, off int64, buf []byte, flush bool) error {
 	var err error
 	for i := 0; i < len(buf) && err == nil; {
 		if buf[i] == '{' { // a record; not zeros a failed write left
-			_, err = f.WriteAt([]byte{removedMark}, off+int64(i))
+			err = markRemoved(f, at.off+int64(i), false)
 		}
 		n := bytes.IndexByte(buf[i:], '\n')
 		if n < 0 {
@@ -520,6 +536,16 @@ func markRemoved(f *os.File, off int64, buf []byte, flush bool) error {
 		}
 		i += n + 1
 	}
+	if err == nil && flush {
+		err = syscall.Fdatasync(int(f.Fd()))
+	}
+	return err
+}
+
+// markRemoved marks the record whose line starts at off removed; flush:
+// and fdatasyncs it.
+func markRemoved(f *os.File, off int64, flush bool) error {
+	_, err := f.WriteAt([]byte{removedMark}, off)
 	if err == nil && flush {
 		err = syscall.Fdatasync(int(f.Fd()))
 	}
@@ -628,9 +654,7 @@ func (d *diskStore) remove(id string, durably bool) error {
 	durably = d.durable[at.name]
 	f := d.open[at.name]
 	if last {
-		delete(d.refs, at.name)
-		delete(d.durable, at.name)
-		delete(d.open, at.name)
+		d.dropFileLocked(at.name)
 	} else if f == nil {
 		var err error
 		if f, err = os.OpenFile(filepath.Join(d.dir, queueDir, at.name), os.O_RDWR, 0); err != nil {
@@ -643,22 +667,12 @@ func (d *diskStore) remove(id string, durably bool) error {
 	if !last {
 		// One record, whose first byte is at.off. The file may go meanwhile
 		// with its last alert: then so has this.
-		if err := markRemoved(f, at.off, []byte{'{'}, durably); err != nil && !errors.Is(err, os.ErrClosed) {
+		if err := markRemoved(f, at.off, durably); err != nil && !errors.Is(err, os.ErrClosed) {
 			return err
 		}
 		return nil
 	}
-	if f != nil {
-		f.Close()
-	}
-	err := os.Remove(filepath.Join(d.dir, queueDir, at.name))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err == nil && durably {
-		err = d.queue.Sync()
-	}
-	return err
+	return d.deleteFile(at.name, f, durably)
 }
 
 // markDelivered is remove for a delivered alert whose file stays (others
@@ -684,7 +698,7 @@ func (d *diskStore) markDelivered(id string) bool {
 	// The file may go meanwhile with its last alert: then so has this. A
 	// mark that fails leaves the alert to be delivered once more after a
 	// restart, which at least once allows.
-	_ = markRemoved(f, at.off, []byte{'{'}, false)
+	_ = markRemoved(f, at.off, false)
 	return true
 }
 
@@ -806,7 +820,7 @@ func (d *diskStore) read(atStart bool, onCorrupt func(id, reason string)) ([]sto
 			// finished: no device got a 250 for it, and they still have the
 			// mails. Those before it stand.
 			d.onPartial(name)
-		case isBatch && !isSegment && len(tail.data) > 0, isBatch && !isSegment && len(lines) == 0:
+		case isBatch && !isSegment && (len(tail.data) > 0 || len(lines) == 0):
 			// A batch file of its own cut short: none of it was acknowledged.
 			if atStart {
 				_ = os.Remove(path)
