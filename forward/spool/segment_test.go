@@ -201,3 +201,29 @@ func openLogged(t *testing.T, cfg Config, w io.Writer, outs ...forward.Forwarder
 	t.Cleanup(func() { s.Close() })
 	return s
 }
+
+// TestPowerCutKeepsRetriedDeadLetterDead: an alert put back with Retry
+// (a file of its own in queue/) that an output refuses again is removed
+// durably: after a power cut it is a dead letter, not queued once more.
+func TestPowerCutKeepsRetriedDeadLetterDead(t *testing.T) {
+	disk, mnt := disktest.Start(t)
+	dir := filepath.Join(mnt, "spool")
+	refuse := &fakeOutput{name: "mqtt", fail: func(*sink.Alert, int) error { return errors.New("payload too large") }}
+	s := open(t, Config{Dir: dir, MaxAttempts: 1}, refuse)
+	a := testAlert(0, "cam")
+	handle(t, s, a)
+	drain(t, s)
+	s.Close()
+	if err := Retry(dir, a.ID); err != nil {
+		t.Fatal(err)
+	}
+	s2 := open(t, Config{Dir: dir, MaxAttempts: 1}, refuse)
+	drain(t, s2)
+	s2.Close()
+	disk.CutAndMount(t)
+
+	items, err := List(dir)
+	if err != nil || len(items) != 1 || items[0].State != "dead" {
+		t.Fatalf("after the power cut: %+v %v, want the alert dead once, not queued", items, err)
+	}
+}
